@@ -21,7 +21,7 @@
 #
 # Several labs can run at once: every name starts with $LAB (default: random).
 
-LAB=${LAB:-rl$(printf '%04x' $((RANDOM % 65536)))}
+LAB=${LAB:-rl$(printf '%05x' $(( ($$ * 7919 + RANDOM) % 1048576 )))}
 LAB_DIR=${LAB_DIR:-/tmp/railnet-lab-$LAB}
 LAB_NODES=0
 LAB_RAILS=0
