@@ -38,7 +38,7 @@ run_one() { # <name> <timeout-seconds> <command...>
 		echo "FAIL ($p passed, $f failed, $s skipped; log: $log)"
 		grep -E '^not ok|^# ' "$log" | head -20 | sed 's/^/      /'
 	else
-		echo "ok ($p passed${s:+, $s skipped})"
+		echo "ok ($p passed$([ "$s" -gt 0 ] && echo ", $s skipped"))"
 		grep -E '# SKIP' "$log" | sed 's/^/      /'
 	fi
 }
