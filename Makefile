@@ -41,7 +41,7 @@ DEB_PKGS := make gcc clang llvm pkg-config bpftool libbpf-dev libelf-dev zlib1g-
 
 # Userspace libraries.  Lazily expanded so that `make deps` can run on a
 # machine where pkg-config does not know them yet.
-USER_PKGS = libbpf libnl-3.0 libnl-route-3.0 json-c libmicrohttpd libnghttp2 libprotobuf-c
+USER_PKGS = libbpf libnl-3.0 libnl-route-3.0 json-c libmicrohttpd libnghttp2 libprotobuf-c zlib
 USER_PKG_CFLAGS = $(shell $(PKG_CONFIG) --cflags $(USER_PKGS))
 USER_PKG_LIBS   = $(shell $(PKG_CONFIG) --libs $(USER_PKGS))
 

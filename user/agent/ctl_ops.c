@@ -1,0 +1,298 @@
+// SPDX-License-Identifier: Apache-2.0
+/* The control ops (docs/protocol.md) and their table. */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "agent/agent.h"
+#include "common/protocol.h"
+
+#ifndef RAILNET_VERSION
+#define RAILNET_VERSION "0.1.0"
+#endif
+
+int ctl_fail(struct ctl_error *err, const char *code, int errnum, const char *fmt, ...)
+{
+	va_list ap;
+
+	snprintf(err->code, sizeof(err->code), "%s", code);
+	va_start(ap, fmt);
+	vsnprintf(err->message, sizeof(err->message), fmt, ap);
+	va_end(ap);
+	return errnum < 0 ? errnum : -EINVAL;
+}
+
+/* A required string argument. */
+static const char *arg_str(struct json_object *args, const char *key, bool required,
+			   struct ctl_error *err, int *ret)
+{
+	struct json_object *v;
+
+	if (!json_object_object_get_ex(args, key, &v) || json_object_is_type(v, json_type_null)) {
+		if (required)
+			*ret = ctl_fail(err, CTL_ERR_BAD_REQUEST, -EINVAL, "%s is required", key);
+		return NULL;
+	}
+	if (!json_object_is_type(v, json_type_string)) {
+		*ret = ctl_fail(err, CTL_ERR_BAD_REQUEST, -EINVAL, "%s must be a string", key);
+		return NULL;
+	}
+	return json_object_get_string(v);
+}
+
+static int parse_key(struct json_object *args, struct ipam_key *key, struct ctl_error *err)
+{
+	int ret = 0;
+
+	key->network = arg_str(args, "network", true, err, &ret);
+	if (!ret)
+		key->container_id = arg_str(args, "containerID", true, err, &ret);
+	if (!ret)
+		key->ifname = arg_str(args, "ifName", true, err, &ret);
+	return ret;
+}
+
+/* {"ipv4":[..],"ipv6":[..]} into name arrays (pointing into @args). */
+static int parse_pool_names(struct json_object *args, struct ipam_request *req,
+			    struct ctl_error *err)
+{
+	static const char *const fams[2] = { "ipv4", "ipv6" };
+	struct json_object *pools, *list;
+
+	if (!json_object_object_get_ex(args, "pools", &pools) ||
+	    !json_object_is_type(pools, json_type_object))
+		return ctl_fail(err, CTL_ERR_BAD_REQUEST, -EINVAL,
+				"pools must be an object {\"ipv4\":[..],\"ipv6\":[..]}");
+	for (int f = 0; f < 2; f++) {
+		const char ***names = f ? &req->pools_v6 : &req->pools_v4;
+		size_t *n = f ? &req->npools_v6 : &req->npools_v4, len;
+
+		if (!json_object_object_get_ex(pools, fams[f], &list) ||
+		    json_object_is_type(list, json_type_null))
+			continue;
+		if (!json_object_is_type(list, json_type_array))
+			return ctl_fail(err, CTL_ERR_BAD_REQUEST, -EINVAL,
+					"pools.%s must be an array of pool names", fams[f]);
+		len = json_object_array_length(list);
+		*names = calloc(len ? len : 1, sizeof(char *));
+		if (!*names)
+			return -ENOMEM;
+		for (size_t i = 0; i < len; i++) {
+			struct json_object *v = json_object_array_get_idx(list, i);
+
+			if (!json_object_is_type(v, json_type_string))
+				return ctl_fail(err, CTL_ERR_BAD_REQUEST, -EINVAL,
+						"pools.%s[%zu] must be a pool name", fams[f], i);
+			(*names)[(*n)++] = json_object_get_string(v);
+		}
+	}
+	return 0;
+}
+
+static void leases_to_result(struct agent *agent, const struct ipam_lease *leases, size_t n,
+			     struct json_object *result)
+{
+	struct json_object *ips = json_object_new_array(), *routes = json_object_new_array();
+	char addr[IPADDR_STRLEN + 8], gw[IPADDR_STRLEN];
+
+	for (size_t i = 0; i < n; i++) {
+		struct json_object *ip = json_object_new_object(), *pr;
+
+		snprintf(addr + strlen(ipaddr_str(&leases[i].addr, addr)), 6, "/%d",
+			 leases[i].prefix_len);
+		json_object_object_add(ip, "address", json_object_new_string(addr));
+		if (leases[i].has_gateway)
+			json_object_object_add(ip, "gateway",
+					       json_object_new_string(ipaddr_str(&leases[i].gateway, gw)));
+		json_object_object_add(ip, "pool", json_object_new_string(leases[i].pool));
+		json_object_array_add(ips, ip);
+		pr = ipam_pool_routes(agent->ipam, leases[i].pool);
+		for (size_t r = 0; r < json_object_array_length(pr); r++)
+			json_object_array_add(routes, json_object_get(json_object_array_get_idx(pr, r)));
+		json_object_put(pr);
+	}
+	json_object_object_add(result, "ips", ips);
+	json_object_object_add(result, "routes", routes);
+}
+
+static const char *const ipam_error_codes[IPAM_ERR_MAX] = {
+	[IPAM_ERR_EXHAUSTED] = CTL_ERR_EXHAUSTED,
+	[IPAM_ERR_UNKNOWN_POOL] = CTL_ERR_UNKNOWN_POOL,
+	[IPAM_ERR_NOT_ALLOWED] = CTL_ERR_NOT_ALLOWED,
+	[IPAM_ERR_BAD_REQUEST] = CTL_ERR_BAD_REQUEST,
+	[IPAM_ERR_STORE] = CTL_ERR_INTERNAL,
+};
+
+static int op_ipam_allocate(struct agent *agent, struct json_object *args,
+			    struct json_object *result, struct ctl_error *err)
+{
+	struct ipam_request req = { 0 };
+	struct ipam_lease leases[2];
+	enum ipam_error kind = IPAM_ERR_BAD_REQUEST;
+	char msg[sizeof(err->message)];
+	size_t n;
+	int ret;
+
+	ret = parse_key(args, &req.key, err);
+	if (!ret)
+		req.netns = arg_str(args, "netns", false, err, &ret);
+	if (!ret)
+		req.pod_namespace = arg_str(args, "podNamespace", false, err, &ret);
+	if (!ret)
+		req.pod_name = arg_str(args, "podName", false, err, &ret);
+	if (!ret)
+		req.pod_uid = arg_str(args, "podUID", false, err, &ret);
+	if (!ret)
+		ret = parse_pool_names(args, &req, err);
+	if (!ret) {
+		ret = ipam_allocate(agent->ipam, &req, leases, &n, &kind, msg, sizeof(msg));
+		if (ret)
+			ctl_fail(err, ipam_error_codes[kind], ret, "%s", msg);
+		else
+			leases_to_result(agent, leases, n, result);
+	}
+	free(req.pools_v4);
+	free(req.pools_v6);
+	return ret;
+}
+
+static int op_ipam_get(struct agent *agent, struct json_object *args, struct json_object *result,
+		       struct ctl_error *err)
+{
+	struct ipam_lease leases[2];
+	struct ipam_key key;
+	size_t n;
+	int ret = parse_key(args, &key, err);
+
+	if (ret)
+		return ret;
+	if (ipam_get(agent->ipam, &key, leases, &n))
+		return ctl_fail(err, CTL_ERR_NOT_FOUND, -ENOENT,
+				"no allocation for network %s, container %s, %s", key.network,
+				key.container_id, key.ifname);
+	leases_to_result(agent, leases, n, result);
+	return 0;
+}
+
+static int op_ipam_release(struct agent *agent, struct json_object *args,
+			   struct json_object *result, struct ctl_error *err)
+{
+	struct json_object *released = json_object_new_array();
+	struct ipam_key key;
+	int ret = parse_key(args, &key, err);
+
+	if (!ret) {
+		ret = ipam_release(agent->ipam, &key, released);
+		if (ret)
+			ctl_fail(err, CTL_ERR_INTERNAL, ret, "release failed: %s", strerror(-ret));
+	}
+	json_object_object_add(result, "released", released);
+	return ret;
+}
+
+static int op_ipam_gc(struct agent *agent, struct json_object *args, struct json_object *result,
+		      struct ctl_error *err)
+{
+	struct json_object *valid, *released;
+	const char *network;
+	int ret = 0;
+
+	network = arg_str(args, "network", true, err, &ret);
+	if (ret)
+		return ret;
+	if (!json_object_object_get_ex(args, "valid", &valid) ||
+	    !json_object_is_type(valid, json_type_array))
+		return ctl_fail(err, CTL_ERR_BAD_REQUEST, -EINVAL,
+				"valid must be an array of {containerID, ifName}");
+	released = json_object_new_array();
+	ret = ipam_gc(agent->ipam, network, valid, released);
+	json_object_object_add(result, "released", released);
+	if (ret)
+		return ctl_fail(err, CTL_ERR_INTERNAL, ret, "gc failed: %s", strerror(-ret));
+	return 0;
+}
+
+static struct json_object *pools_json(struct agent *agent, const char *only)
+{
+	struct json_object *arr = json_object_new_array();
+	struct ipam_pool_stats *st;
+	size_t n;
+
+	if (ipam_pool_stats(agent->ipam, &st, &n))
+		return arr;
+	for (size_t i = 0; i < n; i++) {
+		struct json_object *o;
+
+		if (only && strcmp(only, st[i].name))
+			continue;
+		o = json_object_new_object();
+		json_object_object_add(o, "name", json_object_new_string(st[i].name));
+		json_object_object_add(o, "subnet", json_object_new_string(st[i].subnet));
+		json_object_object_add(o, "gateway", json_object_new_string(st[i].gateway));
+		json_object_object_add(o, "total", json_object_new_uint64(st[i].total));
+		json_object_object_add(o, "used", json_object_new_uint64(st[i].used));
+		json_object_object_add(o, "free", json_object_new_uint64(st[i].total - st[i].used));
+		json_object_object_add(o, "exhausted", json_object_new_boolean(st[i].used >= st[i].total));
+		json_object_array_add(arr, o);
+	}
+	free(st);
+	return arr;
+}
+
+static int op_ipam_pools(struct agent *agent, struct json_object *args,
+			 struct json_object *result, struct ctl_error *err)
+{
+	int ret = 0;
+	const char *pool = arg_str(args, "pool", false, err, &ret);
+
+	if (ret)
+		return ret;
+	json_object_object_add(result, "pools", pools_json(agent, pool));
+	return 0;
+}
+
+static int op_ipam_allocations(struct agent *agent, struct json_object *args,
+			       struct json_object *result, struct ctl_error *err)
+{
+	int ret = 0;
+	const char *pool = arg_str(args, "pool", false, err, &ret);
+
+	if (ret)
+		return ret;
+	json_object_object_add(result, "allocations", ipam_allocations(agent->ipam, pool));
+	return 0;
+}
+
+static int op_status(struct agent *agent, struct json_object *args, struct json_object *result,
+		     struct ctl_error *err)
+{
+	pthread_rwlock_rdlock(&agent->reload_lock);
+	json_object_object_add(result, "nodeName", json_object_new_string(agent->cfg.node_name));
+	json_object_object_add(result, "store", json_object_new_string(agent->cfg.store_type));
+	pthread_rwlock_unlock(&agent->reload_lock);
+	json_object_object_add(result, "version", json_object_new_string(RAILNET_VERSION));
+	json_object_object_add(result, "uptimeSeconds",
+			       json_object_new_int64((int64_t)(time(NULL) - agent->started)));
+	json_object_object_add(result, "pools", pools_json(agent, NULL));
+	return 0;
+}
+
+static const struct ctl_op ctl_ops[] = {
+	{ "ipam.allocate", op_ipam_allocate },
+	{ "ipam.release", op_ipam_release },
+	{ "ipam.get", op_ipam_get },
+	{ "ipam.gc", op_ipam_gc },
+	{ "ipam.pools", op_ipam_pools },
+	{ "ipam.allocations", op_ipam_allocations },
+	{ "status", op_status },
+};
+
+const struct ctl_op *ctl_op_find(const char *name)
+{
+	for (size_t i = 0; i < sizeof(ctl_ops) / sizeof(ctl_ops[0]); i++)
+		if (!strcmp(ctl_ops[i].name, name))
+			return &ctl_ops[i];
+	return NULL;
+}

@@ -1,0 +1,1265 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "agent/ipam.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common/log.h"
+
+struct alloc {
+	struct alloc *next;
+	char *pool;
+	struct ipaddr addr;
+	bool stateful;
+	char *network, *container_id, *ifname, *netns;
+	char *pod_namespace, *pod_name, *pod_uid;
+	long long orphan_since_ms; /* 0: its netns was there at the last look */
+};
+
+/* A stateful pod's address, kept after release so that the pod gets it back. */
+struct sticky {
+	struct sticky *next;
+	char *pool, *network, *pod_namespace, *pod_name, *ifname;
+	struct ipaddr addr;
+};
+
+struct pool {
+	struct ipam_pool_config cfg;
+	/* The addresses it may hand out: ranges within the subnet, less the
+	 * gateway, network/broadcast, excludeIPs and reservedIPs; sorted,
+	 * disjoint. */
+	struct iprange *cand;
+	size_t ncand;
+	u128 usable;
+	unsigned long long used;
+	struct ipaddr cursor; /* the last address handed out */
+	bool has_cursor;
+};
+
+/* Open-addressing set of allocations by address: no address is held twice. */
+struct addr_index {
+	struct alloc **slots;
+	size_t cap, count, tombs;
+};
+#define TOMB ((struct alloc *)1)
+
+struct ipam {
+	pthread_mutex_t lock;
+	struct store *store;
+	char *node_name;
+	struct pool *pools;
+	size_t npools;
+	struct alloc *allocs;
+	size_t nallocs;
+	struct addr_index index;
+	struct sticky *sticky;
+	unsigned long long errors[IPAM_ERR_MAX];
+
+	pthread_t compactor;
+	pthread_cond_t compact_cond;
+	bool compact_wanted, stopping, compactor_started;
+};
+
+static const char *const error_names[IPAM_ERR_MAX] = {
+	[IPAM_ERR_EXHAUSTED] = "pool_exhausted",
+	[IPAM_ERR_UNKNOWN_POOL] = "unknown_pool",
+	[IPAM_ERR_NOT_ALLOWED] = "pool_not_allowed",
+	[IPAM_ERR_BAD_REQUEST] = "bad_request",
+	[IPAM_ERR_STORE] = "store",
+};
+
+const char *ipam_error_name(enum ipam_error kind)
+{
+	return kind < IPAM_ERR_MAX ? error_names[kind] : "unknown";
+}
+
+static long long now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1000LL + ts.tv_nsec / 1000000;
+}
+
+static bool str_eq(const char *a, const char *b)
+{
+	return strcmp(a ? a : "", b ? b : "") == 0;
+}
+
+static char *xstrdup(const char *s)
+{
+	return strdup(s ? s : "");
+}
+
+/* --- the address index ------------------------------------------------ */
+
+static size_t addr_hash(const struct ipaddr *a)
+{
+	u128 v = a->v * (u128)0x9E3779B97F4A7C15ULL;
+
+	return (size_t)(v ^ (v >> 64) ^ (u128)a->family);
+}
+
+static int index_grow(struct addr_index *ix);
+
+static struct alloc **index_slot(struct addr_index *ix, const struct ipaddr *a, bool for_insert)
+{
+	struct alloc **tomb = NULL;
+	size_t i;
+
+	if (!ix->cap)
+		return NULL;
+	for (i = addr_hash(a) & (ix->cap - 1);; i = (i + 1) & (ix->cap - 1)) {
+		struct alloc *s = ix->slots[i];
+
+		if (!s)
+			return for_insert && tomb ? tomb : &ix->slots[i];
+		if (s == TOMB) {
+			if (!tomb)
+				tomb = &ix->slots[i];
+			continue;
+		}
+		if (ipaddr_eq(&s->addr, a))
+			return &ix->slots[i];
+	}
+}
+
+static struct alloc *index_find(struct addr_index *ix, const struct ipaddr *a)
+{
+	struct alloc **slot = index_slot(ix, a, false);
+
+	return slot && *slot != TOMB ? *slot : NULL;
+}
+
+static int index_insert(struct addr_index *ix, struct alloc *al)
+{
+	struct alloc **slot;
+	int err;
+
+	if ((ix->count + ix->tombs + 1) * 10 >= ix->cap * 7) {
+		err = index_grow(ix);
+		if (err)
+			return err;
+	}
+	slot = index_slot(ix, &al->addr, true);
+	if (*slot == TOMB)
+		ix->tombs--;
+	if (!*slot || *slot == TOMB)
+		ix->count++;
+	*slot = al;
+	return 0;
+}
+
+static void index_remove(struct addr_index *ix, const struct ipaddr *a)
+{
+	struct alloc **slot = index_slot(ix, a, false);
+
+	if (slot && *slot && *slot != TOMB) {
+		*slot = TOMB;
+		ix->count--;
+		ix->tombs++;
+	}
+}
+
+static int index_grow(struct addr_index *ix)
+{
+	struct addr_index bigger = { .cap = ix->cap ? ix->cap * 2 : 64 };
+
+	while ((ix->count + 1) * 10 >= bigger.cap * 5)
+		bigger.cap *= 2;
+	bigger.slots = calloc(bigger.cap, sizeof(*bigger.slots));
+	if (!bigger.slots)
+		return -ENOMEM;
+	for (size_t i = 0; i < ix->cap; i++) {
+		struct alloc *s = ix->slots[i];
+
+		if (s && s != TOMB)
+			*index_slot(&bigger, &s->addr, true) = s, bigger.count++;
+	}
+	free(ix->slots);
+	*ix = bigger;
+	return 0;
+}
+
+/* --- pools ------------------------------------------------------------ */
+
+static void pool_config_free(struct ipam_pool_config *pc)
+{
+	free(pc->name);
+	free(pc->ranges);
+	free(pc->excludes);
+	json_object_put(pc->routes);
+	for (size_t i = 0; i < pc->nnode_names; i++)
+		free(pc->node_names[i]);
+	free(pc->node_names);
+	memset(pc, 0, sizeof(*pc));
+}
+
+void ipam_config_free(struct ipam_config *cfg)
+{
+	for (size_t i = 0; i < cfg->npools; i++)
+		pool_config_free(&cfg->pools[i]);
+	free(cfg->pools);
+	free(cfg->reserved);
+	memset(cfg, 0, sizeof(*cfg));
+}
+
+static int pool_config_copy(struct ipam_pool_config *dst, const struct ipam_pool_config *src)
+{
+	*dst = *src;
+	dst->name = strdup(src->name);
+	dst->ranges = malloc(sizeof(*dst->ranges) * (src->nranges ? src->nranges : 1));
+	dst->excludes = malloc(sizeof(*dst->excludes) * (src->nexcludes ? src->nexcludes : 1));
+	dst->node_names = calloc(src->nnode_names ? src->nnode_names : 1, sizeof(char *));
+	dst->routes = src->routes ? json_object_get(src->routes) : json_object_new_array();
+	if (!dst->name || !dst->ranges || !dst->excludes || !dst->node_names)
+		goto err;
+	memcpy(dst->ranges, src->ranges, sizeof(*dst->ranges) * src->nranges);
+	memcpy(dst->excludes, src->excludes, sizeof(*dst->excludes) * src->nexcludes);
+	for (size_t i = 0; i < src->nnode_names; i++)
+		if (!(dst->node_names[i] = strdup(src->node_names[i])))
+			goto err;
+	return 0;
+err:
+	dst->nnode_names = src->nnode_names;
+	pool_config_free(dst);
+	return -ENOMEM;
+}
+
+static int cmp_range(const void *a, const void *b)
+{
+	const struct iprange *x = a, *y = b;
+
+	return x->first < y->first ? -1 : x->first > y->first;
+}
+
+/* Removes [first, last] from the sorted disjoint @ranges. */
+static int ranges_subtract(struct iprange **ranges, size_t *n, u128 first, u128 last)
+{
+	for (size_t i = 0; i < *n; i++) {
+		struct iprange *r = &(*ranges)[i];
+
+		if (last < r->first || first > r->last)
+			continue;
+		if (first <= r->first && last >= r->last) {
+			memmove(r, r + 1, (*n - i - 1) * sizeof(*r));
+			(*n)--;
+			i--;
+		} else if (first <= r->first) {
+			r->first = last + 1;
+		} else if (last >= r->last) {
+			r->last = first - 1;
+		} else {
+			struct iprange *grown = realloc(*ranges, (*n + 1) * sizeof(**ranges));
+
+			if (!grown)
+				return -ENOMEM;
+			*ranges = grown;
+			r = &grown[i];
+			memmove(r + 2, r + 1, (*n - i - 1) * sizeof(*r));
+			r[1] = (struct iprange){ last + 1, r->last, r->family };
+			r->last = first - 1;
+			(*n)++;
+			i++;
+		}
+	}
+	return 0;
+}
+
+/* The addresses a pool may hand out (see struct pool). */
+static int pool_candidates(struct pool *p, const struct iprange *reserved, size_t nreserved)
+{
+	const struct ipam_pool_config *pc = &p->cfg;
+	u128 net = pc->subnet.net.v, last = ipprefix_last(&pc->subnet);
+	struct iprange *c;
+	size_t n = 0;
+	int err;
+
+	c = malloc(sizeof(*c) * (pc->nranges ? pc->nranges : 1));
+	if (!c)
+		return -ENOMEM;
+	for (size_t i = 0; i < pc->nranges; i++) {
+		struct iprange r = pc->ranges[i];
+
+		if (r.first < net)
+			r.first = net;
+		if (r.last > last)
+			r.last = last;
+		if (r.first <= r.last)
+			c[n++] = r;
+	}
+	qsort(c, n, sizeof(*c), cmp_range);
+	/* Merge overlaps so that counts are exact. */
+	for (size_t i = 1; i < n;) {
+		if (c[i].first <= c[i - 1].last + 1) {
+			if (c[i].last > c[i - 1].last)
+				c[i - 1].last = c[i].last;
+			memmove(&c[i], &c[i + 1], (n - i - 1) * sizeof(*c));
+			n--;
+		} else {
+			i++;
+		}
+	}
+	/* Network and broadcast addresses exist only where the prefix leaves
+	 * room for hosts besides them (RFC 3021: /31 has none). */
+	err = 0;
+	if (pc->subnet.net.family == AF_INET && pc->subnet.len <= 30) {
+		err = ranges_subtract(&c, &n, net, net);
+		if (!err)
+			err = ranges_subtract(&c, &n, last, last);
+	} else if (pc->subnet.net.family == AF_INET6 && pc->subnet.len <= 126) {
+		/* The subnet-router anycast address. */
+		err = ranges_subtract(&c, &n, net, net);
+	}
+	if (!err && pc->has_gateway)
+		err = ranges_subtract(&c, &n, pc->gateway.v, pc->gateway.v);
+	for (size_t i = 0; !err && i < pc->nexcludes; i++)
+		if (pc->excludes[i].family == pc->subnet.net.family)
+			err = ranges_subtract(&c, &n, pc->excludes[i].first, pc->excludes[i].last);
+	for (size_t i = 0; !err && i < nreserved; i++)
+		if (reserved[i].family == pc->subnet.net.family)
+			err = ranges_subtract(&c, &n, reserved[i].first, reserved[i].last);
+	if (err) {
+		free(c);
+		return err;
+	}
+	free(p->cand);
+	p->cand = c;
+	p->ncand = n;
+	p->usable = 0;
+	for (size_t i = 0; i < n; i++)
+		p->usable += c[i].last - c[i].first + 1;
+	return 0;
+}
+
+static bool pool_is_candidate(const struct pool *p, const struct ipaddr *a)
+{
+	for (size_t i = 0; i < p->ncand; i++)
+		if (iprange_contains(&p->cand[i], a))
+			return true;
+	return false;
+}
+
+/* The candidate that follows @v, wrapping around. */
+static u128 pool_next_candidate(const struct pool *p, u128 v, bool has)
+{
+	if (has) {
+		for (size_t i = 0; i < p->ncand; i++) {
+			if (v < p->cand[i].first)
+				return p->cand[i].first;
+			if (v < p->cand[i].last)
+				return v + 1;
+		}
+	}
+	return p->cand[0].first;
+}
+
+static struct pool *find_pool(struct ipam *ipam, const char *name)
+{
+	for (size_t i = 0; i < ipam->npools; i++)
+		if (!strcmp(ipam->pools[i].cfg.name, name))
+			return &ipam->pools[i];
+	return NULL;
+}
+
+static bool pool_allowed_here(const struct pool *p, const char *node)
+{
+	if (!p->cfg.nnode_names)
+		return true;
+	for (size_t i = 0; i < p->cfg.nnode_names; i++)
+		if (!strcmp(p->cfg.node_names[i], node))
+			return true;
+	return false;
+}
+
+/* --- allocations and their records ---------------------------------------- */
+
+static void alloc_free(struct alloc *al)
+{
+	if (!al)
+		return;
+	free(al->pool);
+	free(al->network);
+	free(al->container_id);
+	free(al->ifname);
+	free(al->netns);
+	free(al->pod_namespace);
+	free(al->pod_name);
+	free(al->pod_uid);
+	free(al);
+}
+
+static void sticky_free(struct sticky *s)
+{
+	free(s->pool);
+	free(s->network);
+	free(s->pod_namespace);
+	free(s->pod_name);
+	free(s->ifname);
+	free(s);
+}
+
+static bool sticky_matches(const struct sticky *s, const char *pool, const char *network,
+			   const char *pod_ns, const char *pod_name, const char *ifname)
+{
+	return str_eq(s->pool, pool) && str_eq(s->network, network) &&
+	       str_eq(s->pod_namespace, pod_ns) && str_eq(s->pod_name, pod_name) &&
+	       str_eq(s->ifname, ifname);
+}
+
+static void sticky_forget(struct ipam *ipam, const char *pool, const char *network,
+			  const char *pod_ns, const char *pod_name, const char *ifname)
+{
+	for (struct sticky **pp = &ipam->sticky; *pp;) {
+		struct sticky *s = *pp;
+
+		if (sticky_matches(s, pool, network, pod_ns, pod_name, ifname)) {
+			*pp = s->next;
+			sticky_free(s);
+		} else {
+			pp = &s->next;
+		}
+	}
+}
+
+static int sticky_remember(struct ipam *ipam, const struct alloc *al)
+{
+	struct sticky *s = calloc(1, sizeof(*s));
+
+	if (!s)
+		return -ENOMEM;
+	sticky_forget(ipam, al->pool, al->network, al->pod_namespace, al->pod_name, al->ifname);
+	s->pool = xstrdup(al->pool);
+	s->network = xstrdup(al->network);
+	s->pod_namespace = xstrdup(al->pod_namespace);
+	s->pod_name = xstrdup(al->pod_name);
+	s->ifname = xstrdup(al->ifname);
+	s->addr = al->addr;
+	s->next = ipam->sticky;
+	ipam->sticky = s;
+	return 0;
+}
+
+static void add_str(struct json_object *o, const char *key, const char *v)
+{
+	json_object_object_add(o, key, json_object_new_string(v ? v : ""));
+}
+
+static const char *get_str(struct json_object *o, const char *key)
+{
+	struct json_object *v;
+
+	if (!json_object_object_get_ex(o, key, &v) || !json_object_is_type(v, json_type_string))
+		return NULL;
+	return json_object_get_string(v);
+}
+
+static struct json_object *alloc_record(const struct alloc *al)
+{
+	struct json_object *r = json_object_new_object();
+	char buf[IPADDR_STRLEN];
+
+	add_str(r, "t", "a");
+	add_str(r, "pool", al->pool);
+	add_str(r, "addr", ipaddr_str(&al->addr, buf));
+	add_str(r, "net", al->network);
+	add_str(r, "cid", al->container_id);
+	add_str(r, "if", al->ifname);
+	add_str(r, "netns", al->netns);
+	add_str(r, "pns", al->pod_namespace);
+	add_str(r, "pn", al->pod_name);
+	add_str(r, "uid", al->pod_uid);
+	if (al->stateful)
+		json_object_object_add(r, "st", json_object_new_boolean(1));
+	return r;
+}
+
+static struct json_object *addr_record(const char *type, const char *pool, const struct ipaddr *a)
+{
+	struct json_object *r = json_object_new_object();
+	char buf[IPADDR_STRLEN];
+
+	add_str(r, "t", type);
+	add_str(r, "pool", pool);
+	add_str(r, "addr", ipaddr_str(a, buf));
+	return r;
+}
+
+static void pool_account(struct ipam *ipam, const char *pool, long delta)
+{
+	struct pool *p = find_pool(ipam, pool);
+
+	if (p)
+		p->used += (unsigned long long)delta;
+}
+
+static void unlink_alloc(struct ipam *ipam, struct alloc *al)
+{
+	for (struct alloc **pp = &ipam->allocs; *pp; pp = &(*pp)->next) {
+		if (*pp == al) {
+			*pp = al->next;
+			break;
+		}
+	}
+	index_remove(&ipam->index, &al->addr);
+	pool_account(ipam, al->pool, -1);
+	ipam->nallocs--;
+}
+
+static int link_alloc(struct ipam *ipam, struct alloc *al)
+{
+	struct alloc *old = index_find(&ipam->index, &al->addr);
+	struct pool *p;
+	int err;
+
+	if (old) {
+		unlink_alloc(ipam, old);
+		alloc_free(old);
+	}
+	err = index_insert(&ipam->index, al);
+	if (err)
+		return err;
+	al->next = ipam->allocs;
+	ipam->allocs = al;
+	ipam->nallocs++;
+	pool_account(ipam, al->pool, 1);
+	p = find_pool(ipam, al->pool);
+	if (p) {
+		p->cursor = al->addr;
+		p->has_cursor = true;
+	}
+	return 0;
+}
+
+/* Replays one store record. */
+static int apply_record(void *ctx, struct json_object *rec)
+{
+	struct ipam *ipam = ctx;
+	const char *type = get_str(rec, "t"), *pool = get_str(rec, "pool"), *addr = get_str(rec, "addr");
+	struct ipaddr a;
+	struct alloc *al;
+	struct pool *p;
+
+	if (!type || !pool || !addr || ipaddr_parse(addr, &a)) {
+		log_warn("store_record_skipped", "reason=\"missing field\"");
+		return 0;
+	}
+	switch (type[0]) {
+	case 'a':
+		al = calloc(1, sizeof(*al));
+		if (!al)
+			return -ENOMEM;
+		al->pool = xstrdup(pool);
+		al->addr = a;
+		al->network = xstrdup(get_str(rec, "net"));
+		al->container_id = xstrdup(get_str(rec, "cid"));
+		al->ifname = xstrdup(get_str(rec, "if"));
+		al->netns = xstrdup(get_str(rec, "netns"));
+		al->pod_namespace = xstrdup(get_str(rec, "pns"));
+		al->pod_name = xstrdup(get_str(rec, "pn"));
+		al->pod_uid = xstrdup(get_str(rec, "uid"));
+		al->stateful = json_object_get_boolean(json_object_object_get(rec, "st"));
+		if (al->stateful)
+			sticky_forget(ipam, al->pool, al->network, al->pod_namespace,
+				      al->pod_name, al->ifname);
+		return link_alloc(ipam, al);
+	case 'r':
+		al = index_find(&ipam->index, &a);
+		if (al) {
+			if (al->stateful && sticky_remember(ipam, al))
+				return -ENOMEM;
+			unlink_alloc(ipam, al);
+			alloc_free(al);
+		}
+		return 0;
+	case 'c':
+		p = find_pool(ipam, pool);
+		if (p) {
+			p->cursor = a;
+			p->has_cursor = true;
+		}
+		return 0;
+	case 's': {
+		struct alloc tmp = { .pool = (char *)pool, .addr = a,
+				     .network = (char *)get_str(rec, "net"),
+				     .pod_namespace = (char *)get_str(rec, "pns"),
+				     .pod_name = (char *)get_str(rec, "pn"),
+				     .ifname = (char *)get_str(rec, "if") };
+		return sticky_remember(ipam, &tmp);
+	}
+	}
+	log_warn("store_record_skipped", "type=%s", type);
+	return 0;
+}
+
+/* Writes the live state as a snapshot (store compaction). */
+static int dump_state(void *ctx, struct store *snap, store_emit_fn emit)
+{
+	struct ipam *ipam = ctx;
+	struct json_object *r;
+	int err = 0;
+
+	for (struct alloc *al = ipam->allocs; al && !err; al = al->next) {
+		r = alloc_record(al);
+		err = emit(snap, r);
+		json_object_put(r);
+	}
+	for (struct sticky *s = ipam->sticky; s && !err; s = s->next) {
+		r = addr_record("s", s->pool, &s->addr);
+		add_str(r, "net", s->network);
+		add_str(r, "pns", s->pod_namespace);
+		add_str(r, "pn", s->pod_name);
+		add_str(r, "if", s->ifname);
+		err = emit(snap, r);
+		json_object_put(r);
+	}
+	/* Cursors last: replaying the allocations moved them. */
+	for (size_t i = 0; i < ipam->npools && !err; i++) {
+		if (!ipam->pools[i].has_cursor)
+			continue;
+		r = addr_record("c", ipam->pools[i].cfg.name, &ipam->pools[i].cursor);
+		err = emit(snap, r);
+		json_object_put(r);
+	}
+	return err;
+}
+
+static void *compactor_main(void *arg)
+{
+	struct ipam *ipam = arg;
+
+	pthread_mutex_lock(&ipam->lock);
+	while (!ipam->stopping) {
+		if (!ipam->compact_wanted) {
+			pthread_cond_wait(&ipam->compact_cond, &ipam->lock);
+			continue;
+		}
+		ipam->compact_wanted = false;
+		ipam->store->ops->compact(ipam->store, dump_state, ipam);
+	}
+	pthread_mutex_unlock(&ipam->lock);
+	return NULL;
+}
+
+/* Called with the lock held, after an append. */
+static void maybe_compact(struct ipam *ipam)
+{
+	uint64_t backlog = ipam->store->ops->backlog(ipam->store);
+
+	if (backlog > 1024 && backlog > 2 * (uint64_t)ipam->nallocs + 64) {
+		ipam->compact_wanted = true;
+		pthread_cond_signal(&ipam->compact_cond);
+	}
+}
+
+static int append(struct ipam *ipam, struct json_object *rec, uint64_t *seq)
+{
+	int err = ipam->store->ops->append(ipam->store, rec, seq);
+
+	json_object_put(rec);
+	if (!err)
+		maybe_compact(ipam);
+	return err;
+}
+
+/* --- configuration -------------------------------------------------------- */
+
+static int pools_build(struct ipam *ipam, const struct ipam_config *cfg, struct pool **out,
+		       char *errbuf, size_t errlen)
+{
+	struct pool *pools = calloc(cfg->npools ? cfg->npools : 1, sizeof(*pools));
+	size_t i;
+	int err = 0;
+
+	if (!pools)
+		return -ENOMEM;
+	for (i = 0; i < cfg->npools && !err; i++) {
+		err = pool_config_copy(&pools[i].cfg, &cfg->pools[i]);
+		if (!err)
+			err = pool_candidates(&pools[i], cfg->reserved, cfg->nreserved);
+	}
+	if (err) {
+		snprintf(errbuf, errlen, "out of memory building pools");
+		for (size_t j = 0; j < i; j++) {
+			pool_config_free(&pools[j].cfg);
+			free(pools[j].cand);
+		}
+		free(pools);
+		return err;
+	}
+	*out = pools;
+	return 0;
+}
+
+static void pools_free(struct pool *pools, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		pool_config_free(&pools[i].cfg);
+		free(pools[i].cand);
+	}
+	free(pools);
+}
+
+/* Moves accounting and cursors onto a new pool set. */
+static void pools_adopt(struct ipam *ipam, struct pool *pools, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		struct pool *old = find_pool(ipam, pools[i].cfg.name);
+
+		if (old) {
+			pools[i].cursor = old->cursor;
+			pools[i].has_cursor = old->has_cursor;
+		}
+	}
+	pools_free(ipam->pools, ipam->npools);
+	ipam->pools = pools;
+	ipam->npools = n;
+	for (struct alloc *al = ipam->allocs; al; al = al->next)
+		pool_account(ipam, al->pool, 1);
+}
+
+int ipam_open(struct store *store, const char *node_name, const struct ipam_config *cfg,
+	      struct ipam **out, char *errbuf, size_t errlen)
+{
+	struct ipam *ipam = calloc(1, sizeof(*ipam));
+	struct pool *pools;
+	int err;
+
+	if (!ipam)
+		return -ENOMEM;
+	pthread_mutex_init(&ipam->lock, NULL);
+	pthread_cond_init(&ipam->compact_cond, NULL);
+	ipam->store = store;
+	ipam->node_name = strdup(node_name);
+	err = pools_build(ipam, cfg, &pools, errbuf, errlen);
+	if (err)
+		goto err;
+	pools_adopt(ipam, pools, cfg->npools);
+	err = store->ops->replay(store, apply_record, ipam);
+	if (err) {
+		snprintf(errbuf, errlen, "replaying the %s store: %s", store->ops->name,
+			 strerror(-err));
+		goto err;
+	}
+	for (struct alloc *al = ipam->allocs; al; al = al->next) {
+		char buf[IPADDR_STRLEN];
+
+		if (!find_pool(ipam, al->pool))
+			log_warn("allocation_without_pool", "pool=%s addr=%s container=%s ifname=%s",
+				 al->pool, ipaddr_str(&al->addr, buf), al->container_id, al->ifname);
+	}
+	err = pthread_create(&ipam->compactor, NULL, compactor_main, ipam);
+	if (err) {
+		err = -err;
+		goto err;
+	}
+	ipam->compactor_started = true;
+	*out = ipam;
+	return 0;
+err:
+	ipam_close(ipam);
+	return err;
+}
+
+void ipam_close(struct ipam *ipam)
+{
+	if (!ipam)
+		return;
+	if (ipam->compactor_started) {
+		pthread_mutex_lock(&ipam->lock);
+		ipam->stopping = true;
+		pthread_cond_signal(&ipam->compact_cond);
+		pthread_mutex_unlock(&ipam->lock);
+		pthread_join(ipam->compactor, NULL);
+	}
+	while (ipam->allocs) {
+		struct alloc *al = ipam->allocs;
+
+		ipam->allocs = al->next;
+		alloc_free(al);
+	}
+	while (ipam->sticky) {
+		struct sticky *s = ipam->sticky;
+
+		ipam->sticky = s->next;
+		sticky_free(s);
+	}
+	free(ipam->index.slots);
+	pools_free(ipam->pools, ipam->npools);
+	if (ipam->store)
+		ipam->store->ops->close(ipam->store);
+	free(ipam->node_name);
+	pthread_mutex_destroy(&ipam->lock);
+	pthread_cond_destroy(&ipam->compact_cond);
+	free(ipam);
+}
+
+int ipam_reconfigure(struct ipam *ipam, const struct ipam_config *cfg, char *errbuf, size_t errlen)
+{
+	struct pool *pools;
+	char buf[IPADDR_STRLEN];
+	int err;
+
+	err = pools_build(ipam, cfg, &pools, errbuf, errlen);
+	if (err)
+		return err;
+	pthread_mutex_lock(&ipam->lock);
+	for (struct alloc *al = ipam->allocs; al; al = al->next) {
+		bool kept = false;
+
+		if (!find_pool(ipam, al->pool))
+			continue; /* already orphaned at start */
+		for (size_t i = 0; i < cfg->npools; i++)
+			if (!strcmp(pools[i].cfg.name, al->pool))
+				kept = ipprefix_contains(&pools[i].cfg.subnet, &al->addr);
+		if (!kept) {
+			snprintf(errbuf, errlen,
+				 "pool %s still holds %s (container %s, %s): release it before "
+				 "removing the pool or moving its subnet",
+				 al->pool, ipaddr_str(&al->addr, buf), al->container_id, al->ifname);
+			pthread_mutex_unlock(&ipam->lock);
+			pools_free(pools, cfg->npools);
+			return -EBUSY;
+		}
+	}
+	pools_adopt(ipam, pools, cfg->npools);
+	pthread_mutex_unlock(&ipam->lock);
+	return 0;
+}
+
+/* --- allocation ----------------------------------------------------------- */
+
+static void lease_of(struct ipam *ipam, const struct alloc *al, struct ipam_lease *l)
+{
+	struct pool *p = find_pool(ipam, al->pool);
+
+	memset(l, 0, sizeof(*l));
+	snprintf(l->pool, sizeof(l->pool), "%s", al->pool);
+	l->addr = al->addr;
+	l->prefix_len = p ? p->cfg.subnet.len : ipaddr_bits(al->addr.family);
+	if (p && p->cfg.has_gateway) {
+		l->gateway = p->cfg.gateway;
+		l->has_gateway = true;
+	}
+}
+
+static bool key_matches(const struct alloc *al, const struct ipam_key *k)
+{
+	return str_eq(al->network, k->network) && str_eq(al->container_id, k->container_id) &&
+	       str_eq(al->ifname, k->ifname);
+}
+
+static struct alloc *find_existing(struct ipam *ipam, const struct ipam_request *req, int family,
+				   const char **pools, size_t npools)
+{
+	for (struct alloc *al = ipam->allocs; al; al = al->next) {
+		if (al->addr.family != family || !str_eq(al->network, req->key.network) ||
+		    !str_eq(al->ifname, req->key.ifname))
+			continue;
+		if (str_eq(al->container_id, req->key.container_id))
+			return al;
+		/* A recreated StatefulSet pod: same name, new container. */
+		if (al->stateful && req->pod_name && req->pod_name[0] &&
+		    str_eq(al->pod_namespace, req->pod_namespace) &&
+		    str_eq(al->pod_name, req->pod_name)) {
+			for (size_t i = 0; i < npools; i++)
+				if (!strcmp(pools[i], al->pool))
+					return al;
+		}
+	}
+	return NULL;
+}
+
+static bool addr_free_in(struct ipam *ipam, struct pool *p, const struct ipaddr *a)
+{
+	return pool_is_candidate(p, a) && !index_find(&ipam->index, a);
+}
+
+/* Picks an address in @p: a stateful pod's previous one, else round-robin
+ * after the last handed out.  Called with the lock held. */
+static int pick_address(struct ipam *ipam, struct pool *p, const struct ipam_request *req,
+			struct ipaddr *out)
+{
+	struct ipaddr a = { .family = p->cfg.subnet.net.family };
+	unsigned long long steps;
+
+	if (p->cfg.stateful) {
+		for (struct sticky *s = ipam->sticky; s; s = s->next) {
+			if (sticky_matches(s, p->cfg.name, req->key.network, req->pod_namespace,
+					   req->pod_name, req->key.ifname) &&
+			    addr_free_in(ipam, p, &s->addr)) {
+				*out = s->addr;
+				return 0;
+			}
+		}
+	}
+	if (!p->ncand || (u128)p->used >= p->usable)
+		return -ENOSPC;
+	a.v = p->has_cursor ? p->cursor.v : 0;
+	/* At most `used` candidates are taken: a free one is this close. */
+	for (steps = 0; steps <= p->used; steps++) {
+		a.v = pool_next_candidate(p, a.v, steps > 0 || p->has_cursor);
+		if (!index_find(&ipam->index, &a)) {
+			*out = a;
+			return 0;
+		}
+	}
+	return -ENOSPC;
+}
+
+static int allocate_family(struct ipam *ipam, const struct ipam_request *req, int family,
+			   const char **names, size_t n, struct alloc **out, bool *fresh,
+			   enum ipam_error *kind, char *errbuf, size_t errlen, uint64_t *seq)
+{
+	struct alloc *al = find_existing(ipam, req, family, names, n);
+	bool any_allowed = false;
+	struct ipaddr addr;
+	struct pool *p;
+	int err;
+
+	*fresh = false;
+	if (al) {
+		if (!str_eq(al->container_id, req->key.container_id)) {
+			/* Stateful: hand the address to the new container. */
+			free(al->container_id);
+			free(al->netns);
+			al->container_id = xstrdup(req->key.container_id);
+			al->netns = xstrdup(req->netns);
+			err = append(ipam, alloc_record(al), seq);
+			if (err)
+				goto store_err;
+		}
+		*out = al;
+		return 0;
+	}
+	for (size_t i = 0; i < n; i++) {
+		p = find_pool(ipam, names[i]);
+		if (!p) {
+			*kind = IPAM_ERR_UNKNOWN_POOL;
+			snprintf(errbuf, errlen, "pool %s is not configured on node %s", names[i],
+				 ipam->node_name);
+			return -ENOENT;
+		}
+		if (p->cfg.subnet.net.family != family) {
+			*kind = IPAM_ERR_BAD_REQUEST;
+			snprintf(errbuf, errlen, "pool %s is not an IPv%d pool", names[i],
+				 family == AF_INET ? 4 : 6);
+			return -EINVAL;
+		}
+		if (!pool_allowed_here(p, ipam->node_name))
+			continue;
+		any_allowed = true;
+		if (pick_address(ipam, p, req, &addr))
+			continue;
+		al = calloc(1, sizeof(*al));
+		if (!al)
+			return -ENOMEM;
+		al->pool = xstrdup(p->cfg.name);
+		al->addr = addr;
+		al->stateful = p->cfg.stateful;
+		al->network = xstrdup(req->key.network);
+		al->container_id = xstrdup(req->key.container_id);
+		al->ifname = xstrdup(req->key.ifname);
+		al->netns = xstrdup(req->netns);
+		al->pod_namespace = xstrdup(req->pod_namespace);
+		al->pod_name = xstrdup(req->pod_name);
+		al->pod_uid = xstrdup(req->pod_uid);
+		err = append(ipam, alloc_record(al), seq);
+		if (err) {
+			alloc_free(al);
+			goto store_err;
+		}
+		if (al->stateful)
+			sticky_forget(ipam, al->pool, al->network, al->pod_namespace, al->pod_name,
+				      al->ifname);
+		err = link_alloc(ipam, al);
+		if (err)
+			return err;
+		*fresh = true;
+		*out = al;
+		return 0;
+	}
+	if (!any_allowed) {
+		*kind = IPAM_ERR_NOT_ALLOWED;
+		snprintf(errbuf, errlen, "no pool of [%s%s] may be used on node %s (nodeName)",
+			 names[0], n > 1 ? ", ..." : "", ipam->node_name);
+		return -EPERM;
+	}
+	*kind = IPAM_ERR_EXHAUSTED;
+	snprintf(errbuf, errlen, "no free IPv%d address in pool%s %s%s",
+		 family == AF_INET ? 4 : 6, n > 1 ? "s" : "", names[0], n > 1 ? ", ..." : "");
+	return -ENOSPC;
+store_err:
+	*kind = IPAM_ERR_STORE;
+	snprintf(errbuf, errlen, "cannot record the allocation: %s", strerror(-err));
+	return err;
+}
+
+static int release_alloc(struct ipam *ipam, struct alloc *al, uint64_t *seq)
+{
+	int err = append(ipam, addr_record("r", al->pool, &al->addr), seq);
+
+	if (err)
+		return err;
+	if (al->stateful)
+		sticky_remember(ipam, al);
+	unlink_alloc(ipam, al);
+	alloc_free(al);
+	return 0;
+}
+
+int ipam_allocate(struct ipam *ipam, const struct ipam_request *req, struct ipam_lease *leases,
+		  size_t *nleases, enum ipam_error *kind, char *errbuf, size_t errlen)
+{
+	struct alloc *got[2] = { NULL, NULL };
+	bool fresh[2] = { false, false };
+	uint64_t seq = 0;
+	char buf[IPADDR_STRLEN];
+	int err = 0, sync_err;
+
+	*nleases = 0;
+	if (!req->key.network || !req->key.container_id || !req->key.ifname ||
+	    !req->key.network[0] || !req->key.container_id[0] || !req->key.ifname[0] ||
+	    (!req->npools_v4 && !req->npools_v6)) {
+		*kind = IPAM_ERR_BAD_REQUEST;
+		snprintf(errbuf, errlen, "network, containerID, ifName and at least one pool are required");
+		return -EINVAL;
+	}
+	pthread_mutex_lock(&ipam->lock);
+	if (req->npools_v4)
+		err = allocate_family(ipam, req, AF_INET, req->pools_v4, req->npools_v4, &got[0],
+				      &fresh[0], kind, errbuf, errlen, &seq);
+	if (!err && req->npools_v6)
+		err = allocate_family(ipam, req, AF_INET6, req->pools_v6, req->npools_v6, &got[1],
+				      &fresh[1], kind, errbuf, errlen, &seq);
+	if (err && fresh[0]) {
+		/* The IPv6 half failed: give the IPv4 address back. */
+		release_alloc(ipam, got[0], &seq);
+		got[0] = NULL;
+	}
+	if (!err) {
+		for (int i = 0; i < 2; i++)
+			if (got[i])
+				lease_of(ipam, got[i], &leases[(*nleases)++]);
+	} else {
+		ipam->errors[*kind]++;
+	}
+	pthread_mutex_unlock(&ipam->lock);
+
+	/* Durable before anyone hears of it. */
+	sync_err = seq ? ipam->store->ops->sync(ipam->store, seq) : 0;
+	if (sync_err && !err) {
+		*kind = IPAM_ERR_STORE;
+		snprintf(errbuf, errlen, "cannot make the allocation durable: %s", strerror(-sync_err));
+		return sync_err;
+	}
+	if (err) {
+		log_warn("ip_allocation_failed", "network=%s container=%.12s ifname=%s reason=%s err=\"%s\"",
+			 req->key.network, req->key.container_id, req->key.ifname,
+			 ipam_error_name(*kind), errbuf);
+		return err;
+	}
+	for (size_t i = 0; i < *nleases; i++)
+		log_info("ip_allocated", "pool=%s network=%s container=%.12s ifname=%s addr=%s pod=%s/%s",
+			 leases[i].pool, req->key.network, req->key.container_id, req->key.ifname,
+			 ipaddr_str(&leases[i].addr, buf), req->pod_namespace ? req->pod_namespace : "",
+			 req->pod_name ? req->pod_name : "");
+	return 0;
+}
+
+int ipam_get(struct ipam *ipam, const struct ipam_key *key, struct ipam_lease *leases,
+	     size_t *nleases)
+{
+	*nleases = 0;
+	pthread_mutex_lock(&ipam->lock);
+	for (struct alloc *al = ipam->allocs; al && *nleases < 2; al = al->next)
+		if (key_matches(al, key))
+			lease_of(ipam, al, &leases[(*nleases)++]);
+	pthread_mutex_unlock(&ipam->lock);
+	return *nleases ? 0 : -ENOENT;
+}
+
+/* Releases allocations for which @keep says no; under the lock. */
+static int release_where(struct ipam *ipam, bool (*drop)(const struct alloc *, void *), void *arg,
+			 struct json_object *released, const char *why)
+{
+	uint64_t seq = 0;
+	char buf[IPADDR_STRLEN];
+	int err = 0, n = 0;
+
+	pthread_mutex_lock(&ipam->lock);
+	for (struct alloc *al = ipam->allocs, *next; al; al = next) {
+		next = al->next;
+		if (!drop(al, arg))
+			continue;
+		ipaddr_str(&al->addr, buf);
+		log_info("ip_released", "pool=%s network=%s container=%.12s ifname=%s addr=%s why=%s",
+			 al->pool, al->network, al->container_id, al->ifname, buf, why);
+		if (released)
+			json_object_array_add(released, json_object_new_string(buf));
+		err = release_alloc(ipam, al, &seq);
+		if (err)
+			break;
+		n++;
+	}
+	pthread_mutex_unlock(&ipam->lock);
+	if (seq) {
+		int sync_err = ipam->store->ops->sync(ipam->store, seq);
+
+		if (!err)
+			err = sync_err;
+	}
+	return err ? err : n;
+}
+
+static bool drop_by_key(const struct alloc *al, void *arg)
+{
+	return key_matches(al, arg);
+}
+
+int ipam_release(struct ipam *ipam, const struct ipam_key *key, struct json_object *released)
+{
+	int n = release_where(ipam, drop_by_key, (void *)key, released, "release");
+
+	return n < 0 ? n : 0;
+}
+
+struct gc_args {
+	const char *network;
+	struct json_object *valid;
+};
+
+static bool drop_unlisted(const struct alloc *al, void *arg)
+{
+	struct gc_args *gc = arg;
+	size_t n = json_object_array_length(gc->valid);
+
+	if (!str_eq(al->network, gc->network))
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		struct json_object *v = json_object_array_get_idx(gc->valid, i);
+
+		if (str_eq(get_str(v, "containerID"), al->container_id) &&
+		    str_eq(get_str(v, "ifName"), al->ifname))
+			return false;
+	}
+	return true;
+}
+
+int ipam_gc(struct ipam *ipam, const char *network, struct json_object *valid,
+	    struct json_object *released)
+{
+	struct gc_args gc = { network, valid };
+	int n = release_where(ipam, drop_unlisted, &gc, released, "gc");
+
+	return n < 0 ? n : 0;
+}
+
+struct reconcile_args {
+	long long now, grace_ms;
+};
+
+static bool drop_orphaned(const struct alloc *al, void *arg)
+{
+	struct reconcile_args *r = arg;
+	struct alloc *mut = (struct alloc *)al;
+
+	if (!al->netns || !al->netns[0] || access(al->netns, F_OK) == 0 || errno != ENOENT) {
+		mut->orphan_since_ms = 0;
+		return false;
+	}
+	if (!al->orphan_since_ms) {
+		mut->orphan_since_ms = r->now;
+		return r->grace_ms <= 0;
+	}
+	return r->now - al->orphan_since_ms >= r->grace_ms;
+}
+
+int ipam_reconcile(struct ipam *ipam, long long grace_ms)
+{
+	struct reconcile_args r = { now_ms(), grace_ms };
+
+	return release_where(ipam, drop_orphaned, &r, NULL, "netns_gone");
+}
+
+/* --- views ---------------------------------------------------------------- */
+
+struct json_object *ipam_pool_routes(struct ipam *ipam, const char *pool)
+{
+	struct json_object *routes = NULL;
+	struct pool *p;
+
+	pthread_mutex_lock(&ipam->lock);
+	p = find_pool(ipam, pool);
+	if (p && p->cfg.routes)
+		routes = json_object_get(p->cfg.routes);
+	pthread_mutex_unlock(&ipam->lock);
+	return routes ? routes : json_object_new_array();
+}
+
+int ipam_pool_stats(struct ipam *ipam, struct ipam_pool_stats **out, size_t *n)
+{
+	struct ipam_pool_stats *st;
+	char buf[IPADDR_STRLEN];
+
+	pthread_mutex_lock(&ipam->lock);
+	st = calloc(ipam->npools ? ipam->npools : 1, sizeof(*st));
+	if (!st) {
+		pthread_mutex_unlock(&ipam->lock);
+		return -ENOMEM;
+	}
+	for (size_t i = 0; i < ipam->npools; i++) {
+		struct pool *p = &ipam->pools[i];
+
+		snprintf(st[i].name, sizeof(st[i].name), "%s", p->cfg.name);
+		snprintf(st[i].subnet, sizeof(st[i].subnet), "%s/%d",
+			 ipaddr_str(&p->cfg.subnet.net, buf), p->cfg.subnet.len);
+		if (p->cfg.has_gateway)
+			ipaddr_str(&p->cfg.gateway, st[i].gateway);
+		st[i].family = p->cfg.subnet.net.family;
+		st[i].total = p->usable > (u128)~0ULL ? ~0ULL : (unsigned long long)p->usable;
+		st[i].used = p->used;
+	}
+	*n = ipam->npools;
+	pthread_mutex_unlock(&ipam->lock);
+	*out = st;
+	return 0;
+}
+
+struct json_object *ipam_allocations(struct ipam *ipam, const char *pool)
+{
+	struct json_object *arr = json_object_new_array();
+	char buf[IPADDR_STRLEN];
+
+	pthread_mutex_lock(&ipam->lock);
+	for (struct alloc *al = ipam->allocs; al; al = al->next) {
+		struct json_object *o;
+
+		if (pool && strcmp(pool, al->pool))
+			continue;
+		o = json_object_new_object();
+		add_str(o, "pool", al->pool);
+		add_str(o, "address", ipaddr_str(&al->addr, buf));
+		add_str(o, "network", al->network);
+		add_str(o, "containerID", al->container_id);
+		add_str(o, "ifName", al->ifname);
+		add_str(o, "podNamespace", al->pod_namespace);
+		add_str(o, "podName", al->pod_name);
+		add_str(o, "netns", al->netns);
+		json_object_array_add(arr, o);
+	}
+	pthread_mutex_unlock(&ipam->lock);
+	return arr;
+}
+
+void ipam_error_counts(struct ipam *ipam, unsigned long long counts[IPAM_ERR_MAX])
+{
+	pthread_mutex_lock(&ipam->lock);
+	memcpy(counts, ipam->errors, sizeof(ipam->errors));
+	pthread_mutex_unlock(&ipam->lock);
+}

@@ -1,0 +1,125 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* IP address management for the rail networks.
+ *
+ * Pools (SpiderIPPool's fields) hand out addresses to pod NICs.  An
+ * allocation is keyed by (network, container ID, ifname), or for a stateful
+ * pool by (network, pod namespace/name, ifname), so asking again returns the
+ * same address.  Every change is appended to a store and made durable before
+ * the call returns.  All functions are thread-safe.
+ */
+#ifndef RAILNET_IPAM_H
+#define RAILNET_IPAM_H
+
+#include <json-c/json.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "agent/ipaddr.h"
+#include "agent/store.h"
+
+struct ipam_pool_config {
+	char *name;
+	struct ipprefix subnet;
+	struct iprange *ranges;
+	size_t nranges;
+	struct iprange *excludes;
+	size_t nexcludes;
+	struct ipaddr gateway;
+	bool has_gateway;
+	struct json_object *routes; /* validated [{"dst":..,"gw":..}], owned */
+	char **node_names;          /* allow-list; empty: every node */
+	size_t nnode_names;
+	bool stateful;
+};
+
+struct ipam_config {
+	struct ipam_pool_config *pools;
+	size_t npools;
+	struct iprange *reserved;
+	size_t nreserved;
+};
+
+void ipam_config_free(struct ipam_config *cfg);
+
+struct ipam_key {
+	const char *network;
+	const char *container_id;
+	const char *ifname;
+};
+
+struct ipam_request {
+	struct ipam_key key;
+	const char *netns;
+	const char *pod_namespace;
+	const char *pod_name;
+	const char *pod_uid;
+	/* Pool names per family, tried in order. */
+	const char **pools_v4;
+	size_t npools_v4;
+	const char **pools_v6;
+	size_t npools_v6;
+};
+
+struct ipam_lease {
+	char pool[64];
+	struct ipaddr addr;
+	int prefix_len;
+	struct ipaddr gateway;
+	bool has_gateway;
+};
+
+enum ipam_error {
+	IPAM_ERR_EXHAUSTED,
+	IPAM_ERR_UNKNOWN_POOL,
+	IPAM_ERR_NOT_ALLOWED,
+	IPAM_ERR_BAD_REQUEST,
+	IPAM_ERR_STORE,
+	IPAM_ERR_MAX,
+};
+
+struct ipam_pool_stats {
+	char name[64];
+	char subnet[IPADDR_STRLEN + 4];
+	char gateway[IPADDR_STRLEN];
+	int family;
+	unsigned long long total, used;
+};
+
+struct ipam;
+
+/* Replays @store (which the ipam then owns) and applies @cfg.  An
+ * allocation in the store whose pool @cfg lacks is kept, and said. */
+int ipam_open(struct store *store, const char *node_name, const struct ipam_config *cfg,
+	      struct ipam **ipam, char *errbuf, size_t errlen);
+void ipam_close(struct ipam *ipam);
+
+/* Replaces the pool set.  Refused (-EBUSY, @errbuf says which pool) when a
+ * pool with allocations would go away or no longer hold them. */
+int ipam_reconfigure(struct ipam *ipam, const struct ipam_config *cfg, char *errbuf, size_t errlen);
+
+/* 0 and up to two leases (one per family asked).  On failure a negative
+ * errno, *kind and @errbuf for the operator; nothing stays allocated. */
+int ipam_allocate(struct ipam *ipam, const struct ipam_request *req, struct ipam_lease *leases,
+		  size_t *nleases, enum ipam_error *kind, char *errbuf, size_t errlen);
+/* Leases held for @key (0 of them: -ENOENT). */
+int ipam_get(struct ipam *ipam, const struct ipam_key *key, struct ipam_lease *leases,
+	     size_t *nleases);
+/* Releases what @key holds; *released gets the addresses (json array). */
+int ipam_release(struct ipam *ipam, const struct ipam_key *key, struct json_object *released);
+/* Releases every allocation of @network whose (containerID, ifName) is not
+ * in @valid (array of {"containerID","ifName"}). */
+int ipam_gc(struct ipam *ipam, const char *network, struct json_object *valid,
+	    struct json_object *released);
+/* Releases allocations whose netns path no longer exists, if they were
+ * first seen orphaned at least @grace_ms ago.  Returns how many. */
+int ipam_reconcile(struct ipam *ipam, long long grace_ms);
+
+/* Routes of a pool as configured (json array; a new reference). */
+struct json_object *ipam_pool_routes(struct ipam *ipam, const char *pool);
+int ipam_pool_stats(struct ipam *ipam, struct ipam_pool_stats **stats, size_t *n);
+/* Every allocation as JSON objects, optionally of one pool. */
+struct json_object *ipam_allocations(struct ipam *ipam, const char *pool);
+void ipam_error_counts(struct ipam *ipam, unsigned long long counts[IPAM_ERR_MAX]);
+const char *ipam_error_name(enum ipam_error kind);
+
+#endif

@@ -1,0 +1,191 @@
+// SPDX-License-Identifier: Apache-2.0
+/* railnetd: the railnet node agent. */
+#include <errno.h>
+#include <getopt.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#include "agent/agent.h"
+#include "agent/ctl_server.h"
+#include "common/log.h"
+
+static void usage(FILE *out)
+{
+	fprintf(out,
+		"usage: railnetd [--config FILE] [--log-level error|warn|info|debug]\n"
+		"                [--log-format text|json]\n"
+		"  --config      configuration file (default /etc/railnet/railnetd.json)\n");
+}
+
+static bool same(const char *a, const char *b)
+{
+	return !strcmp(a ? a : "", b ? b : "");
+}
+
+int agent_reload(struct agent *agent, const char *path)
+{
+	struct agent_config next, old;
+	char errbuf[512];
+	int err;
+
+	err = agent_config_load(path, &next, errbuf, sizeof(errbuf));
+	if (err) {
+		log_err("config_reload_rejected", "config=%s err=\"%s\"", path, errbuf);
+		return err;
+	}
+	if (!same(next.node_name, agent->cfg.node_name) || !same(next.socket, agent->cfg.socket) ||
+	    !same(next.state_dir, agent->cfg.state_dir) || !same(next.bpffs, agent->cfg.bpffs)) {
+		log_err("config_reload_rejected", "config=%s err=\"%s\"", path,
+			"nodeName, socket, stateDir and bpffs take effect on restart only");
+		agent_config_free(&next);
+		return -EINVAL;
+	}
+	err = ipam_reconfigure(agent->ipam, &next.ipam, errbuf, sizeof(errbuf));
+	if (err) {
+		log_err("config_reload_rejected", "config=%s err=\"%s\"", path, errbuf);
+		agent_config_free(&next);
+		return err;
+	}
+	pthread_rwlock_wrlock(&agent->reload_lock);
+	old = agent->cfg;
+	agent->cfg = next;
+	pthread_rwlock_unlock(&agent->reload_lock);
+	agent_config_free(&old);
+	log_info("config_reloaded", "config=%s pools=%zu", path, agent->cfg.ipam.npools);
+	return 0;
+}
+
+static int signals_block(sigset_t *set)
+{
+	sigemptyset(set);
+	sigaddset(set, SIGTERM);
+	sigaddset(set, SIGINT);
+	sigaddset(set, SIGHUP);
+	sigaddset(set, SIGPIPE);
+	if (pthread_sigmask(SIG_BLOCK, set, NULL))
+		return -errno;
+	return signalfd(-1, set, SFD_CLOEXEC);
+}
+
+/* Waits for signals; reconciles orphaned allocations on the side. */
+static void serve(struct agent *agent, int sfd, const char *config_path)
+{
+	struct pollfd pfd = { .fd = sfd, .events = POLLIN };
+	struct signalfd_siginfo si;
+
+	for (;;) {
+		long long interval = agent->cfg.reconcile_interval_ms;
+		int ret = poll(&pfd, 1, interval > 0 ? (int)interval : -1);
+
+		if (ret == 0) {
+			ipam_reconcile(agent->ipam, agent->cfg.reconcile_grace_ms);
+			continue;
+		}
+		if (ret < 0 || read(sfd, &si, sizeof(si)) != sizeof(si))
+			continue;
+		if (si.ssi_signo == SIGHUP) {
+			agent_reload(agent, config_path);
+			continue;
+		}
+		if (si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT) {
+			log_info("agent_stopping", "signal=%s", strsignal((int)si.ssi_signo));
+			return;
+		}
+	}
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "config", required_argument, NULL, 'c' },
+		{ "log-level", required_argument, NULL, 'l' },
+		{ "log-format", required_argument, NULL, 'f' },
+		{ "help", no_argument, NULL, 'h' },
+		{ 0 },
+	};
+	const char *config_path = "/etc/railnet/railnetd.json";
+	enum log_level level = LOG_LVL_INFO;
+	enum log_format format = LOG_FMT_TEXT;
+	struct ctl_server *server = NULL;
+	struct agent agent = { 0 };
+	struct store *store = NULL;
+	char errbuf[512];
+	sigset_t set;
+	int opt, sfd, err;
+
+	while ((opt = getopt_long(argc, argv, "c:h", opts, NULL)) != -1) {
+		switch (opt) {
+		case 'c':
+			config_path = optarg;
+			break;
+		case 'l':
+			if (log_level_parse(optarg, &level)) {
+				fprintf(stderr, "railnetd: --log-level %s: not one of error, warn, info, debug\n", optarg);
+				return 2;
+			}
+			break;
+		case 'f':
+			if (log_format_parse(optarg, &format)) {
+				fprintf(stderr, "railnetd: --log-format %s: not text or json\n", optarg);
+				return 2;
+			}
+			break;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			usage(stderr);
+			return 2;
+		}
+	}
+	log_setup("railnetd", level, format, stderr);
+	log_route_libbpf();
+
+	sfd = signals_block(&set);
+	if (sfd < 0) {
+		log_err("signalfd_failed", "err=\"%s\"", strerror(errno));
+		return 1;
+	}
+	err = agent_config_load(config_path, &agent.cfg, errbuf, sizeof(errbuf));
+	if (err) {
+		log_err("config_invalid", "config=%s err=\"%s\"", config_path, errbuf);
+		return 1;
+	}
+	pthread_rwlock_init(&agent.reload_lock, NULL);
+	agent.started = time(NULL);
+
+	err = store_local_open(agent.cfg.state_dir, &store);
+	if (err) {
+		log_err("store_open_failed", "dir=%s err=\"%s\"", agent.cfg.state_dir, strerror(-err));
+		goto out;
+	}
+	err = ipam_open(store, agent.cfg.node_name, &agent.cfg.ipam, &agent.ipam, errbuf,
+			sizeof(errbuf));
+	store = NULL; /* the ipam owns it, even on failure */
+	if (err) {
+		log_err("ipam_open_failed", "err=\"%s\"", errbuf);
+		goto out;
+	}
+	err = ctl_server_start(&agent, agent.cfg.socket, &server);
+	if (err)
+		goto out;
+	log_info("agent_started", "node=%s pools=%zu socket=%s state=%s", agent.cfg.node_name,
+		 agent.cfg.ipam.npools, agent.cfg.socket, agent.cfg.state_dir);
+
+	serve(&agent, sfd, config_path);
+	ctl_server_stop(server, 5000);
+	err = 0;
+out:
+	ipam_close(agent.ipam);
+	agent_config_free(&agent.cfg);
+	pthread_rwlock_destroy(&agent.reload_lock);
+	close(sfd);
+	if (!err)
+		log_info("agent_stopped", "exit=0");
+	return err ? 1 : 0;
+}

@@ -1,0 +1,51 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Where IPAM keeps what it has acknowledged.  A store is a log of JSON
+ * records: append (buffered), sync (durable up to a sequence number, shared
+ * by concurrent callers: group commit), replay at start, and compaction into
+ * a snapshot.  The local store is the default; a cluster-wide backend
+ * (etcd) implements the same operations. */
+#ifndef RAILNET_STORE_H
+#define RAILNET_STORE_H
+
+#include <json-c/json.h>
+#include <stdint.h>
+
+struct store;
+
+/* Called for every record at replay, and by compaction to write a snapshot. */
+typedef int (*store_apply_fn)(void *ctx, struct json_object *record);
+typedef int (*store_emit_fn)(struct store *store, struct json_object *record);
+typedef int (*store_dump_fn)(void *ctx, struct store *store, store_emit_fn emit);
+
+struct store_ops {
+	const char *name;
+	int (*replay)(struct store *store, store_apply_fn apply, void *ctx);
+	/* Appends @record; *seq names it for store_sync. */
+	int (*append)(struct store *store, struct json_object *record, uint64_t *seq);
+	/* Returns once every record up to @seq is durable. */
+	int (*sync)(struct store *store, uint64_t seq);
+	/* Replaces the log by what @dump emits; the caller keeps the state
+	 * @dump reads from stable (and appends nothing) meanwhile. */
+	int (*compact)(struct store *store, store_dump_fn dump, void *ctx);
+	/* Records appended since the last compaction. */
+	uint64_t (*backlog)(struct store *store);
+	void (*close)(struct store *store);
+};
+
+struct store {
+	const struct store_ops *ops;
+};
+
+/* The local store: <dir>/ipam.log, an append-only checksummed log. */
+int store_local_open(const char *dir, struct store **store);
+
+/* Encoding of one local-log record: u32 length, u32 crc32, payload (JSON),
+ * little-endian.  Exposed for tests. */
+#define STORE_RECORD_HDR 8
+#define STORE_RECORD_MAX (64 * 1024)
+size_t store_record_encode(const char *payload, size_t len, unsigned char *out);
+/* Decodes the record at @buf: its payload length, or -EAGAIN when @len
+ * holds less than a whole record, or -EBADMSG when it is corrupt. */
+long store_record_decode(const unsigned char *buf, size_t len, const char **payload);
+
+#endif

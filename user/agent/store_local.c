@@ -1,0 +1,418 @@
+// SPDX-License-Identifier: Apache-2.0
+/* The local IPAM store: <stateDir>/ipam.log.
+ *
+ * A file header, then records (length, crc32, JSON payload).  Appends are
+ * write()s under the store lock; durability is fdatasync(), shared: a caller
+ * whose record is already covered by a sync that finished returns at once,
+ * one that arrives while a sync runs waits for it and then syncs everything
+ * written meanwhile (group commit).  At start the log is replayed up to the
+ * first record that is torn or corrupt - a crash while appending - and
+ * truncated there.  Compaction writes a snapshot to ipam.log.tmp, fsyncs it,
+ * renames it over the log and fsyncs the directory.
+ */
+#include "agent/store.h"
+
+#include <endian.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#include "common/log.h"
+
+#define LOG_MAGIC "RNIPAM1\n"
+#define LOG_MAGIC_LEN 8
+
+struct store_local {
+	struct store base;
+	char path[PATH_MAX];
+	char tmp_path[PATH_MAX];
+	char dir[PATH_MAX];
+	int fd;
+	pthread_mutex_t lock; /* fd, written, synced, syncing, backlog */
+	pthread_cond_t synced_cond;
+	uint64_t written;     /* sequence number of the last record written */
+	uint64_t synced;      /* ... of the last record known durable */
+	bool syncing;         /* a sync or a compaction holds the fd */
+	uint64_t backlog;
+};
+
+#define to_local(s) ((struct store_local *)(s))
+
+size_t store_record_encode(const char *payload, size_t len, unsigned char *out)
+{
+	uint32_t hdr[2] = { htole32((uint32_t)len),
+			    htole32((uint32_t)crc32(0, (const Bytef *)payload, (uInt)len)) };
+
+	memcpy(out, hdr, sizeof(hdr));
+	memcpy(out + STORE_RECORD_HDR, payload, len);
+	return STORE_RECORD_HDR + len;
+}
+
+long store_record_decode(const unsigned char *buf, size_t len, const char **payload)
+{
+	uint32_t hdr[2], plen;
+
+	if (len < STORE_RECORD_HDR)
+		return -EAGAIN;
+	memcpy(hdr, buf, sizeof(hdr));
+	plen = le32toh(hdr[0]);
+	if (plen == 0 || plen > STORE_RECORD_MAX)
+		return -EBADMSG;
+	if (len - STORE_RECORD_HDR < plen)
+		return -EAGAIN;
+	if (crc32(0, buf + STORE_RECORD_HDR, plen) != le32toh(hdr[1]))
+		return -EBADMSG;
+	*payload = (const char *)buf + STORE_RECORD_HDR;
+	return plen;
+}
+
+static int write_all(int fd, const void *buf, size_t len)
+{
+	const char *p = buf;
+
+	while (len) {
+		ssize_t n = write(fd, p, len);
+
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+static int fsync_dir(const char *dir)
+{
+	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC), err = 0;
+
+	if (fd < 0)
+		return -errno;
+	if (fsync(fd) < 0)
+		err = -errno;
+	close(fd);
+	return err;
+}
+
+static int read_file(int fd, unsigned char **bufp, size_t *lenp)
+{
+	struct stat st;
+	unsigned char *buf;
+	size_t off = 0;
+
+	if (fstat(fd, &st) < 0)
+		return -errno;
+	buf = malloc((size_t)st.st_size + 1);
+	if (!buf)
+		return -ENOMEM;
+	while (off < (size_t)st.st_size) {
+		ssize_t n = pread(fd, buf + off, (size_t)st.st_size - off, (off_t)off);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			free(buf);
+			return n < 0 ? -errno : -EIO;
+		}
+		off += (size_t)n;
+	}
+	*bufp = buf;
+	*lenp = off;
+	return 0;
+}
+
+static int local_replay(struct store *s, store_apply_fn apply, void *ctx)
+{
+	struct store_local *st = to_local(s);
+	unsigned char *buf = NULL;
+	size_t len = 0, off = LOG_MAGIC_LEN;
+	uint64_t count = 0;
+	int err;
+
+	err = read_file(st->fd, &buf, &len);
+	if (err)
+		return err;
+	if (len < LOG_MAGIC_LEN || memcmp(buf, LOG_MAGIC, LOG_MAGIC_LEN)) {
+		log_err("store_bad_header", "path=%s", st->path);
+		err = -EBADMSG;
+		goto out;
+	}
+	while (off < len) {
+		const char *payload;
+		long plen = store_record_decode(buf + off, len - off, &payload);
+		struct json_object *rec;
+
+		/* Payloads are written with their NUL. */
+		if (plen > 0 && payload[plen - 1] != '\0')
+			plen = -EBADMSG;
+		if (plen < 0) {
+			log_warn("store_torn_tail",
+				 "path=%s offset=%zu dropped_bytes=%zu reason=%s records_kept=%llu",
+				 st->path, off, len - off, plen == -EAGAIN ? "truncated" : "corrupt",
+				 (unsigned long long)count);
+			if (ftruncate(st->fd, (off_t)off) < 0 || fdatasync(st->fd) < 0) {
+				err = -errno;
+				goto out;
+			}
+			break;
+		}
+		rec = json_tokener_parse(payload);
+		if (!rec) {
+			/* A valid checksum over invalid JSON is not a torn write. */
+			log_err("store_bad_record", "path=%s offset=%zu", st->path, off);
+			err = -EBADMSG;
+			goto out;
+		}
+		err = apply(ctx, rec);
+		json_object_put(rec);
+		if (err)
+			goto out;
+		off += STORE_RECORD_HDR + (size_t)plen;
+		count++;
+	}
+	if (lseek(st->fd, 0, SEEK_END) < 0) {
+		err = -errno;
+		goto out;
+	}
+	st->backlog = count;
+	log_info("store_replayed", "path=%s records=%llu", st->path, (unsigned long long)count);
+out:
+	free(buf);
+	return err;
+}
+
+/* A record's payload is its JSON text with the terminating NUL, so that
+ * replay parses it in place. */
+static int encode_record(struct json_object *record, unsigned char **out, size_t *outlen)
+{
+	const char *text = json_object_to_json_string_ext(record, JSON_C_TO_STRING_PLAIN);
+	size_t len = strlen(text) + 1; /* keep the NUL: payload is a C string */
+
+	if (len > STORE_RECORD_MAX)
+		return -E2BIG;
+	*out = malloc(STORE_RECORD_HDR + len);
+	if (!*out)
+		return -ENOMEM;
+	*outlen = store_record_encode(text, len, *out);
+	return 0;
+}
+
+static int local_append(struct store *s, struct json_object *record, uint64_t *seq)
+{
+	struct store_local *st = to_local(s);
+	unsigned char *buf;
+	size_t len;
+	int err;
+
+	err = encode_record(record, &buf, &len);
+	if (err)
+		return err;
+	pthread_mutex_lock(&st->lock);
+	err = write_all(st->fd, buf, len);
+	if (!err) {
+		*seq = ++st->written;
+		st->backlog++;
+	}
+	pthread_mutex_unlock(&st->lock);
+	free(buf);
+	return err;
+}
+
+static int local_sync(struct store *s, uint64_t seq)
+{
+	struct store_local *st = to_local(s);
+	uint64_t target;
+	int err = 0, fd;
+
+	pthread_mutex_lock(&st->lock);
+	while (st->synced < seq) {
+		if (st->syncing) {
+			pthread_cond_wait(&st->synced_cond, &st->lock);
+			continue;
+		}
+		st->syncing = true;
+		target = st->written;
+		fd = st->fd;
+		pthread_mutex_unlock(&st->lock);
+		err = fdatasync(fd) < 0 ? -errno : 0;
+		pthread_mutex_lock(&st->lock);
+		st->syncing = false;
+		if (!err && target > st->synced)
+			st->synced = target;
+		pthread_cond_broadcast(&st->synced_cond);
+		if (err)
+			break;
+	}
+	pthread_mutex_unlock(&st->lock);
+	return err;
+}
+
+struct snapshot {
+	struct store base; /* emit() receives this */
+	int fd;
+	uint64_t records;
+};
+
+static int snapshot_emit(struct store *s, struct json_object *record)
+{
+	struct snapshot *snap = (struct snapshot *)s;
+	unsigned char *buf;
+	size_t len;
+	int err;
+
+	err = encode_record(record, &buf, &len);
+	if (err)
+		return err;
+	err = write_all(snap->fd, buf, len);
+	free(buf);
+	if (!err)
+		snap->records++;
+	return err;
+}
+
+static int local_compact(struct store *s, store_dump_fn dump, void *ctx)
+{
+	struct store_local *st = to_local(s);
+	struct snapshot snap = { .fd = -1 };
+	int err, old_fd;
+
+	pthread_mutex_lock(&st->lock);
+	while (st->syncing)
+		pthread_cond_wait(&st->synced_cond, &st->lock);
+	st->syncing = true;
+	pthread_mutex_unlock(&st->lock);
+
+	snap.fd = open(st->tmp_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (snap.fd < 0) {
+		err = -errno;
+		goto out;
+	}
+	err = write_all(snap.fd, LOG_MAGIC, LOG_MAGIC_LEN);
+	if (!err)
+		err = dump(ctx, &snap.base, snapshot_emit);
+	if (!err && fsync(snap.fd) < 0)
+		err = -errno;
+	if (!err && rename(st->tmp_path, st->path) < 0)
+		err = -errno;
+	if (!err)
+		err = fsync_dir(st->dir);
+	if (err) {
+		close(snap.fd);
+		unlink(st->tmp_path);
+		goto out;
+	}
+	pthread_mutex_lock(&st->lock);
+	old_fd = st->fd;
+	st->fd = snap.fd;
+	/* Everything written so far is in the snapshot, which is durable. */
+	st->synced = st->written;
+	st->backlog = snap.records;
+	pthread_mutex_unlock(&st->lock);
+	close(old_fd);
+	log_info("store_compacted", "path=%s records=%llu", st->path,
+		 (unsigned long long)snap.records);
+out:
+	if (err)
+		log_err("store_compact_failed", "path=%s err=\"%s\"", st->path, strerror(-err));
+	pthread_mutex_lock(&st->lock);
+	st->syncing = false;
+	pthread_cond_broadcast(&st->synced_cond);
+	pthread_mutex_unlock(&st->lock);
+	return err;
+}
+
+static uint64_t local_backlog(struct store *s)
+{
+	struct store_local *st = to_local(s);
+	uint64_t n;
+
+	pthread_mutex_lock(&st->lock);
+	n = st->backlog;
+	pthread_mutex_unlock(&st->lock);
+	return n;
+}
+
+static void local_close(struct store *s)
+{
+	struct store_local *st = to_local(s);
+
+	if (!s)
+		return;
+	if (st->fd >= 0) {
+		fdatasync(st->fd);
+		close(st->fd);
+	}
+	pthread_mutex_destroy(&st->lock);
+	pthread_cond_destroy(&st->synced_cond);
+	free(st);
+}
+
+static const struct store_ops local_ops = {
+	.name = "local",
+	.replay = local_replay,
+	.append = local_append,
+	.sync = local_sync,
+	.compact = local_compact,
+	.backlog = local_backlog,
+	.close = local_close,
+};
+
+int store_local_open(const char *dir, struct store **out)
+{
+	struct store_local *st;
+	struct stat sb;
+	int err;
+
+	st = calloc(1, sizeof(*st));
+	if (!st)
+		return -ENOMEM;
+	st->base.ops = &local_ops;
+	st->fd = -1;
+	pthread_mutex_init(&st->lock, NULL);
+	pthread_cond_init(&st->synced_cond, NULL);
+	if (snprintf(st->dir, sizeof(st->dir), "%s", dir) >= (int)sizeof(st->dir) ||
+	    snprintf(st->path, sizeof(st->path), "%s/ipam.log", dir) >= (int)sizeof(st->path) ||
+	    snprintf(st->tmp_path, sizeof(st->tmp_path), "%s/ipam.log.tmp", dir) >=
+		    (int)sizeof(st->tmp_path)) {
+		err = -ENAMETOOLONG;
+		goto err;
+	}
+	if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
+		err = -errno;
+		log_err("store_mkdir_failed", "dir=%s err=\"%s\"", dir, strerror(errno));
+		goto err;
+	}
+	unlink(st->tmp_path); /* a compaction that crashed before its rename */
+	st->fd = open(st->path, O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+	if (st->fd < 0) {
+		err = -errno;
+		log_err("store_open_failed", "path=%s err=\"%s\"", st->path, strerror(errno));
+		goto err;
+	}
+	if (fstat(st->fd, &sb) < 0) {
+		err = -errno;
+		goto err;
+	}
+	if (sb.st_size == 0) {
+		err = write_all(st->fd, LOG_MAGIC, LOG_MAGIC_LEN);
+		if (!err && (fsync(st->fd) < 0 || fsync_dir(dir) < 0))
+			err = -errno;
+		if (err)
+			goto err;
+	}
+	*out = &st->base;
+	return 0;
+err:
+	local_close(&st->base);
+	return err;
+}

@@ -1,0 +1,246 @@
+// SPDX-License-Identifier: Apache-2.0
+/* railnetctl: the operator's view of a node's railnet agent. */
+#include <errno.h>
+#include <getopt.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/ctl_client.h"
+#include "common/protocol.h"
+
+struct ctl_opts {
+	const char *socket;
+	bool json;
+};
+
+struct command {
+	const char *name;
+	const char *args;
+	const char *help;
+	int (*fn)(const struct ctl_opts *o, int argc, char **argv);
+};
+
+/* Calls @op; prints the agent's or the transport's error. */
+static int call(const struct ctl_opts *o, const char *op, struct json_object *args,
+		struct json_object **result)
+{
+	struct ctl_error err;
+	int ret = ctl_call(o->socket, op, args, 5000, result, &err);
+
+	if (ret == -CTL_E_AGENT)
+		fprintf(stderr, "railnetctl: %s: %s (%s)\n", op, err.message, err.code);
+	else if (ret == -ENOENT || ret == -ECONNREFUSED)
+		fprintf(stderr, "railnetctl: no agent listening on %s (is railnetd running?)\n",
+			o->socket);
+	else if (ret)
+		fprintf(stderr, "railnetctl: %s: %s\n", op, strerror(-ret));
+	return ret ? 1 : 0;
+}
+
+static const char *str(struct json_object *o, const char *key)
+{
+	struct json_object *v;
+
+	return json_object_object_get_ex(o, key, &v) ? json_object_get_string(v) : "";
+}
+
+static void print_json(struct json_object *o)
+{
+	printf("%s\n", json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY |
+							   JSON_C_TO_STRING_NOSLASHESCAPE));
+}
+
+static void print_pools(struct json_object *pools)
+{
+	printf("%-20s %-22s %-16s %8s %8s %8s  %s\n", "POOL", "SUBNET", "GATEWAY", "TOTAL", "USED",
+	       "FREE", "EXHAUSTED");
+	for (size_t i = 0; i < json_object_array_length(pools); i++) {
+		struct json_object *p = json_object_array_get_idx(pools, i);
+
+		printf("%-20s %-22s %-16s %8s %8s %8s  %s\n", str(p, "name"), str(p, "subnet"),
+		       str(p, "gateway"), str(p, "total"), str(p, "used"), str(p, "free"),
+		       json_object_get_boolean(json_object_object_get(p, "exhausted")) ? "yes" : "no");
+	}
+}
+
+static int cmd_status(const struct ctl_opts *o, int argc, char **argv)
+{
+	struct json_object *r;
+
+	if (call(o, "status", NULL, &r))
+		return 1;
+	if (o->json) {
+		print_json(r);
+	} else {
+		printf("node:     %s\nversion:  %s\nuptime:   %ss\nstore:    %s\n\n", str(r, "nodeName"),
+		       str(r, "version"), str(r, "uptimeSeconds"), str(r, "store"));
+		print_pools(json_object_object_get(r, "pools"));
+	}
+	json_object_put(r);
+	return 0;
+}
+
+static int cmd_pools(const struct ctl_opts *o, int argc, char **argv)
+{
+	struct json_object *r;
+
+	if (call(o, "ipam.pools", NULL, &r))
+		return 1;
+	if (o->json)
+		print_json(json_object_object_get(r, "pools"));
+	else
+		print_pools(json_object_object_get(r, "pools"));
+	json_object_put(r);
+	return 0;
+}
+
+static int cmd_allocations(const struct ctl_opts *o, int argc, char **argv)
+{
+	static const struct option opts[] = { { "pool", required_argument, NULL, 'p' }, { 0 } };
+	struct json_object *args = json_object_new_object(), *r, *allocs;
+	int opt, ret;
+
+	optind = 1;
+	while ((opt = getopt_long(argc, argv, "p:", opts, NULL)) != -1) {
+		if (opt != 'p') {
+			json_object_put(args);
+			return 2;
+		}
+		json_object_object_add(args, "pool", json_object_new_string(optarg));
+	}
+	ret = call(o, "ipam.allocations", args, &r);
+	json_object_put(args);
+	if (ret)
+		return 1;
+	allocs = json_object_object_get(r, "allocations");
+	if (o->json) {
+		print_json(allocs);
+	} else {
+		printf("%-18s %-26s %-16s %-14s %-6s %s\n", "POOL", "ADDRESS", "NETWORK", "CONTAINER",
+		       "IF", "POD");
+		for (size_t i = 0; i < json_object_array_length(allocs); i++) {
+			struct json_object *a = json_object_array_get_idx(allocs, i);
+
+			printf("%-18s %-26s %-16s %-14.12s %-6s %s/%s\n", str(a, "pool"),
+			       str(a, "address"), str(a, "network"), str(a, "containerID"),
+			       str(a, "ifName"), str(a, "podNamespace"), str(a, "podName"));
+		}
+	}
+	json_object_put(r);
+	return 0;
+}
+
+static int cmd_release(const struct ctl_opts *o, int argc, char **argv)
+{
+	static const struct option opts[] = { { "network", required_argument, NULL, 'n' }, { 0 } };
+	struct json_object *args, *r, *allocs, *released;
+	const char *network = NULL;
+	int opt, ret = 0;
+
+	optind = 1;
+	while ((opt = getopt_long(argc, argv, "n:", opts, NULL)) != -1) {
+		if (opt != 'n')
+			return 2;
+		network = optarg;
+	}
+	if (argc - optind != 2) {
+		fprintf(stderr, "usage: railnetctl release <container-id> <ifname> [--network N]\n");
+		return 2;
+	}
+	/* Without --network, release the container's NIC in every network. */
+	if (call(o, "ipam.allocations", NULL, &r))
+		return 1;
+	allocs = json_object_object_get(r, "allocations");
+	released = json_object_new_array();
+	for (size_t i = 0; i < json_object_array_length(allocs) && !ret; i++) {
+		struct json_object *a = json_object_array_get_idx(allocs, i), *rr;
+
+		if (strcmp(str(a, "containerID"), argv[optind]) ||
+		    strcmp(str(a, "ifName"), argv[optind + 1]) ||
+		    (network && strcmp(str(a, "network"), network)))
+			continue;
+		args = json_object_new_object();
+		json_object_object_add(args, "network", json_object_new_string(str(a, "network")));
+		json_object_object_add(args, "containerID", json_object_new_string(argv[optind]));
+		json_object_object_add(args, "ifName", json_object_new_string(argv[optind + 1]));
+		ret = call(o, "ipam.release", args, &rr);
+		json_object_put(args);
+		if (!ret) {
+			struct json_object *list = json_object_object_get(rr, "released");
+
+			for (size_t j = 0; j < json_object_array_length(list); j++)
+				json_object_array_add(released,
+						      json_object_get(json_object_array_get_idx(list, j)));
+			json_object_put(rr);
+		}
+	}
+	if (!ret) {
+		if (o->json)
+			print_json(released);
+		else if (!json_object_array_length(released))
+			printf("nothing held by %s %s\n", argv[optind], argv[optind + 1]);
+		else
+			for (size_t j = 0; j < json_object_array_length(released); j++)
+				printf("released %s\n",
+				       json_object_get_string(json_object_array_get_idx(released, j)));
+	}
+	json_object_put(released);
+	json_object_put(r);
+	return ret ? 1 : 0;
+}
+
+static const struct command commands[] = {
+	{ "status", "", "the agent's node, version, uptime and pools", cmd_status },
+	{ "pools", "", "per pool: subnet, gateway, total, used, free, exhausted", cmd_pools },
+	{ "allocations", "[--pool P]", "every address held, with its pod and NIC", cmd_allocations },
+	{ "release", "<container> <ifname> [--network N]", "release what a pod NIC holds", cmd_release },
+};
+
+static void usage(FILE *out)
+{
+	fprintf(out, "usage: railnetctl [--socket PATH] [-o table|json] COMMAND [ARGS]\n\ncommands:\n");
+	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+		fprintf(out, "  %-12s %-36s %s\n", commands[i].name, commands[i].args, commands[i].help);
+	fprintf(out, "\n  --socket   the agent's socket (default %s, or $RAILNET_SOCKET)\n",
+		CTL_DEFAULT_SOCKET);
+}
+
+int main(int argc, char **argv)
+{
+	struct ctl_opts o = { .socket = getenv("RAILNET_SOCKET") };
+	int i = 1;
+
+	if (!o.socket)
+		o.socket = CTL_DEFAULT_SOCKET;
+	for (; i < argc && argv[i][0] == '-'; i++) {
+		if (!strcmp(argv[i], "--socket") && i + 1 < argc) {
+			o.socket = argv[++i];
+		} else if (!strcmp(argv[i], "-o") && i + 1 < argc) {
+			i++;
+			if (strcmp(argv[i], "json") && strcmp(argv[i], "table")) {
+				fprintf(stderr, "railnetctl: -o %s: not table or json\n", argv[i]);
+				return 2;
+			}
+			o.json = !strcmp(argv[i], "json");
+		} else if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
+			usage(stdout);
+			return 0;
+		} else {
+			fprintf(stderr, "railnetctl: unknown option %s\n", argv[i]);
+			usage(stderr);
+			return 2;
+		}
+	}
+	if (i >= argc) {
+		usage(stderr);
+		return 2;
+	}
+	for (size_t c = 0; c < sizeof(commands) / sizeof(commands[0]); c++)
+		if (!strcmp(commands[c].name, argv[i]))
+			return commands[c].fn(&o, argc - i, argv + i);
+	fprintf(stderr, "railnetctl: unknown command %s\n", argv[i]);
+	usage(stderr);
+	return 2;
+}
