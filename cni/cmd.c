@@ -1,0 +1,673 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "cmd.h"
+
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <netlink/route/addr.h>
+#include <netlink/route/link.h>
+#include <netlink/route/link/macvlan.h>
+#include <netlink/route/route.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "agent.h"
+#include "common/ctl_client.h"
+#include "link.h"
+#include "probe.h"
+
+#define GATEWAY_TRIES 3
+#define GATEWAY_INTERVAL_MS 100
+
+static struct json_object *key_args(const struct netconf *nc, const struct cni_env *env)
+{
+	struct json_object *a = json_object_new_object();
+
+	json_object_object_add(a, "network", json_object_new_string(nc->name));
+	json_object_object_add(a, "containerID", json_object_new_string(env->container_id));
+	json_object_object_add(a, "ifName", json_object_new_string(env->ifname));
+	return a;
+}
+
+static struct json_object *names_array(const char *const *names, size_t n)
+{
+	struct json_object *arr = json_object_new_array();
+
+	for (size_t i = 0; i < n; i++)
+		json_object_array_add(arr, json_object_new_string(names[i]));
+	return arr;
+}
+
+/* 100 + N for ifname netN: each rail NIC's routes rank after eth0's (metric
+ * 0) and apart from each other. */
+static int route_metric(const struct netconf *nc, const char *ifname)
+{
+	const char *p = ifname + strlen(ifname);
+
+	if (nc->route_metric >= 0)
+		return nc->route_metric;
+	while (p > ifname && isdigit((unsigned char)p[-1]))
+		p--;
+	return 100 + (*p ? atoi(p) % 1000 : 0);
+}
+
+/* "172.16.11.21/24" -> "172.16.11.0/24" */
+static int prefix_of(const char *cidr, int family, char *out, size_t size)
+{
+	unsigned char raw[16];
+	char addr[INET6_ADDRSTRLEN + 8], *slash;
+	int len, bytes = family == AF_INET ? 4 : 16;
+
+	snprintf(addr, sizeof(addr), "%s", cidr);
+	slash = strchr(addr, '/');
+	if (!slash)
+		return -EINVAL;
+	*slash = '\0';
+	len = atoi(slash + 1);
+	if (inet_pton(family, addr, raw) != 1 || len < 0 || len > bytes * 8)
+		return -EINVAL;
+	for (int i = 0; i < bytes; i++) {
+		int keep = len - i * 8;
+
+		raw[i] &= keep >= 8 ? 0xff : keep <= 0 ? 0 : (unsigned char)(0xff << (8 - keep));
+	}
+	inet_ntop(family, raw, addr, INET6_ADDRSTRLEN);
+	snprintf(out, size, "%s/%d", addr, len & 0xff);
+	return 0;
+}
+
+static void bare_address(const char *cidr, char *out, size_t size)
+{
+	snprintf(out, size, "%s", cidr);
+	if (strchr(out, '/'))
+		*strchr(out, '/') = '\0';
+}
+
+static const char *jstr(struct json_object *o, const char *key)
+{
+	struct json_object *v;
+
+	return json_object_object_get_ex(o, key, &v) && json_object_is_type(v, json_type_string)
+		       ? json_object_get_string(v)
+		       : "";
+}
+
+static void add_route(struct cni_result *res, const char *dst, const char *gw)
+{
+	for (size_t i = 0; i < res->nroutes; i++)
+		if (!strcmp(res->routes[i].dst, dst))
+			return;
+	if (res->nroutes >= sizeof(res->routes) / sizeof(res->routes[0]))
+		return;
+	snprintf(res->routes[res->nroutes].dst, sizeof(res->routes[0].dst), "%s", dst);
+	snprintf(res->routes[res->nroutes].gw, sizeof(res->routes[0].gw), "%s", gw ? gw : "");
+	res->nroutes++;
+}
+
+/* Fills @res's addresses and routes from the agent's allocation. */
+static int take_allocation(struct json_object *alloc, struct cni_result *res, struct cni_error *e)
+{
+	struct json_object *ips, *routes;
+
+	if (!json_object_object_get_ex(alloc, "ips", &ips) || !json_object_array_length(ips))
+		return cni_fail(e, RAILNET_ERR_AGENT, "railnetd returned no address", NULL);
+	for (size_t i = 0; i < json_object_array_length(ips) && res->nips < 2; i++) {
+		struct json_object *ip = json_object_array_get_idx(ips, i);
+		struct cni_ip *out = &res->ips[res->nips++];
+
+		snprintf(out->address, sizeof(out->address), "%s", jstr(ip, "address"));
+		snprintf(out->gateway, sizeof(out->gateway), "%s", jstr(ip, "gateway"));
+		out->family = strchr(out->address, ':') ? 6 : 4;
+	}
+	if (json_object_object_get_ex(alloc, "routes", &routes))
+		for (size_t i = 0; i < json_object_array_length(routes); i++) {
+			struct json_object *r = json_object_array_get_idx(routes, i);
+
+			add_route(res, jstr(r, "dst"), jstr(r, "gw"));
+		}
+	/* The NIC's own default route: oif-bound lookups (RDMA connection
+	 * setup) must find its gateway; its metric keeps eth0's default first. */
+	for (size_t i = 0; i < res->nips; i++)
+		if (res->ips[i].gateway[0])
+			add_route(res, res->ips[i].family == 4 ? "0.0.0.0/0" : "::/0",
+				  res->ips[i].gateway);
+	return 0;
+}
+
+static const struct cni_ip *first_ip(const struct cni_result *res, int family)
+{
+	for (size_t i = 0; i < res->nips; i++)
+		if (res->ips[i].family == family)
+			return &res->ips[i];
+	return NULL;
+}
+
+static void parse_mac(const char *s, unsigned char mac[6])
+{
+	unsigned int b[6] = { 0 };
+
+	sscanf(s, "%x:%x:%x:%x:%x:%x", &b[0], &b[1], &b[2], &b[3], &b[4], &b[5]);
+	for (int i = 0; i < 6; i++)
+		mac[i] = (unsigned char)b[i];
+}
+
+/* Inside the pod netns: sysctls, up, addresses, routes, checks. */
+static int configure_pod_side(const struct netconf *nc, const struct cni_env *env,
+			      struct cni_result *res, struct cni_error *e)
+{
+	struct nl_sock *pod = NULL;
+	char path[128], prefix[64], src[64];
+	unsigned char mac[6];
+	int ifindex, metric = route_metric(nc, env->ifname), err;
+	const struct cni_ip *v4 = first_ip(res, 4);
+
+	err = nl_route_open(&pod);
+	if (err)
+		return cni_fail(e, CNI_ERR_IO, "netlink unavailable in the pod", NULL);
+	/* Loose reverse-path filtering: replies may arrive on a rail NIC whose
+	 * subnet is not where the main table would send them. */
+	snprintf(path, sizeof(path), "net/ipv4/conf/%s/rp_filter", env->ifname);
+	sysctl_write(path, "2");
+	snprintf(path, sizeof(path), "net/ipv6/conf/%s/accept_ra", env->ifname);
+	sysctl_write(path, "0");
+	snprintf(path, sizeof(path), "net/ipv6/conf/%s/accept_dad", env->ifname);
+	sysctl_write(path, "0");
+
+	err = link_up(pod, env->ifname, &ifindex, res->mac, &res->mtu);
+	if (err) {
+		err = cni_fail(e, RAILNET_ERR_LINK, "cannot bring the interface up", "%s: %s",
+			       env->ifname, strerror(-err));
+		goto out;
+	}
+	parse_mac(res->mac, mac);
+	for (size_t i = 0; i < res->nips; i++) {
+		const struct cni_ip *ip = &res->ips[i];
+		int fam = ip->family == 4 ? AF_INET : AF_INET6;
+
+		err = link_addr_add(pod, ifindex, ip->address);
+		if (!err && !prefix_of(ip->address, fam, prefix, sizeof(prefix))) {
+			bare_address(ip->address, src, sizeof(src));
+			err = link_route_add(pod, ifindex, prefix, NULL, src, metric);
+		}
+		if (err) {
+			err = cni_fail(e, RAILNET_ERR_LINK, "cannot configure the address", "%s on %s",
+				       ip->address, env->ifname);
+			goto out;
+		}
+	}
+	for (size_t i = 0; i < res->nroutes; i++) {
+		err = link_route_add(pod, ifindex, res->routes[i].dst, res->routes[i].gw, NULL, metric);
+		if (err) {
+			err = cni_fail(e, RAILNET_ERR_LINK, "cannot add a route", "%s via %s dev %s",
+				       res->routes[i].dst, res->routes[i].gw, env->ifname);
+			goto out;
+		}
+	}
+
+	if (v4 && nc->detect_conflict) {
+		unsigned char who[6];
+		struct in_addr a;
+
+		bare_address(v4->address, src, sizeof(src));
+		inet_pton(AF_INET, src, &a);
+		err = probe_conflict4(ifindex, mac, a, nc->conflict_window_ms, who);
+		if (err == -EADDRINUSE) {
+			err = cni_fail(e, RAILNET_ERR_IP_CONFLICT, "IP address already in use",
+				       "%s answered from %02x:%02x:%02x:%02x:%02x:%02x on %s's network: "
+				       "add it to the pool's excludeIPs or free it",
+				       src, who[0], who[1], who[2], who[3], who[4], who[5], nc->master);
+			goto out;
+		}
+	}
+	if (nc->detect_gateway) {
+		for (size_t i = 0; i < res->nips; i++) {
+			const struct cni_ip *ip = &res->ips[i];
+
+			if (!ip->gateway[0])
+				continue;
+			bare_address(ip->address, src, sizeof(src));
+			if (ip->family == 4) {
+				struct in_addr s, g;
+
+				inet_pton(AF_INET, src, &s);
+				inet_pton(AF_INET, ip->gateway, &g);
+				err = probe_gateway4(ifindex, mac, s, g, GATEWAY_TRIES, GATEWAY_INTERVAL_MS);
+			} else {
+				struct in6_addr s, g;
+
+				inet_pton(AF_INET6, src, &s);
+				inet_pton(AF_INET6, ip->gateway, &g);
+				err = probe_gateway6(ifindex, &s, &g, GATEWAY_TRIES, GATEWAY_INTERVAL_MS);
+			}
+			if (err) {
+				err = cni_fail(e, RAILNET_ERR_GATEWAY_UNREACHABLE, "gateway unreachable",
+					       "gateway %s did not answer %d %s from %s on %s (master %s): "
+					       "check the rail's switch/gateway, or set detectGateway=false",
+					       ip->gateway, GATEWAY_TRIES,
+					       ip->family == 4 ? "ARP requests" : "neighbour solicitations",
+					       src, env->ifname, nc->master);
+				goto out;
+			}
+		}
+	}
+	for (size_t i = 0; i < res->nips; i++) {
+		bare_address(res->ips[i].address, src, sizeof(src));
+		if (res->ips[i].family == 4) {
+			struct in_addr a;
+
+			inet_pton(AF_INET, src, &a);
+			announce4(ifindex, mac, a);
+		} else {
+			struct in6_addr a;
+
+			inet_pton(AF_INET6, src, &a);
+			announce6(ifindex, mac, &a);
+		}
+	}
+	err = 0;
+out:
+	nl_socket_free(pod);
+	return err;
+}
+
+int cmd_add(const struct netconf *nc, const struct cni_env *env, struct json_object **out,
+	    struct cni_error *e)
+{
+	struct netns_pair ns = { -1, -1 };
+	struct nl_sock *host = NULL;
+	struct master_info m;
+	struct json_object *args, *alloc = NULL, *dummy;
+	struct cni_result res = { 0 };
+	unsigned char mac[6], *macp = NULL;
+	bool allocated = false, created = false, in_pod = false;
+	struct cni_error ignored;
+	int err;
+
+	err = nl_route_open(&host);
+	if (err)
+		return cni_fail(e, CNI_ERR_IO, "netlink unavailable", NULL);
+	err = link_master_check(host, nc->master, &m, e);
+	if (err)
+		goto out;
+	err = netns_pair_open(env->netns, &ns);
+	if (err) {
+		err = cni_fail(e, CNI_ERR_UNKNOWN_CONTAINER, "cannot open the pod's network namespace",
+			       "%s: %s", env->netns, strerror(-err));
+		goto out;
+	}
+
+	args = key_args(nc, env);
+	json_object_object_add(args, "netns", json_object_new_string(env->netns));
+	json_object_object_add(args, "podNamespace", json_object_new_string(env->pod_namespace));
+	json_object_object_add(args, "podName", json_object_new_string(env->pod_name));
+	json_object_object_add(args, "podUID", json_object_new_string(env->pod_uid));
+	{
+		struct json_object *pools = json_object_new_object();
+
+		json_object_object_add(pools, "ipv4", names_array(nc->pools_v4, nc->npools_v4));
+		json_object_object_add(pools, "ipv6", names_array(nc->pools_v6, nc->npools_v6));
+		json_object_object_add(args, "pools", pools);
+	}
+	err = agent_call(nc, "ipam.allocate", args, &alloc, e);
+	json_object_put(args);
+	if (err)
+		goto out;
+	allocated = true;
+	err = take_allocation(alloc, &res, e);
+	if (err)
+		goto rollback;
+
+	if (nc->has_runtime_mac) {
+		memcpy(mac, nc->runtime_mac, 6);
+		macp = mac;
+	} else if (nc->has_mac_prefix && first_ip(&res, 4)) {
+		struct in_addr a;
+		char bare[64];
+
+		bare_address(first_ip(&res, 4)->address, bare, sizeof(bare));
+		inet_pton(AF_INET, bare, &a);
+		memcpy(mac, nc->mac_prefix, 2);
+		memcpy(mac + 2, &a.s_addr, 4);
+		macp = mac;
+	}
+	err = link_macvlan_create(host, nc, &m, ns.pod_fd, env->ifname, macp, e);
+	if (err)
+		goto rollback;
+	created = true;
+
+	err = netns_enter(ns.pod_fd);
+	if (err) {
+		err = cni_fail(e, CNI_ERR_IO, "cannot enter the pod's network namespace", "%s",
+			       strerror(-err));
+		goto rollback;
+	}
+	in_pod = true;
+	snprintf(res.ifname, sizeof(res.ifname), "%s", env->ifname);
+	snprintf(res.sandbox, sizeof(res.sandbox), "%s", env->netns);
+	err = configure_pod_side(nc, env, &res, e);
+	if (err)
+		goto rollback;
+	netns_enter(ns.host_fd);
+	in_pod = false;
+
+	*out = cni_result_json(nc->cni_version, &res);
+	err = 0;
+	goto out;
+
+rollback:
+	if (created) {
+		struct nl_sock *pod = NULL;
+
+		if (in_pod || !netns_enter(ns.pod_fd)) {
+			if (!nl_route_open(&pod)) {
+				link_delete(pod, env->ifname);
+				nl_socket_free(pod);
+			}
+		}
+		netns_enter(ns.host_fd);
+	}
+	if (allocated) {
+		args = key_args(nc, env);
+		if (!agent_call(nc, "ipam.release", args, &dummy, &ignored))
+			json_object_put(dummy);
+		json_object_put(args);
+	}
+out:
+	json_object_put(alloc);
+	netns_pair_close(&ns);
+	nl_socket_free(host);
+	return err;
+}
+
+/* Where DEL leaves a release the agent could not take: the agent replays
+ * these at start and on every reconcile. */
+static int queue_release(const struct netconf *nc, const struct cni_env *env)
+{
+	char dir[sizeof(nc->socket) + 32], path[sizeof(dir) + 320], tmp[sizeof(path) + 8];
+	struct json_object *args = key_args(nc, env);
+	const char *text = json_object_to_json_string_ext(args, JSON_C_TO_STRING_PLAIN);
+	char sock[sizeof(nc->socket)];
+	int fd, err = 0;
+
+	snprintf(sock, sizeof(sock), "%s", nc->socket);
+	snprintf(dir, sizeof(dir), "%s/release-queue", dirname(sock));
+	if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
+		err = -errno;
+		goto out;
+	}
+	snprintf(path, sizeof(path), "%s/%.64s-%.64s-%.15s.json", dir, nc->name, env->container_id,
+		 env->ifname);
+	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		err = -errno;
+		goto out;
+	}
+	if (write(fd, text, strlen(text)) < 0 || fsync(fd) < 0)
+		err = -errno;
+	close(fd);
+	if (!err && rename(tmp, path) < 0)
+		err = -errno;
+	if (!err) {
+		fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (fd >= 0) {
+			fsync(fd);
+			close(fd);
+		}
+	}
+out:
+	json_object_put(args);
+	return err;
+}
+
+int cmd_del(const struct netconf *nc, const struct cni_env *env, struct cni_error *e)
+{
+	struct netns_pair ns = { -1, -1 };
+	struct json_object *args, *res = NULL;
+	struct timespec pause = { 0, 100 * 1000000L };
+	int err;
+
+	/* The pod side first: with the netns or the link gone there is
+	 * nothing to delete, and that is fine. */
+	if (env->netns && *env->netns && !netns_pair_open(env->netns, &ns)) {
+		struct nl_sock *pod = NULL;
+
+		if (!netns_enter(ns.pod_fd) && !nl_route_open(&pod)) {
+			link_delete(pod, env->ifname);
+			nl_socket_free(pod);
+		}
+		netns_enter(ns.host_fd);
+		netns_pair_close(&ns);
+	}
+
+	args = key_args(nc, env);
+	/* The agent may be restarting: retry briefly, then leave the release
+	 * durably queued for it. */
+	for (int i = 0; i < 20; i++) {
+		err = agent_call(nc, "ipam.release", args, &res, e);
+		if (!err || e->code != CNI_ERR_TRY_AGAIN)
+			break;
+		nanosleep(&pause, NULL);
+	}
+	json_object_put(args);
+	json_object_put(res);
+	if (err && e->code == CNI_ERR_TRY_AGAIN) {
+		if (!queue_release(nc, env))
+			return 0;
+	}
+	return err;
+}
+
+/* Addresses and routes of @ifindex, as text, for CHECK. */
+static bool link_has_address(struct nl_cache *addrs, int ifindex, const char *cidr)
+{
+	char buf[128];
+
+	for (struct nl_object *o = nl_cache_get_first(addrs); o; o = nl_cache_get_next(o)) {
+		struct rtnl_addr *a = (struct rtnl_addr *)o;
+
+		if (rtnl_addr_get_ifindex(a) != ifindex)
+			continue;
+		nl_addr2str(rtnl_addr_get_local(a), buf, sizeof(buf));
+		if (!strchr(buf, '/'))
+			snprintf(buf + strlen(buf), sizeof(buf) - strlen(buf), "/%d",
+				 rtnl_addr_get_prefixlen(a));
+		if (!strcmp(buf, cidr))
+			return true;
+	}
+	return false;
+}
+
+static bool link_has_route(struct nl_cache *routes, int ifindex, const char *dst, const char *gw)
+{
+	struct nl_addr *want_dst = NULL, *want_gw = NULL;
+	bool found = false;
+
+	if (nl_addr_parse(dst, AF_UNSPEC, &want_dst) < 0)
+		return false;
+	if (gw && *gw && nl_addr_parse(gw, AF_UNSPEC, &want_gw) < 0) {
+		nl_addr_put(want_dst);
+		return false;
+	}
+	for (struct nl_object *o = nl_cache_get_first(routes); o && !found; o = nl_cache_get_next(o)) {
+		struct rtnl_route *r = (struct rtnl_route *)o;
+		struct rtnl_nexthop *nh;
+
+		if (rtnl_route_get_table(r) != RT_TABLE_MAIN || rtnl_route_get_nnexthops(r) != 1 ||
+		    nl_addr_cmp_prefix(rtnl_route_get_dst(r), want_dst) ||
+		    nl_addr_get_prefixlen(rtnl_route_get_dst(r)) != nl_addr_get_prefixlen(want_dst))
+			continue;
+		nh = rtnl_route_nexthop_n(r, 0);
+		if (rtnl_route_nh_get_ifindex(nh) != ifindex)
+			continue;
+		if (want_gw && (!rtnl_route_nh_get_gateway(nh) ||
+				nl_addr_cmp(rtnl_route_nh_get_gateway(nh), want_gw)))
+			continue;
+		found = true;
+	}
+	nl_addr_put(want_dst);
+	nl_addr_put(want_gw);
+	return found;
+}
+
+static int check_pod_side(const struct netconf *nc, const struct cni_env *env, struct cni_error *e)
+{
+	struct json_object *prev = nc->prev_result, *ifs, *ips, *routes;
+	struct nl_cache *addrs = NULL, *rts = NULL;
+	struct rtnl_link *link = NULL;
+	struct nl_sock *pod = NULL;
+	char mac[32] = "";
+	int ifindex, err = 0;
+
+	if (nl_route_open(&pod))
+		return cni_fail(e, CNI_ERR_IO, "netlink unavailable in the pod", NULL);
+	if (rtnl_link_get_kernel(pod, 0, env->ifname, &link) < 0) {
+		err = cni_fail(e, RAILNET_ERR_LINK, "interface missing", "%s is not in the pod",
+			       env->ifname);
+		goto out;
+	}
+	ifindex = rtnl_link_get_ifindex(link);
+	if (!rtnl_link_get_type(link) || strcmp(rtnl_link_get_type(link), "macvlan")) {
+		err = cni_fail(e, RAILNET_ERR_LINK, "interface is not a macvlan", "%s is %s",
+			       env->ifname, rtnl_link_get_type(link) ? rtnl_link_get_type(link) : "?");
+		goto out;
+	}
+	if (rtnl_link_macvlan_get_mode(link) !=
+	    (uint32_t)rtnl_link_macvlan_str2mode(nc->mode == MODE_BRIDGE    ? "bridge"
+						 : nc->mode == MODE_PRIVATE ? "private"
+						 : nc->mode == MODE_VEPA    ? "vepa"
+									    : "passthru")) {
+		err = cni_fail(e, RAILNET_ERR_LINK, "macvlan mode differs", "%s", env->ifname);
+		goto out;
+	}
+	nl_addr2str(rtnl_link_get_addr(link), mac, sizeof(mac));
+	if (json_object_object_get_ex(prev, "interfaces", &ifs))
+		for (size_t i = 0; i < json_object_array_length(ifs); i++) {
+			struct json_object *itf = json_object_array_get_idx(ifs, i);
+
+			if (!strcmp(jstr(itf, "name"), env->ifname) && *jstr(itf, "mac") &&
+			    strcasecmp(jstr(itf, "mac"), mac)) {
+				err = cni_fail(e, RAILNET_ERR_LINK, "MAC address differs",
+					       "%s has %s, prevResult says %s", env->ifname, mac,
+					       jstr(itf, "mac"));
+				goto out;
+			}
+		}
+	if (rtnl_addr_alloc_cache(pod, &addrs) < 0 ||
+	    rtnl_route_alloc_cache(pod, AF_UNSPEC, 0, &rts) < 0) {
+		err = cni_fail(e, CNI_ERR_IO, "cannot read the pod's addresses and routes", NULL);
+		goto out;
+	}
+	if (json_object_object_get_ex(prev, "ips", &ips))
+		for (size_t i = 0; i < json_object_array_length(ips); i++) {
+			const char *a = jstr(json_object_array_get_idx(ips, i), "address");
+
+			if (!link_has_address(addrs, ifindex, a)) {
+				err = cni_fail(e, RAILNET_ERR_LINK, "address missing",
+					       "%s is not on %s", a, env->ifname);
+				goto out;
+			}
+		}
+	if (json_object_object_get_ex(prev, "routes", &routes))
+		for (size_t i = 0; i < json_object_array_length(routes); i++) {
+			struct json_object *r = json_object_array_get_idx(routes, i);
+
+			if (!link_has_route(rts, ifindex, jstr(r, "dst"), jstr(r, "gw"))) {
+				err = cni_fail(e, RAILNET_ERR_LINK, "route missing", "%s via %s dev %s",
+					       jstr(r, "dst"), jstr(r, "gw"), env->ifname);
+				goto out;
+			}
+		}
+out:
+	nl_cache_free(addrs);
+	nl_cache_free(rts);
+	rtnl_link_put(link);
+	nl_socket_free(pod);
+	return err;
+}
+
+int cmd_check(const struct netconf *nc, const struct cni_env *env, struct cni_error *e)
+{
+	struct netns_pair ns = { -1, -1 };
+	struct json_object *args, *res = NULL;
+	int err;
+
+	if (!nc->prev_result)
+		return cni_fail(e, CNI_ERR_INVALID_CONFIG, "invalid network configuration",
+				"prevResult: CHECK needs the ADD's result");
+	err = netns_pair_open(env->netns, &ns);
+	if (err)
+		return cni_fail(e, CNI_ERR_UNKNOWN_CONTAINER, "cannot open the pod's network namespace",
+				"%s: %s", env->netns, strerror(-err));
+	err = netns_enter(ns.pod_fd);
+	if (!err)
+		err = check_pod_side(nc, env, e);
+	else
+		err = cni_fail(e, CNI_ERR_IO, "cannot enter the pod's network namespace", NULL);
+	netns_enter(ns.host_fd);
+	netns_pair_close(&ns);
+	if (err)
+		return err;
+
+	args = key_args(nc, env);
+	err = agent_call(nc, "ipam.get", args, &res, e);
+	json_object_put(args);
+	json_object_put(res);
+	return err;
+}
+
+int cmd_status(const struct netconf *nc, struct cni_error *e)
+{
+	struct json_object *res = NULL, *pools;
+	int err = agent_call(nc, "status", NULL, &res, e);
+
+	if (err)
+		return cni_fail(e, CNI_ERR_NOT_AVAILABLE, "railnet is not available",
+				"railnetd is not reachable on %s", nc->socket);
+	pools = json_object_object_get(res, "pools");
+	for (size_t i = 0; i < json_object_array_length(pools); i++) {
+		struct json_object *p = json_object_array_get_idx(pools, i);
+		const char *name = jstr(p, "name");
+		bool mine = false;
+
+		for (size_t j = 0; j < nc->npools_v4; j++)
+			mine |= !strcmp(nc->pools_v4[j], name);
+		for (size_t j = 0; j < nc->npools_v6; j++)
+			mine |= !strcmp(nc->pools_v6[j], name);
+		if (mine && json_object_get_boolean(json_object_object_get(p, "exhausted"))) {
+			err = cni_fail(e, CNI_ERR_NOT_AVAILABLE, "railnet is not available",
+				       "pool %s is exhausted", name);
+			break;
+		}
+	}
+	json_object_put(res);
+	return err;
+}
+
+int cmd_gc(const struct netconf *nc, struct cni_error *e)
+{
+	struct json_object *args = json_object_new_object(), *valid = json_object_new_array(), *res = NULL;
+	size_t n = nc->valid_attachments ? json_object_array_length(nc->valid_attachments) : 0;
+	int err;
+
+	for (size_t i = 0; i < n; i++) {
+		struct json_object *a = json_object_array_get_idx(nc->valid_attachments, i), *v;
+
+		v = json_object_new_object();
+		json_object_object_add(v, "containerID", json_object_new_string(jstr(a, "containerID")));
+		json_object_object_add(v, "ifName", json_object_new_string(jstr(a, "ifname")));
+		json_object_array_add(valid, v);
+	}
+	json_object_object_add(args, "network", json_object_new_string(nc->name));
+	json_object_object_add(args, "valid", valid);
+	err = agent_call(nc, "ipam.gc", args, &res, e);
+	json_object_put(args);
+	json_object_put(res);
+	return err;
+}

@@ -1,0 +1,23 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* On-the-wire checks from the pod's NIC (run inside the pod netns):
+ * gateway reachability (ARP request / neighbour solicitation), address
+ * conflict (RFC 5227 ARP probe), and announcements (gratuitous ARP,
+ * unsolicited neighbour advertisement). */
+#ifndef RAILNET_CNI_PROBE_H
+#define RAILNET_CNI_PROBE_H
+
+#include <netinet/in.h>
+
+/* 0 once @gw answers; -EHOSTUNREACH after @tries × @interval_ms. */
+int probe_gateway4(int ifindex, const unsigned char mac[6], struct in_addr src, struct in_addr gw,
+		   int tries, int interval_ms);
+int probe_gateway6(int ifindex, const struct in6_addr *src, const struct in6_addr *gw, int tries,
+		   int interval_ms);
+/* 0 when nobody claims @addr within @window_ms; -EADDRINUSE (and the
+ * claimant's MAC in @who) when someone does. */
+int probe_conflict4(int ifindex, const unsigned char mac[6], struct in_addr addr, int window_ms,
+		    unsigned char who[6]);
+int announce4(int ifindex, const unsigned char mac[6], struct in_addr addr);
+int announce6(int ifindex, const unsigned char mac[6], const struct in6_addr *addr);
+
+#endif
