@@ -23,6 +23,7 @@
 
 #include "agent/config.h"
 #include "agent/ipam.h"
+#include "agent/metrics.h"
 #include "common/ctl_client.h"
 
 struct agent {
@@ -30,6 +31,7 @@ struct agent {
 	pthread_rwlock_t reload_lock;
 	time_t started;
 	struct ipam *ipam;
+	struct metrics *metrics; /* NULL when metrics.listen is unset */
 };
 
 /* An op handler: fills @result (an empty object) or @err, returns 0 or a

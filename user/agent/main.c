@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "agent/agent.h"
+#include "agent/agent_metrics.h"
 #include "agent/ctl_server.h"
 #include "common/log.h"
 
@@ -171,6 +172,13 @@ int main(int argc, char **argv)
 		log_err("ipam_open_failed", "err=\"%s\"", errbuf);
 		goto out;
 	}
+	if (agent.cfg.metrics_listen) {
+		err = metrics_start(agent.cfg.metrics_listen, &agent.metrics);
+		if (!err)
+			err = agent_metrics_register(&agent);
+		if (err)
+			goto out;
+	}
 	err = ctl_server_start(&agent, agent.cfg.socket, &server);
 	if (err)
 		goto out;
@@ -181,6 +189,7 @@ int main(int argc, char **argv)
 	ctl_server_stop(server, 5000);
 	err = 0;
 out:
+	metrics_stop(agent.metrics);
 	ipam_close(agent.ipam);
 	agent_config_free(&agent.cfg);
 	pthread_rwlock_destroy(&agent.reload_lock);
