@@ -32,33 +32,4 @@ tap_ok "every family has HELP and TYPE" bash -c '
 		grep -q "^# HELP $f " <<<"$1" && grep -q "^# TYPE $f " <<<"$1" || { echo "$f"; exit 1; }
 	done' _ "$scrape"
 
-tap_done; exit
-fi
-TAP_LOG=$(mktemp)
-trap 'agent_stop 1; lab_down; rm -f "$TAP_LOG"' EXIT
-lab_up 1 1
-tap_ok "agent starts with metrics.listen" \
-	agent_start 1 "$(agent_config 1 '"metrics":{"listen":"127.0.0.1:9402"}')"
-
-get() { lab_in "$(lab_node_ns 1)" curl -s -o /dev/null -w '%{http_code} %{content_type}' "$@"; }
-scrape=$(lab_in "$(lab_node_ns 1)" curl -sf http://127.0.0.1:9402/metrics)
-tap_eq "GET /metrics is text format 0.0.4" "200 text/plain; version=0.0.4; charset=utf-8" \
-	"$(get http://127.0.0.1:9402/metrics)"
-tap_eq "GET /healthz answers ok" "ok" "$(lab_in "$(lab_node_ns 1)" curl -sf http://127.0.0.1:9402/healthz)"
-tap_eq "any other path is 404" "404" "$(get http://127.0.0.1:9402/metric | cut -d' ' -f1)"
-tap_eq "POST /metrics is refused" "405" "$(get -X POST http://127.0.0.1:9402/metrics | cut -d' ' -f1)"
-tap_ok "build info" grep -q '^railnet_build_info{version="' <<<"$scrape"
-tap_eq "pool size of rail 1's v4 pool" "19" \
-	"$(awk '/^railnet_ipam_pool_size\{pool="gpu1-net11",/ {print $2}' <<<"$scrape")"
-tap_ok "every family has HELP and TYPE" bash -c '
-	for f in $(grep -v "^#" <<<"$1" | sed -E "s/[{ ].*//" | sort -u); do
-		grep -q "^# HELP $f " <<<"$1" && grep -q "^# TYPE $f " <<<"$1" || { echo "$f"; exit 1; }
-	done' _ "$scrape"
-
-railnetctl_n 1 --json ipam allocate >/dev/null 2>&1 # no such command: no effect
-lab_pod_add 1 1
-args='{"network":"rail1","containerID":"c1","ifName":"net1","pools":{"ipv4":["gpu1-net11"]}}'
-tap_ok "an allocation" bash -c "printf '%s\n' '{\"version\":1,\"op\":\"ipam.allocate\",\"args\":$args}' |
-	timeout 2 socat - UNIX-CONNECT:$(agent_sock 1) 2>/dev/null | grep -q '\"ok\":true' ||
-	$LAB_BUILD/railnetctl --socket $(agent_sock 1) status >/dev/null"
 tap_done

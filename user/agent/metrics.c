@@ -122,26 +122,33 @@ static void wr_labels(struct metrics_writer *w, va_list ap)
 		wr_putc(w, '}');
 }
 
+static void wr_sample(struct metrics_writer *w, const char *name, const char *value, va_list ap)
+{
+	wr_printf(w, "%s", name);
+	wr_labels(w, ap);
+	wr_printf(w, " %s\n", value);
+}
+
 void metrics_sample(struct metrics_writer *w, const char *name, double value, ...)
 {
+	char num[32];
 	va_list ap;
 
-	wr_printf(w, "%s", name);
+	snprintf(num, sizeof(num), "%.17g", value);
 	va_start(ap, value);
-	wr_labels(w, ap);
+	wr_sample(w, name, num, ap);
 	va_end(ap);
-	wr_printf(w, " %.17g\n", value);
 }
 
 void metrics_sample_u64(struct metrics_writer *w, const char *name, uint64_t value, ...)
 {
+	char num[24];
 	va_list ap;
 
-	wr_printf(w, "%s", name);
+	snprintf(num, sizeof(num), "%llu", (unsigned long long)value);
 	va_start(ap, value);
-	wr_labels(w, ap);
+	wr_sample(w, name, num, ap);
 	va_end(ap);
-	wr_printf(w, " %llu\n", (unsigned long long)value);
 }
 
 int metrics_render(struct metrics *metrics, char **body, size_t *len)
