@@ -140,6 +140,16 @@ static int take_allocation(struct json_object *alloc, struct cni_result *res, st
 	return 0;
 }
 
+static bool allocation_is_new(struct json_object *alloc)
+{
+	struct json_object *ips = json_object_object_get(alloc, "ips");
+
+	for (size_t i = 0; i < json_object_array_length(ips); i++)
+		if (json_object_get_boolean(json_object_object_get(json_object_array_get_idx(ips, i), "new")))
+			return true;
+	return false;
+}
+
 static const struct cni_ip *first_ip(const struct cni_result *res, int family)
 {
 	for (size_t i = 0; i < res->nips; i++)
@@ -318,7 +328,8 @@ int cmd_add(const struct netconf *nc, const struct cni_env *env, struct json_obj
 	json_object_put(args);
 	if (err)
 		goto out;
-	allocated = true;
+	/* Roll back only what this ADD allocated, not a NIC's that already runs. */
+	allocated = allocation_is_new(alloc);
 	err = take_allocation(alloc, &res, e);
 	if (err)
 		goto rollback;

@@ -46,6 +46,7 @@ agent_start() { # <n> [config]
 	ip netns exec "$(lab_node_ns "$n")" "$LAB_BUILD/railnetd" --config "$conf" \
 		--log-level "${AGENT_LOG_LEVEL:-info}" >>"$dir/railnetd.log" 2>&1 &
 	echo $! >"$dir/railnetd.pid"
+	disown
 	for ((i = 0; i < 100; i++)); do
 		"$LAB_BUILD/railnetctl" --socket "$(agent_sock "$n")" status >/dev/null 2>&1 && return 0
 		kill -0 "$(cat "$dir/railnetd.pid")" 2>/dev/null || break

@@ -107,6 +107,7 @@ static void leases_to_result(struct agent *agent, const struct ipam_lease *lease
 			json_object_object_add(ip, "gateway",
 					       json_object_new_string(ipaddr_str(&leases[i].gateway, gw)));
 		json_object_object_add(ip, "pool", json_object_new_string(leases[i].pool));
+		json_object_object_add(ip, "new", json_object_new_boolean(leases[i].fresh));
 		json_object_array_add(ips, ip);
 		pr = ipam_pool_routes(agent->ipam, leases[i].pool);
 		for (size_t r = 0; r < json_object_array_length(pr); r++)

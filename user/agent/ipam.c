@@ -1043,9 +1043,12 @@ int ipam_allocate(struct ipam *ipam, const struct ipam_request *req, struct ipam
 		got[0] = NULL;
 	}
 	if (!err) {
-		for (int i = 0; i < 2; i++)
-			if (got[i])
-				lease_of(ipam, got[i], &leases[(*nleases)++]);
+		for (int i = 0; i < 2; i++) {
+			if (!got[i])
+				continue;
+			lease_of(ipam, got[i], &leases[*nleases]);
+			leases[(*nleases)++].fresh = fresh[i];
+		}
 	} else {
 		ipam->errors[*kind]++;
 	}

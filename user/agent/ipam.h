@@ -66,6 +66,7 @@ struct ipam_lease {
 	int prefix_len;
 	struct ipaddr gateway;
 	bool has_gateway;
+	bool fresh; /* allocated by this call, not found held already */
 };
 
 enum ipam_error {

@@ -13,6 +13,7 @@
 #include "agent/agent.h"
 #include "agent/agent_metrics.h"
 #include "agent/ctl_server.h"
+#include "agent/release_queue.h"
 #include "common/log.h"
 
 static void usage(FILE *out)
@@ -84,6 +85,7 @@ static void serve(struct agent *agent, int sfd, const char *config_path)
 		int ret = poll(&pfd, 1, interval > 0 ? (int)interval : -1);
 
 		if (ret == 0) {
+			release_queue_drain(agent->ipam, agent->cfg.socket);
 			ipam_reconcile(agent->ipam, agent->cfg.reconcile_grace_ms);
 			continue;
 		}
@@ -179,6 +181,7 @@ int main(int argc, char **argv)
 		if (err)
 			goto out;
 	}
+	release_queue_drain(agent.ipam, agent.cfg.socket);
 	err = ctl_server_start(&agent, agent.cfg.socket, &server);
 	if (err)
 		goto out;
