@@ -253,7 +253,7 @@ static int configure_pod_side(const struct netconf *nc, const struct cni_env *en
 
 				inet_pton(AF_INET6, src, &s);
 				inet_pton(AF_INET6, ip->gateway, &g);
-				err = probe_gateway6(ifindex, &s, &g, GATEWAY_TRIES, GATEWAY_INTERVAL_MS);
+				err = probe_gateway6(ifindex, mac, &s, &g, GATEWAY_TRIES, GATEWAY_INTERVAL_MS);
 			}
 			if (err) {
 				err = cni_fail(e, RAILNET_ERR_GATEWAY_UNREACHABLE, "gateway unreachable",

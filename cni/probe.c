@@ -162,12 +162,17 @@ static int icmp6_socket(int ifindex, const struct in6_addr *src)
 	return fd;
 }
 
-int probe_gateway6(int ifindex, const struct in6_addr *src, const struct in6_addr *gw, int tries,
-		   int interval_ms)
+int probe_gateway6(int ifindex, const unsigned char mac[6], const struct in6_addr *src,
+		   const struct in6_addr *gw, int tries, int interval_ms)
 {
+	/* With a unicast source the solicitation must carry our link-layer
+	 * address (RFC 4861 7.2.2): Linux does not answer a multicast one
+	 * without it unless it already knows us. */
 	struct {
 		struct nd_neighbor_solicit ns;
-	} pkt = { 0 };
+		struct nd_opt_hdr opt;
+		unsigned char lladdr[6];
+	} __attribute__((packed)) pkt = { 0 };
 	struct sockaddr_in6 to = { .sin6_family = AF_INET6, .sin6_scope_id = (uint32_t)ifindex };
 	int fd = icmp6_socket(ifindex, src), err = -EHOSTUNREACH;
 
@@ -175,6 +180,9 @@ int probe_gateway6(int ifindex, const struct in6_addr *src, const struct in6_add
 		return fd;
 	pkt.ns.nd_ns_type = ND_NEIGHBOR_SOLICIT;
 	pkt.ns.nd_ns_target = *gw;
+	pkt.opt.nd_opt_type = ND_OPT_SOURCE_LINKADDR;
+	pkt.opt.nd_opt_len = 1;
+	memcpy(pkt.lladdr, mac, 6);
 	/* The solicited-node multicast address of the gateway. */
 	inet_pton(AF_INET6, "ff02::1:ff00:0", &to.sin6_addr);
 	memcpy(&to.sin6_addr.s6_addr[13], &gw->s6_addr[13], 3);
