@@ -6,6 +6,7 @@
 set -u
 cd "$(dirname "$0")/.."
 . selftests/lib/lab.sh
+. selftests/lib/agent.sh
 NODES=${DEMO_NODES:-2}
 RAILS=${DEMO_RAILS:-2}
 
@@ -33,5 +34,45 @@ step "3. the management network cannot reach the rails (as on real clusters)"
 run ip netns exec "$(lab_pod_ns 1 1)" ip route get "$(lab_gw4 1)"
 run ip netns exec "$(lab_pod_ns 1 1)" ping -c1 -W1 "$(lab_gw4 1)" && exit 1
 echo "(no reply: that is the point - rail traffic must use the rail NICs)"
+
+step "4. railnetd on every node: IPAM pools per rail (a crash-safe local store)"
+for ((n = 1; n <= NODES; n++)); do
+	agent_start "$n" "$(agent_config "$n" "\"metrics\":{\"listen\":\"127.0.0.1:9711\"}")" || exit 1
+done
+run "$LAB_BUILD/railnetctl" --socket "$(agent_sock 1)" status
+
+netconf() { # <rail> <node>: the NAD's spec.config for this rail
+	printf '{"cniVersion":"1.0.0","name":"gpu%s-macvlan","type":"railnet","master":"%s","mode":"bridge","ippools":{"ipv4":["%s"]},"detectGateway":true,"detectIPConflict":true,"socket":"%s"}' \
+		"$1" "$(lab_master "$1")" "$(agent_pool4 "$1")" "$(agent_sock "$2")"
+}
+
+step "5. Multus runs the railnet plugin once per rail NIC of each pod (CNI ADD)"
+for ((n = 1; n <= NODES; n++)); do
+	for ((r = 1; r <= RAILS; r++)); do
+		printf '$ CNI_COMMAND=ADD CNI_IFNAME=net%s railnet < gpu%s-macvlan (pod %s)\n' "$r" "$r" "$(lab_pod_ns "$n" 1)"
+		lab_cni "$n" 1 "net$r" ADD "$(netconf "$r" "$n")" || exit 1
+	done
+done
+run ip -n "$(lab_pod_ns 1 1)" -br addr
+run ip -n "$(lab_pod_ns 1 1)" route
+echo "(each rail NIC's routes carry its own metric: eth0 keeps the default, oif-bound lookups find the NIC's gateway)"
+
+step "6. traffic on every rail, node 1 -> node 2"
+for ((r = 1; r <= RAILS; r++)); do
+	peer=$(ip -n "$(lab_pod_ns 2 1)" -4 -o addr show dev "net$r" | awk '{print $4}' | cut -d/ -f1)
+	run ip netns exec "$(lab_pod_ns 1 1)" ping -c2 -i0.2 -W2 -I "net$r" "$peer" || exit 1
+	src=$(ip -n "$(lab_pod_ns 1 1)" -4 -o addr show dev "net$r" | awk '{print $4}' | cut -d/ -f1)
+	run ip netns exec "$(lab_pod_ns 1 1)" ip route get 172.16.99.1 from "$src" oif "net$r"
+done
+
+step "7. what the agent holds, and its metrics"
+run "$LAB_BUILD/railnetctl" --socket "$(agent_sock 1)" allocations
+run ip netns exec "$(lab_node_ns 1)" curl -s http://127.0.0.1:9711/metrics | grep -E '^railnet_ipam' | head -8
+
+step "8. CNI DEL gives every address back"
+for ((r = 1; r <= RAILS; r++)); do
+	lab_cni 1 1 "net$r" DEL "$(netconf "$r" 1)" || exit 1
+done
+run "$LAB_BUILD/railnetctl" --socket "$(agent_sock 1)" pools
 
 step "done: tearing the lab down"
