@@ -144,7 +144,7 @@ clean: ## remove the build directory
 	$(Q)rm -rf $(O)
 
 help: ## this list
-	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | \
+	@grep -hE '^[a-z]+:.*## ' $(firstword $(MAKEFILE_LIST)) | \
 		sed -e 's/:.*## /\t/' | awk -F'\t' '{ printf "  %-9s %s\n", $$1, $$2 }'
 	@echo "  variables: OUTPUT=$(O) V=1 ARCH=$(ARCH) VMLINUX_H= DESTDIR= PREFIX=$(PREFIX)"
 
