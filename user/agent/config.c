@@ -108,8 +108,8 @@ static int parse_ranges(struct parser *ps, struct json_object *arr, const char *
 		if (!json_object_is_type(v, json_type_string))
 			return fail(ps, p, "must be a string, not %s", type_name(v));
 		err = iprange_parse(json_object_get_string(v), family, &(*out)[i]);
-		if (err == -EAFNOSUPPORT)
-			return fail(ps, p, "\"%s\" is not an IPv%d address or range",
+		if (err == -EAFNOSUPPORT || (err == -EINVAL && family))
+			return fail(ps, p, "\"%s\" is not an IPv%d address or an \"a-b\" range",
 				    json_object_get_string(v), family == AF_INET ? 4 : 6);
 		if (err == -ERANGE)
 			return fail(ps, p, "\"%s\": the first address is above the last",

@@ -1,0 +1,158 @@
+// SPDX-License-Identifier: Apache-2.0
+/* railnetd's configuration: defaults, module sections kept, and every
+ * invalid value rejected with the field's path and why. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "agent/config.h"
+
+#define POOL(fields) "{\"pools\":[{\"name\":\"gpu1-net11\",\"subnet\":\"172.16.11.0/24\"," fields "}]}"
+#define IPS "\"ips\":[\"172.16.11.1-172.16.11.200\"]"
+
+static void test_valid_config_and_defaults(void **state)
+{
+	struct json_object *root = json_tokener_parse(
+		"{\"nodeName\":\"worker1\",\"metrics\":{\"listen\":\"0.0.0.0:9711\"},"
+		"\"store\":{\"type\":\"local\"},\"datapath\":{\"anything\":1},\"rdma\":{},"
+		"\"pools\":[{\"name\":\"gpu1-net11\",\"subnet\":\"172.16.11.0/24\","
+		"\"ips\":[\"172.16.11.1-172.16.11.200\",\"172.16.11.210\"],"
+		"\"excludeIPs\":[\"172.16.11.100\"],\"gateway\":\"172.16.11.254\","
+		"\"routes\":[{\"dst\":\"172.16.0.0/16\",\"gw\":\"172.16.11.254\"}],"
+		"\"nodeName\":[],\"stateful\":false},"
+		"{\"name\":\"gpu1-net11-v6\",\"subnet\":\"fd16:11::/64\",\"ips\":[\"fd16:11::1:1-fd16:11::1:ff\"]}],"
+		"\"reservedIPs\":[\"172.16.11.5\",\"fd16:11::1:7\"]}");
+	struct agent_config cfg;
+	char err[512] = "";
+
+	assert_non_null(root);
+	if (agent_config_parse(root, &cfg, err, sizeof(err)))
+		fail_msg("%s", err);
+	json_object_put(root);
+	assert_string_equal(cfg.node_name, "worker1");
+	assert_string_equal(cfg.socket, "/run/railnet/railnetd.sock");
+	assert_string_equal(cfg.state_dir, "/var/lib/railnet");
+	assert_string_equal(cfg.bpffs, "/sys/fs/bpf/railnet");
+	assert_string_equal(cfg.metrics_listen, "0.0.0.0:9711");
+	assert_string_equal(cfg.store_type, "local");
+	assert_int_equal(cfg.ipam.npools, 2);
+	assert_int_equal(cfg.ipam.pools[0].nranges, 2);
+	assert_int_equal(cfg.ipam.pools[0].nexcludes, 1);
+	assert_true(cfg.ipam.pools[0].has_gateway);
+	assert_int_equal(cfg.ipam.pools[1].subnet.net.family, AF_INET6);
+	assert_int_equal(cfg.ipam.nreserved, 2);
+	/* Module sections stay readable from the root. */
+	assert_true(json_object_object_get_ex(cfg.root, "datapath", NULL));
+	agent_config_free(&cfg);
+}
+
+static void test_node_name_defaults_to_env(void **state)
+{
+	struct json_object *root = json_tokener_parse("{}");
+	struct agent_config cfg;
+	char err[512];
+
+	setenv("NODE_NAME", "from-env", 1);
+	assert_int_equal(agent_config_parse(root, &cfg, err, sizeof(err)), 0);
+	assert_string_equal(cfg.node_name, "from-env");
+	unsetenv("NODE_NAME");
+	agent_config_free(&cfg);
+	json_object_put(root);
+}
+
+static const struct {
+	const char *json;
+	const char *error; /* a prefix of the message: the path, then why */
+} invalid[] = {
+	{ "[]", "(root): must be a JSON object" },
+	{ "{\"nodename\":\"x\"}", "nodename: unknown field" },
+	{ "{\"nodeName\":5}", "nodeName: must be a string" },
+
+	{ "{\"store\":{\"type\":\"etcd3\"}}", "store.type: \"etcd3\" is not a store" },
+	{ "{\"metrics\":{\"listen\":\"9711\"}}", "metrics.listen: \"9711\" is not host:port" },
+	{ "{\"reconcile\":{\"graceMs\":-1}}", "reconcile.graceMs: must be a non-negative integer" },
+	{ "{\"pools\":{}}", "pools: must be an array" },
+	{ "{\"pools\":[{\"subnet\":\"172.16.11.0/24\"," IPS "}]}", "pools[0].name: is required" },
+	{ "{\"pools\":[{\"name\":\"GPU_1\",\"subnet\":\"172.16.11.0/24\"," IPS "}]}",
+	  "pools[0].name: \"GPU_1\" must be a DNS-1123 name" },
+	{ POOL("\"ipz\":[]"), "pools[0].ipz: unknown field" },
+	{ "{\"pools\":[{\"name\":\"p\"," IPS "}]}", "pools[0].subnet: is required" },
+	{ "{\"pools\":[{\"name\":\"p\",\"subnet\":\"172.16.11.5/24\"," IPS "}]}",
+	  "pools[0].subnet: \"172.16.11.5/24\" is not a CIDR prefix" },
+	{ POOL("\"ips\":[]"), "pools[0].ips: is required" },
+	{ POOL("\"ips\":[\"172.16.11.1\",\"172.16.11.300\"]"),
+	  "pools[0].ips[1]: \"172.16.11.300\" is not an IPv4 address" },
+	{ POOL("\"ips\":[\"fd16::1\"]"), "pools[0].ips[0]: \"fd16::1\" is not an IPv4 address" },
+	{ POOL("\"ips\":[\"172.16.11.9-172.16.11.1\"]"),
+	  "pools[0].ips[0]: \"172.16.11.9-172.16.11.1\": the first address is above the last" },
+	{ POOL("\"ips\":[\"172.16.12.1-172.16.12.9\"]"),
+	  "pools[0].ips[0]: \"172.16.12.1-172.16.12.9\" is outside subnet" },
+	{ POOL(IPS ",\"excludeIPs\":[7]"), "pools[0].excludeIPs[0]: must be a string" },
+	{ POOL(IPS ",\"gateway\":\"172.16.12.254\""),
+	  "pools[0].gateway: \"172.16.12.254\" is not an address in subnet" },
+	{ POOL(IPS ",\"routes\":[{\"dst\":\"172.16.0.0/12\",\"gw\":\"172.16.11.254\"},{\"gw\":\"172.16.11.254\"}]"),
+	  "pools[0].routes[1].dst: is required" },
+	{ POOL(IPS ",\"routes\":[{\"dst\":\"fd16::/16\"}]"),
+	  "pools[0].routes[0].dst: \"fd16::/16\" is not of the pool's family" },
+	{ POOL(IPS ",\"routes\":[{\"dst\":\"172.16.0.0/16\",\"gw\":\"10.0.0.1\"}]"),
+	  "pools[0].routes[0].gw: \"10.0.0.1\" is not an address in the pool's subnet" },
+	{ POOL(IPS ",\"nodeName\":[\"\"]"), "pools[0].nodeName[0]: must be a node name" },
+	{ POOL(IPS ",\"stateful\":\"yes\""), "pools[0].stateful: must be true or false" },
+	{ "{\"pools\":[{\"name\":\"p\",\"subnet\":\"10.0.0.0/24\",\"ips\":[\"10.0.0.1\"]},"
+	  "{\"name\":\"p\",\"subnet\":\"10.0.1.0/24\",\"ips\":[\"10.0.1.1\"]}]}",
+	  "pools[1].name: \"p\" is also the name of pools[0]" },
+	{ "{\"reservedIPs\":[\"10.0.0.1-10.0.0.300\"]}", "reservedIPs[0]: \"10.0.0.1-10.0.0.300\"" },
+};
+
+static void test_invalid_values_name_their_field(void **state)
+{
+	for (size_t i = 0; i < sizeof(invalid) / sizeof(invalid[0]); i++) {
+		struct json_object *root = json_tokener_parse(invalid[i].json);
+		struct agent_config cfg;
+		char err[512] = "";
+		int ret;
+
+		assert_non_null(root);
+		ret = agent_config_parse(root, &cfg, err, sizeof(err));
+		json_object_put(root);
+		if (ret == 0)
+			fail_msg("accepted: %s", invalid[i].json);
+		if (strncmp(err, invalid[i].error, strlen(invalid[i].error)))
+			fail_msg("for %s\n  expected: %s...\n  got:      %s", invalid[i].json,
+				 invalid[i].error, err);
+	}
+}
+
+static void test_load_reports_json_syntax(void **state)
+{
+	char path[] = "/tmp/railnet-test-config-XXXXXX";
+	struct agent_config cfg;
+	char err[512] = "";
+	int fd = mkstemp(path);
+
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, "{\"pools\": [", 11), 11);
+	close(fd);
+	assert_int_not_equal(agent_config_load(path, &cfg, err, sizeof(err)), 0);
+	assert_non_null(strstr(err, path));
+	unlink(path);
+	assert_int_not_equal(agent_config_load("/nonexistent/railnetd.json", &cfg, err, sizeof(err)), 0);
+	assert_non_null(strstr(err, "/nonexistent/railnetd.json"));
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_valid_config_and_defaults),
+		cmocka_unit_test(test_node_name_defaults_to_env),
+		cmocka_unit_test(test_invalid_values_name_their_field),
+		cmocka_unit_test(test_load_reports_json_syntax),
+	};
+
+	return cmocka_run_group_tests_name("config", tests, NULL, NULL);
+}
