@@ -167,47 +167,133 @@ static void parse_mac(const char *s, unsigned char mac[6])
 		mac[i] = (unsigned char)b[i];
 }
 
-/* Inside the pod netns: sysctls, up, addresses, routes, checks. */
+/* net/<dir>/<ifname>/<key> = @value */
+static int sysctl_ifset(const char *dir, const char *ifname, const char *key, const char *value)
+{
+	char path[128];
+
+	snprintf(path, sizeof(path), "net/%s/%s/%s", dir, ifname, key);
+	return sysctl_write(path, value);
+}
+
+/* The IP conflict probe (RFC 5227) runs before anyone is told about the
+ * address; the announcements follow it. */
+static int check_conflict(const struct netconf *nc, const struct cni_env *env,
+			  const struct cni_result *res, int ifindex, const unsigned char mac[6],
+			  struct cni_error *e)
+{
+	const struct cni_ip *v4 = first_ip(res, 4);
+	unsigned char who[6];
+	char src[64];
+	struct in_addr a;
+	int err;
+
+	if (v4) {
+		bare_address(v4->address, src, sizeof(src));
+		inet_pton(AF_INET, src, &a);
+		err = probe_conflict4(ifindex, mac, a, nc->conflict_window_ms, who);
+		if (err == -EADDRINUSE)
+			return cni_fail(e, RAILNET_ERR_IP_CONFLICT, "IP address already in use",
+					"%s answered from %02x:%02x:%02x:%02x:%02x:%02x on %s's network: "
+					"add it to the pool's excludeIPs or free it",
+					src, who[0], who[1], who[2], who[3], who[4], who[5], nc->master);
+	}
+	for (size_t i = 0; i < res->nips; i++) {
+		bare_address(res->ips[i].address, src, sizeof(src));
+		if (res->ips[i].family == 4) {
+			inet_pton(AF_INET, src, &a);
+			announce4(ifindex, mac, a);
+		} else {
+			struct in6_addr a6;
+
+			inet_pton(AF_INET6, src, &a6);
+			announce6(ifindex, mac, &a6);
+		}
+	}
+	return 0;
+}
+
+static int check_gateways(const struct netconf *nc, const struct cni_env *env,
+			  const struct cni_result *res, int ifindex, struct cni_error *e)
+{
+	for (size_t i = 0; i < res->nips; i++) {
+		const struct cni_ip *ip = &res->ips[i];
+		int family = ip->family == 4 ? AF_INET : AF_INET6;
+		struct in6_addr gw;
+		char src[64];
+
+		if (!ip->gateway[0] || inet_pton(family, ip->gateway, &gw) != 1)
+			continue;
+		if (probe_gateway(ifindex, family, &gw, GATEWAY_TRIES, GATEWAY_INTERVAL_MS)) {
+			bare_address(ip->address, src, sizeof(src));
+			return cni_fail(e, RAILNET_ERR_GATEWAY_UNREACHABLE, "gateway unreachable",
+					"gateway %s did not answer %d %s from %s on %s (master %s): "
+					"check the rail's switch/gateway, or set detectGateway=false",
+					ip->gateway, GATEWAY_TRIES,
+					family == AF_INET ? "ARP requests" : "neighbour solicitations",
+					src, env->ifname, nc->master);
+		}
+	}
+	return 0;
+}
+
+/* Inside the pod netns: sysctls, addresses, up, routes, checks. */
 static int configure_pod_side(const struct netconf *nc, const struct cni_env *env,
 			      struct cni_result *res, struct cni_error *e)
 {
-	struct nl_sock *pod = NULL;
-	char path[128], prefix[64], src[64];
-	unsigned char mac[6];
+	/* Without a conflict probe the kernel announces the addresses itself
+	 * (gratuitous ARP, unsolicited NA) as the link comes up with them. */
+	const char *notify = nc->detect_conflict ? "0" : "1";
 	int ifindex, metric = route_metric(nc, env->ifname), err;
-	const struct cni_ip *v4 = first_ip(res, 4);
+	struct nl_sock *pod = NULL;
+	char prefix[64], src[64];
+	unsigned char mac[6];
 
 	err = nl_route_open(&pod);
 	if (err)
 		return cni_fail(e, CNI_ERR_IO, "netlink unavailable in the pod", NULL);
 	/* Loose reverse-path filtering: replies may arrive on a rail NIC whose
-	 * subnet is not where the main table would send them. */
-	snprintf(path, sizeof(path), "net/ipv4/conf/%s/rp_filter", env->ifname);
-	sysctl_write(path, "2");
-	snprintf(path, sizeof(path), "net/ipv6/conf/%s/accept_ra", env->ifname);
-	sysctl_write(path, "0");
-	snprintf(path, sizeof(path), "net/ipv6/conf/%s/accept_dad", env->ifname);
-	sysctl_write(path, "0");
+	 * subnet is not where the main table would send them.  The kernel
+	 * takes the larger of conf/all and conf/<nic>, so the NIC's 2 is
+	 * enough and the pod's other interfaces keep their setting. */
+	sysctl_ifset("ipv4/conf", env->ifname, "rp_filter", "2");
+	sysctl_ifset("ipv4/conf", env->ifname, "arp_notify", notify);
+	sysctl_ifset("ipv6/conf", env->ifname, "ndisc_notify", notify);
+	sysctl_ifset("ipv6/conf", env->ifname, "accept_ra", "0");
+	sysctl_ifset("ipv6/conf", env->ifname, "accept_dad", "0");
 
-	err = link_up(pod, env->ifname, &ifindex, res->mac, &res->mtu);
+	err = link_get(pod, env->ifname, &ifindex, res->mac, &res->mtu);
+	if (err) {
+		err = cni_fail(e, RAILNET_ERR_LINK, "interface vanished", "%s: %s", env->ifname,
+			       strerror(-err));
+		goto out;
+	}
+	parse_mac(res->mac, mac);
+	for (size_t i = 0; i < res->nips; i++) {
+		err = link_addr_add(pod, ifindex, res->ips[i].address);
+		if (err) {
+			err = cni_fail(e, RAILNET_ERR_LINK, "cannot configure the address", "%s on %s",
+				       res->ips[i].address, env->ifname);
+			goto out;
+		}
+	}
+	err = link_set_up(pod, ifindex);
 	if (err) {
 		err = cni_fail(e, RAILNET_ERR_LINK, "cannot bring the interface up", "%s: %s",
 			       env->ifname, strerror(-err));
 		goto out;
 	}
-	parse_mac(res->mac, mac);
 	for (size_t i = 0; i < res->nips; i++) {
 		const struct cni_ip *ip = &res->ips[i];
-		int fam = ip->family == 4 ? AF_INET : AF_INET6;
 
-		err = link_addr_add(pod, ifindex, ip->address);
-		if (!err && !prefix_of(ip->address, fam, prefix, sizeof(prefix))) {
-			bare_address(ip->address, src, sizeof(src));
-			err = link_route_add(pod, ifindex, prefix, NULL, src, metric);
-		}
+		if (prefix_of(ip->address, ip->family == 4 ? AF_INET : AF_INET6, prefix,
+			      sizeof(prefix)))
+			continue;
+		bare_address(ip->address, src, sizeof(src));
+		err = link_route_add(pod, ifindex, prefix, NULL, src, metric);
 		if (err) {
-			err = cni_fail(e, RAILNET_ERR_LINK, "cannot configure the address", "%s on %s",
-				       ip->address, env->ifname);
+			err = cni_fail(e, RAILNET_ERR_LINK, "cannot add the subnet route",
+				       "%s dev %s", prefix, env->ifname);
 			goto out;
 		}
 	}
@@ -219,68 +305,13 @@ static int configure_pod_side(const struct netconf *nc, const struct cni_env *en
 			goto out;
 		}
 	}
-
-	if (v4 && nc->detect_conflict) {
-		unsigned char who[6];
-		struct in_addr a;
-
-		bare_address(v4->address, src, sizeof(src));
-		inet_pton(AF_INET, src, &a);
-		err = probe_conflict4(ifindex, mac, a, nc->conflict_window_ms, who);
-		if (err == -EADDRINUSE) {
-			err = cni_fail(e, RAILNET_ERR_IP_CONFLICT, "IP address already in use",
-				       "%s answered from %02x:%02x:%02x:%02x:%02x:%02x on %s's network: "
-				       "add it to the pool's excludeIPs or free it",
-				       src, who[0], who[1], who[2], who[3], who[4], who[5], nc->master);
+	if (nc->detect_conflict) {
+		err = check_conflict(nc, env, res, ifindex, mac, e);
+		if (err)
 			goto out;
-		}
 	}
-	if (nc->detect_gateway) {
-		for (size_t i = 0; i < res->nips; i++) {
-			const struct cni_ip *ip = &res->ips[i];
-
-			if (!ip->gateway[0])
-				continue;
-			bare_address(ip->address, src, sizeof(src));
-			if (ip->family == 4) {
-				struct in_addr s, g;
-
-				inet_pton(AF_INET, src, &s);
-				inet_pton(AF_INET, ip->gateway, &g);
-				err = probe_gateway4(ifindex, mac, s, g, GATEWAY_TRIES, GATEWAY_INTERVAL_MS);
-			} else {
-				struct in6_addr s, g;
-
-				inet_pton(AF_INET6, src, &s);
-				inet_pton(AF_INET6, ip->gateway, &g);
-				err = probe_gateway6(ifindex, mac, &s, &g, GATEWAY_TRIES, GATEWAY_INTERVAL_MS);
-			}
-			if (err) {
-				err = cni_fail(e, RAILNET_ERR_GATEWAY_UNREACHABLE, "gateway unreachable",
-					       "gateway %s did not answer %d %s from %s on %s (master %s): "
-					       "check the rail's switch/gateway, or set detectGateway=false",
-					       ip->gateway, GATEWAY_TRIES,
-					       ip->family == 4 ? "ARP requests" : "neighbour solicitations",
-					       src, env->ifname, nc->master);
-				goto out;
-			}
-		}
-	}
-	for (size_t i = 0; i < res->nips; i++) {
-		bare_address(res->ips[i].address, src, sizeof(src));
-		if (res->ips[i].family == 4) {
-			struct in_addr a;
-
-			inet_pton(AF_INET, src, &a);
-			announce4(ifindex, mac, a);
-		} else {
-			struct in6_addr a;
-
-			inet_pton(AF_INET6, src, &a);
-			announce6(ifindex, mac, &a);
-		}
-	}
-	err = 0;
+	if (nc->detect_gateway)
+		err = check_gateways(nc, env, res, ifindex, e);
 out:
 	nl_socket_free(pod);
 	return err;

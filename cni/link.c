@@ -124,26 +124,35 @@ int link_macvlan_create(struct nl_sock *host, const struct netconf *nc,
 	return 0;
 }
 
-int link_up(struct nl_sock *pod, const char *ifname, int *ifindex, char mac[18], int *mtu)
+int link_get(struct nl_sock *pod, const char *ifname, int *ifindex, char mac[18], int *mtu)
 {
-	struct rtnl_link *link = NULL, *change;
+	struct rtnl_link *link = NULL;
 	struct nl_addr *a;
-	int err;
 
-	err = rtnl_link_get_kernel(pod, 0, ifname, &link);
-	if (err < 0)
+	if (rtnl_link_get_kernel(pod, 0, ifname, &link) < 0)
 		return -ENODEV;
 	*ifindex = rtnl_link_get_ifindex(link);
 	*mtu = (int)rtnl_link_get_mtu(link);
 	a = rtnl_link_get_addr(link);
 	if (a)
 		nl_addr2str(a, mac, 18);
-	change = rtnl_link_alloc();
-	rtnl_link_set_flags(change, IFF_UP);
-	err = rtnl_link_change(pod, link, change, 0);
+	rtnl_link_put(link);
+	return 0;
+}
+
+int link_set_up(struct nl_sock *pod, int ifindex)
+{
+	struct rtnl_link *link = rtnl_link_alloc(), *change = rtnl_link_alloc();
+	int err = -ENOMEM;
+
+	if (link && change) {
+		rtnl_link_set_ifindex(link, ifindex);
+		rtnl_link_set_flags(change, IFF_UP);
+		err = rtnl_link_change(pod, link, change, 0) < 0 ? -EIO : 0;
+	}
 	rtnl_link_put(change);
 	rtnl_link_put(link);
-	return err < 0 ? -EIO : 0;
+	return err;
 }
 
 int link_delete(struct nl_sock *pod, const char *ifname)
@@ -234,4 +243,23 @@ int sysctl_write(const char *path, const char *value)
 		err = -errno;
 	close(fd);
 	return err;
+}
+
+int sysctl_read(const char *path, char *value, size_t size)
+{
+	char full[256];
+	ssize_t n;
+	int fd;
+
+	snprintf(full, sizeof(full), "/proc/sys/%s", path);
+	fd = open(full, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	n = read(fd, value, size - 1);
+	close(fd);
+	if (n < 0)
+		return -EIO;
+	value[n] = '\0';
+	value[strcspn(value, "\n")] = '\0';
+	return 0;
 }

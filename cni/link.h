@@ -36,7 +36,8 @@ int link_macvlan_create(struct nl_sock *host, const struct netconf *nc,
 			const unsigned char *mac, struct cni_error *e);
 
 /* In the pod netns: */
-int link_up(struct nl_sock *pod, const char *ifname, int *ifindex, char mac[18], int *mtu);
+int link_get(struct nl_sock *pod, const char *ifname, int *ifindex, char mac[18], int *mtu);
+int link_set_up(struct nl_sock *pod, int ifindex);
 int link_delete(struct nl_sock *pod, const char *ifname);
 int link_addr_add(struct nl_sock *pod, int ifindex, const char *cidr);
 int link_route_add(struct nl_sock *pod, int ifindex, const char *dst, const char *gw,
@@ -44,5 +45,6 @@ int link_route_add(struct nl_sock *pod, int ifindex, const char *dst, const char
 
 /* Writes a sysctl of the current netns ("net/ipv4/conf/net1/rp_filter"). */
 int sysctl_write(const char *path, const char *value);
+int sysctl_read(const char *path, char *value, size_t size);
 
 #endif

@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <linux/if_ether.h>
 #include <linux/if_packet.h>
+#include <net/if.h>
 #include <net/if_arp.h>
 #include <netinet/icmp6.h>
 #include <poll.h>
@@ -12,6 +13,14 @@
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
+
+#include <linux/neighbour.h>
+#include <linux/rtnetlink.h>
+#include <netlink/msg.h>
+#include <netlink/route/neighbour.h>
+#include <netlink/socket.h>
+
+#include "link.h"
 
 struct arp_pkt {
 	uint16_t htype, ptype;
@@ -37,7 +46,10 @@ static int arp_socket(int ifindex)
 {
 	struct sockaddr_ll sll = { .sll_family = AF_PACKET, .sll_protocol = htons(ETH_P_ARP),
 				   .sll_ifindex = ifindex };
-	int fd = socket(AF_PACKET, SOCK_DGRAM | SOCK_CLOEXEC, htons(ETH_P_ARP));
+	/* Protocol 0 at socket(): the receive hook is registered once, by
+	 * bind(), rather than registered for every device then moved (which
+	 * waits for an RCU grace period). */
+	int fd = socket(AF_PACKET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
 
 	if (fd < 0)
 		return -errno;
@@ -91,29 +103,6 @@ static int arp_wait_sender(int fd, uint32_t spa, const unsigned char self[6], lo
 	}
 }
 
-int probe_gateway4(int ifindex, const unsigned char mac[6], struct in_addr src, struct in_addr gw,
-		   int tries, int interval_ms)
-{
-	int fd = arp_socket(ifindex), err = -EHOSTUNREACH;
-
-	if (fd < 0)
-		return fd;
-	for (int i = 0; i < tries; i++) {
-		int ret = arp_send(fd, ifindex, ARPOP_REQUEST, mac, src.s_addr, gw.s_addr);
-
-		if (ret) {
-			err = ret;
-			break;
-		}
-		if (arp_wait_sender(fd, gw.s_addr, mac, now_ms() + interval_ms, NULL)) {
-			err = 0;
-			break;
-		}
-	}
-	close(fd);
-	return err;
-}
-
 int probe_conflict4(int ifindex, const unsigned char mac[6], struct in_addr addr, int window_ms,
 		    unsigned char who[6])
 {
@@ -162,56 +151,6 @@ static int icmp6_socket(int ifindex, const struct in6_addr *src)
 	return fd;
 }
 
-int probe_gateway6(int ifindex, const unsigned char mac[6], const struct in6_addr *src,
-		   const struct in6_addr *gw, int tries, int interval_ms)
-{
-	/* With a unicast source the solicitation must carry our link-layer
-	 * address (RFC 4861 7.2.2): Linux does not answer a multicast one
-	 * without it unless it already knows us. */
-	struct {
-		struct nd_neighbor_solicit ns;
-		struct nd_opt_hdr opt;
-		unsigned char lladdr[6];
-	} __attribute__((packed)) pkt = { 0 };
-	struct sockaddr_in6 to = { .sin6_family = AF_INET6, .sin6_scope_id = (uint32_t)ifindex };
-	int fd = icmp6_socket(ifindex, src), err = -EHOSTUNREACH;
-
-	if (fd < 0)
-		return fd;
-	pkt.ns.nd_ns_type = ND_NEIGHBOR_SOLICIT;
-	pkt.ns.nd_ns_target = *gw;
-	pkt.opt.nd_opt_type = ND_OPT_SOURCE_LINKADDR;
-	pkt.opt.nd_opt_len = 1;
-	memcpy(pkt.lladdr, mac, 6);
-	/* The solicited-node multicast address of the gateway. */
-	inet_pton(AF_INET6, "ff02::1:ff00:0", &to.sin6_addr);
-	memcpy(&to.sin6_addr.s6_addr[13], &gw->s6_addr[13], 3);
-	for (int i = 0; i < tries && err == -EHOSTUNREACH; i++) {
-		long long deadline = now_ms() + interval_ms;
-		struct pollfd pfd = { .fd = fd, .events = POLLIN };
-
-		if (sendto(fd, &pkt, sizeof(pkt), 0, (struct sockaddr *)&to, sizeof(to)) < 0) {
-			err = -errno;
-			break;
-		}
-		while (now_ms() < deadline) {
-			struct nd_neighbor_advert na;
-			ssize_t n;
-
-			if (poll(&pfd, 1, (int)(deadline - now_ms())) <= 0)
-				continue;
-			n = recv(fd, &na, sizeof(na), MSG_DONTWAIT);
-			if (n >= (ssize_t)sizeof(na) && na.nd_na_type == ND_NEIGHBOR_ADVERT &&
-			    !memcmp(&na.nd_na_target, gw, sizeof(*gw))) {
-				err = 0;
-				break;
-			}
-		}
-	}
-	close(fd);
-	return err;
-}
-
 int announce6(int ifindex, const unsigned char mac[6], const struct in6_addr *addr)
 {
 	struct {
@@ -234,5 +173,114 @@ int announce6(int ifindex, const unsigned char mac[6], const struct in6_addr *ad
 	if (sendto(fd, &pkt, sizeof(pkt), 0, (struct sockaddr *)&to, sizeof(to)) < 0)
 		err = -errno;
 	close(fd);
+	return err;
+}
+
+/* A neighbour whose link-layer address is known. */
+#define NUD_RESOLVED \
+	(NUD_REACHABLE | NUD_STALE | NUD_DELAY | NUD_PROBE | NUD_PERMANENT | NUD_NOARP)
+
+struct neigh_watch {
+	int ifindex;
+	struct nl_addr *gw;
+	int state; /* last NUD_* seen for @gw, 0: none yet */
+};
+
+static void neigh_seen(struct nl_object *obj, void *arg)
+{
+	struct rtnl_neigh *n = (struct rtnl_neigh *)obj;
+	struct neigh_watch *w = arg;
+
+	if (rtnl_neigh_get_ifindex(n) == w->ifindex && rtnl_neigh_get_dst(n) &&
+	    !nl_addr_cmp(rtnl_neigh_get_dst(n), w->gw))
+		w->state = rtnl_neigh_get_state(n);
+}
+
+static int neigh_msg(struct nl_msg *msg, void *arg)
+{
+	nl_msg_parse(msg, neigh_seen, arg);
+	return NL_OK;
+}
+
+/* The kernel resolves the gateway for us: RTM_NEWNEIGH with NTF_USE starts
+ * its ARP/ND state machine (solicitations every retrans_time), and the
+ * neighbour's updates arrive on RTNLGRP_NEIGH.  No packet socket: closing
+ * one waits for an RCU grace period (~16 ms), longer than the whole ADD. */
+int probe_gateway(int ifindex, int family, const void *gw, int tries, int interval_ms)
+{
+	char ifname[IF_NAMESIZE] = "", path[96], saved[32] = "", value[32];
+	struct neigh_watch w = { .ifindex = ifindex };
+	struct rtnl_neigh *req = NULL;
+	struct nl_sock *sk = nl_socket_alloc();
+	struct pollfd pfd = { .events = POLLIN };
+	long long deadline;
+	int fd, err;
+
+	if (!sk)
+		return -ENOMEM;
+	w.gw = nl_addr_build(family, gw, family == AF_INET ? 4 : 16);
+	req = rtnl_neigh_alloc();
+	if (!w.gw || !req) {
+		err = -ENOMEM;
+		goto out;
+	}
+	nl_socket_disable_seq_check(sk);
+	nl_socket_modify_cb(sk, NL_CB_VALID, NL_CB_CUSTOM, neigh_msg, &w);
+	if (nl_connect(sk, NETLINK_ROUTE) < 0 || nl_socket_add_membership(sk, RTNLGRP_NEIGH) < 0) {
+		err = -EIO;
+		goto out;
+	}
+	/* Solicit every @interval_ms for this check only. */
+	if (if_indextoname((unsigned int)ifindex, ifname)) {
+		snprintf(path, sizeof(path), "net/%s/neigh/%s/retrans_time_ms",
+			 family == AF_INET ? "ipv4" : "ipv6", ifname);
+		if (!sysctl_read(path, saved, sizeof(saved))) {
+			snprintf(value, sizeof(value), "%d", interval_ms);
+			sysctl_write(path, value);
+		}
+	}
+	rtnl_neigh_set_ifindex(req, ifindex);
+	rtnl_neigh_set_dst(req, w.gw);
+	rtnl_neigh_set_flags(req, NTF_USE);
+	err = rtnl_neigh_add(sk, req, NLM_F_CREATE);
+	if (err < 0) {
+		err = -EIO;
+		goto restore;
+	}
+	fd = nl_socket_get_fd(sk);
+	pfd.fd = fd;
+	nl_socket_set_nonblocking(sk);
+	deadline = now_ms() + (long long)tries * interval_ms;
+	err = -EHOSTUNREACH;
+	while (now_ms() < deadline) {
+		if (w.state & NUD_RESOLVED) {
+			err = 0;
+			break;
+		}
+		if (w.state & NUD_FAILED)
+			break;
+		if (poll(&pfd, 1, (int)(deadline - now_ms())) > 0)
+			nl_recvmsgs_default(sk);
+	}
+	if (err && !w.state) {
+		/* Already resolved before we asked: no update was sent. */
+		struct nl_cache *cache = NULL;
+
+		if (rtnl_neigh_alloc_cache(sk, &cache) >= 0) {
+			struct rtnl_neigh *n = rtnl_neigh_get(cache, ifindex, w.gw);
+
+			if (n && (rtnl_neigh_get_state(n) & NUD_RESOLVED))
+				err = 0;
+			rtnl_neigh_put(n);
+			nl_cache_free(cache);
+		}
+	}
+restore:
+	if (saved[0])
+		sysctl_write(path, saved);
+out:
+	rtnl_neigh_put(req);
+	nl_addr_put(w.gw);
+	nl_socket_free(sk);
 	return err;
 }

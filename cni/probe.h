@@ -8,11 +8,10 @@
 
 #include <netinet/in.h>
 
-/* 0 once @gw answers; -EHOSTUNREACH after @tries × @interval_ms. */
-int probe_gateway4(int ifindex, const unsigned char mac[6], struct in_addr src, struct in_addr gw,
-		   int tries, int interval_ms);
-int probe_gateway6(int ifindex, const unsigned char mac[6], const struct in6_addr *src,
-		   const struct in6_addr *gw, int tries, int interval_ms);
+/* 0 once the gateway @gw (struct in_addr / in6_addr of @family) answers
+ * the kernel's ARP requests / neighbour solicitations on @ifindex;
+ * -EHOSTUNREACH after @tries x @interval_ms. */
+int probe_gateway(int ifindex, int family, const void *gw, int tries, int interval_ms);
 /* 0 when nobody claims @addr within @window_ms; -EADDRINUSE (and the
  * claimant's MAC in @who) when someone does. */
 int probe_conflict4(int ifindex, const unsigned char mac[6], struct in_addr addr, int window_ms,
