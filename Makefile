@@ -149,14 +149,15 @@ help: ## this list
 	@echo "  variables: OUTPUT=$(O) V=1 ARCH=$(ARCH) VMLINUX_H= DESTDIR= PREFIX=$(PREFIX)"
 
 # --- BPF -----------------------------------------------------------------
-$(O)/bpf/%.tmp.o: bpf/%.bpf.c $(VMLINUX_H)
+# Static pattern rules: the generic %.o: %.c rule below must not claim them.
+$(BPF_OBJS:.bpf.o=.tmp.o): $(O)/bpf/%.tmp.o: bpf/%.bpf.c $(VMLINUX_H)
 	$(Q)mkdir -p $(@D)
 	$(call msg,CLANG,$@)$(CLANG) $(BPF_CFLAGS) -MF $(@:.o=.d) -c $< -o $@
 
-$(O)/bpf/%.bpf.o: $(O)/bpf/%.tmp.o
+$(BPF_OBJS): $(O)/bpf/%.bpf.o: $(O)/bpf/%.tmp.o
 	$(call msg,GEN-OBJ,$@)$(BPFTOOL) gen object $@ $<
 
-$(O)/bpf/%.skel.h: $(O)/bpf/%.bpf.o
+$(BPF_SKELS): $(O)/bpf/%.skel.h: $(O)/bpf/%.bpf.o
 	$(call msg,GEN-SKEL,$@)$(BPFTOOL) gen skeleton $< name $(subst -,_,$*)_bpf > $@
 
 # --- protobuf (kubelet device plugin API) ----------------------------------

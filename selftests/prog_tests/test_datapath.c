@@ -1,0 +1,433 @@
+// SPDX-License-Identifier: Apache-2.0
+/* BPF_PROG_TEST_RUN cases for bpf/datapath.bpf.c: each case is a packet, the
+ * hook's ifindex, the verdict and bytes expected, and the counters that must
+ * move.  Runs in a private netns; pins nothing. */
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <errno.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "agent/dp_loader.h"
+#include "pktgen.h"
+
+#ifndef SO_NETNS_COOKIE
+#define SO_NETNS_COOKIE 71
+#endif
+
+#define LO 1              /* the hook's device in the test: plays eth0 and NIC A */
+#define NIC_A 1           /* id of a NIC whose device is LO */
+#define NIC_B 2           /* id of a NIC on another (absent) device */
+#define NIC_B_IFINDEX 1000
+#define VERDICT_PASS ((__u32)-1) /* TC_ACT_UNSPEC: untouched, next hook decides */
+#define VERDICT_SHOT 2
+#define VERDICT_REDIRECT 7
+
+static const uint8_t mac_pod[6] = { 0x02, 0, 0, 0, 0, 0x10 };
+static const uint8_t mac_b[6] = { 0x02, 0, 0, 0, 0, 0x0b };
+static const uint8_t mac_gw[6] = { 0x02, 0, 0, 0, 0, 0xfe };
+static const uint8_t mac_bcast[6] = { 0xff, 0xff, 0xff, 0xff, 0xff, 0xff };
+
+static int tap_n, tap_failed;
+
+static void tap(bool ok, const char *what)
+{
+	printf("%sok %d - %s\n", ok ? "" : "not ", ++tap_n, what);
+	if (!ok)
+		tap_failed++;
+}
+
+static void hexdump(const char *label, const uint8_t *p, size_t n)
+{
+	printf("# %s:", label);
+	for (size_t i = 0; i < n; i++)
+		printf("%s%02x", i % 16 ? " " : "\n#   ", p[i]);
+	printf("\n");
+}
+
+static __u64 netns_cookie(void)
+{
+	__u64 cookie = 0;
+	socklen_t len = sizeof(cookie);
+	int fd = socket(AF_INET, SOCK_DGRAM, 0);
+
+	if (fd >= 0) {
+		getsockopt(fd, SOL_SOCKET, SO_NETNS_COOKIE, &cookie, &len);
+		close(fd);
+	}
+	return cookie;
+}
+
+static void nic_v4(struct rn_nic *nic, const char *addr, int plen, const char *gw)
+{
+	nic->flags |= RN_NIC_ACTIVE | RN_NIC_V4 | (gw ? RN_NIC_GW4 : 0);
+	inet_pton(AF_INET, addr, nic->addr4);
+	nic->plen4 = (__u8)plen;
+	if (gw)
+		inet_pton(AF_INET, gw, nic->gw4);
+}
+
+static void nic_v6(struct rn_nic *nic, const char *addr, int plen, const char *gw)
+{
+	nic->flags |= RN_NIC_ACTIVE | RN_NIC_V6 | RN_NIC_GW6;
+	inet_pton(AF_INET6, addr, nic->addr6);
+	nic->plen6 = (__u8)plen;
+	inet_pton(AF_INET6, gw, nic->gw6);
+}
+
+struct ctx {
+	struct datapath_bpf *skel;
+	struct dp_maps maps;
+	__u64 netns;
+	struct rn_nic a, b;
+};
+
+struct outcome {
+	__u32 verdict;
+	struct pkt out;
+};
+
+static int run(struct ctx *c, int prog_fd, const struct pkt *in, int ifindex, struct outcome *o)
+{
+	struct __sk_buff skb = { .ifindex = (__u32)ifindex };
+	LIBBPF_OPTS(bpf_test_run_opts, opts, .data_in = in->data, .data_size_in = (__u32)in->len,
+		    .data_out = o->out.data, .data_size_out = sizeof(o->out.data),
+		    .ctx_in = &skb, .ctx_size_in = sizeof(skb), .repeat = 1);
+	int err = bpf_prog_test_run_opts(prog_fd, &opts);
+
+	o->verdict = opts.retval;
+	o->out.len = opts.data_size_out;
+	return err;
+}
+
+/* An egress case: the packet, the device it leaves by, what must happen. */
+struct egress_case {
+	const char *what;
+	void (*build)(struct pkt *p);
+	int ifindex;
+	__u32 verdict;
+	bool rewritten;   /* MACs become (gateway, NIC B) */
+	__u32 nic;        /* whose counters move (0: none) */
+	__u64 redirects, redirects_fast, tx, drops_gone;
+};
+
+static void v4_b_offlink(struct pkt *p)
+{
+	pkt_eth(p, mac_bcast, mac_pod, ETH_P_IP);
+	pkt_ipv4(p, "172.16.12.21", "172.16.13.5", 0);
+}
+
+static void v4_b_onlink(struct pkt *p)
+{
+	pkt_eth(p, mac_bcast, mac_pod, ETH_P_IP);
+	pkt_ipv4(p, "172.16.12.21", "172.16.12.77", 0);
+}
+
+static void v4_a(struct pkt *p)
+{
+	pkt_eth(p, mac_bcast, mac_pod, ETH_P_IP);
+	pkt_ipv4(p, "172.16.11.21", "172.16.13.5", 0);
+}
+
+static void v4_unknown(struct pkt *p)
+{
+	pkt_eth(p, mac_bcast, mac_pod, ETH_P_IP);
+	pkt_ipv4(p, "10.233.1.1", "172.16.13.5", 0);
+}
+
+static void v4_other_pod(struct pkt *p)
+{
+	pkt_eth(p, mac_bcast, mac_pod, ETH_P_IP);
+	pkt_ipv4(p, "172.16.13.21", "172.16.14.5", 0);
+}
+
+static void arp_b(struct pkt *p)
+{
+	pkt_eth(p, mac_bcast, mac_pod, ETH_P_ARP);
+	pkt_arp(p, 1, mac_pod, "172.16.12.21", "172.16.12.254");
+}
+
+static void v4_b_fragment(struct pkt *p)
+{
+	pkt_eth(p, mac_bcast, mac_pod, ETH_P_IP);
+	pkt_ipv4(p, "172.16.12.21", "172.16.13.5", 0x2000 | 185);
+}
+
+static void v4_unknown_fragment(struct pkt *p)
+{
+	pkt_eth(p, mac_bcast, mac_pod, ETH_P_IP);
+	pkt_ipv4(p, "10.233.1.1", "172.16.13.5", 0x2000);
+}
+
+static void v4_b_vlan(struct pkt *p)
+{
+	pkt_eth(p, mac_bcast, mac_pod, ETH_P_8021Q);
+	pkt_vlan(p, 100, ETH_P_IP);
+	pkt_ipv4(p, "172.16.12.21", "172.16.13.5", 0);
+}
+
+/* BPF_PROG_TEST_RUN refuses a frame whose L3 header is cut (EINVAL), as
+ * the stack never hands one to tc; what can arrive is a malformed one. */
+static void v4_b_bad_ihl(struct pkt *p)
+{
+	v4_b_offlink(p);
+	p->data[14] = 0x44;
+}
+
+static void v6_b_offlink(struct pkt *p)
+{
+	pkt_eth(p, mac_bcast, mac_pod, ETH_P_IPV6);
+	pkt_ipv6(p, "fd16:12::1:1", "fd16:13::5", 17, 0);
+}
+
+static void v6_b_ns(struct pkt *p)
+{
+	pkt_eth(p, mac_bcast, mac_pod, ETH_P_IPV6);
+	pkt_ipv6(p, "fd16:12::1:1", "ff02::1:ff00:fe", 58, 135);
+}
+
+static void v6_b_echo(struct pkt *p)
+{
+	pkt_eth(p, mac_bcast, mac_pod, ETH_P_IPV6);
+	pkt_ipv6(p, "fd16:12::1:1", "fd16:13::5", 58, 128);
+}
+
+static void v6_b_fragment(struct pkt *p)
+{
+	pkt_eth(p, mac_bcast, mac_pod, ETH_P_IPV6);
+	pkt_ipv6(p, "fd16:12::1:1", "fd16:13::5", 44, 0);
+}
+
+static void v6_b_icmp_cut(struct pkt *p)
+{
+	v6_b_echo(p);
+	p->len = 14 + 40 + 2; /* ND or not cannot be told */
+}
+
+static const struct egress_case egress_cases[] = {
+	{ "v4, NIC B's source leaving by eth0, gateway MAC unknown: redirect via neigh",
+	  v4_b_offlink, LO, VERDICT_REDIRECT, false, NIC_B, 1, 0, 1 },
+	{ "v4, NIC B's source to NIC B's subnet: redirect, kernel resolves the peer",
+	  v4_b_onlink, LO, VERDICT_REDIRECT, false, NIC_B, 1, 0, 1 },
+	{ "v4, NIC A's source on NIC A: untouched, counted as tx", v4_a, LO, VERDICT_PASS, false,
+	  NIC_A, 0, 0, 1 },
+	{ "v4, unknown source: untouched", v4_unknown, LO, VERDICT_PASS },
+	{ "v4, same address held by a pod in another netns: untouched", v4_other_pod, LO,
+	  VERDICT_PASS },
+	{ "ARP from NIC B's address: untouched", arp_b, LO, VERDICT_PASS, false, NIC_B },
+	{ "v4 fragment of NIC B's source: redirected like the whole datagram", v4_b_fragment, LO,
+	  VERDICT_REDIRECT, false, NIC_B, 1, 0, 1 },
+	{ "v4 fragment of an unknown source: untouched", v4_unknown_fragment, LO, VERDICT_PASS },
+	{ "VLAN-tagged frame: untouched", v4_b_vlan, LO, VERDICT_PASS, false, NIC_B },
+	{ "IPv4 header with IHL < 5: untouched", v4_b_bad_ihl, LO, VERDICT_PASS, false, NIC_B },
+	{ "v6, NIC B's source leaving by eth0: redirect", v6_b_offlink, LO, VERDICT_REDIRECT, false,
+	  NIC_B, 1, 0, 1 },
+	{ "v6 neighbour solicitation from NIC B's address: untouched", v6_b_ns, LO, VERDICT_PASS,
+	  false, NIC_B },
+	{ "v6 echo request (ICMPv6, not ND) from NIC B: redirect", v6_b_echo, LO, VERDICT_REDIRECT,
+	  false, NIC_B, 1, 0, 1 },
+	{ "v6 fragment of NIC B's source: redirect", v6_b_fragment, LO, VERDICT_REDIRECT, false,
+	  NIC_B, 1, 0, 1 },
+	{ "v6 with a truncated ICMPv6 header: untouched", v6_b_icmp_cut, LO, VERDICT_PASS, false, NIC_B },
+};
+
+static bool stats_moved(struct ctx *c, __u32 nic, const struct rn_stats *before,
+			__u64 redirects, __u64 fast, __u64 tx, __u64 gone)
+{
+	struct rn_stats after;
+
+	if (!nic)
+		return true;
+	if (dp_stats_sum(&c->maps, nic, &after))
+		return false;
+	if (after.redirects - before->redirects != redirects ||
+	    after.redirects_fast - before->redirects_fast != fast ||
+	    after.tx_packets - before->tx_packets != tx ||
+	    after.drops[RN_DROP_NIC_GONE] - before->drops[RN_DROP_NIC_GONE] != gone) {
+		printf("# counters of NIC %u moved by redirects %llu fast %llu tx %llu gone %llu\n",
+		       nic, (unsigned long long)(after.redirects - before->redirects),
+		       (unsigned long long)(after.redirects_fast - before->redirects_fast),
+		       (unsigned long long)(after.tx_packets - before->tx_packets),
+		       (unsigned long long)(after.drops[RN_DROP_NIC_GONE] -
+					    before->drops[RN_DROP_NIC_GONE]));
+		return false;
+	}
+	return true;
+}
+
+static void run_egress_case(struct ctx *c, const struct egress_case *tc)
+{
+	struct rn_stats before = { 0 };
+	struct outcome o;
+	struct pkt in, want;
+	bool ok;
+	int err;
+
+	tc->build(&in);
+	want = in;
+	if (tc->rewritten) {
+		memcpy(want.data, mac_gw, 6);
+		memcpy(want.data + 6, mac_b, 6);
+	}
+	if (tc->nic)
+		dp_stats_sum(&c->maps, tc->nic, &before);
+	err = run(c, bpf_program__fd(c->skel->progs.rn_egress), &in, tc->ifindex, &o);
+	if (err)
+		printf("# test run: %s\n", strerror(-err));
+	ok = !err && o.verdict == tc->verdict && o.out.len == want.len &&
+	     !memcmp(o.out.data, want.data, want.len);
+	if (!ok) {
+		printf("# verdict %d, want %d\n", (int)o.verdict, (int)tc->verdict);
+		hexdump("got", o.out.data, o.out.len);
+		hexdump("want", want.data, want.len);
+	}
+	ok = stats_moved(c, tc->nic, &before, tc->redirects, tc->redirects_fast, tc->tx,
+			 tc->drops_gone) && ok;
+	tap(ok, tc->what);
+}
+
+static void gateway_learning(struct ctx *c)
+{
+	struct rn_gw *gw4 = &c->maps.gw_mem[NIC_B * RN_FAM_MAX + RN_FAM_V4];
+	struct rn_gw *gw6 = &c->maps.gw_mem[NIC_B * RN_FAM_MAX + RN_FAM_V6];
+	int ingress = bpf_program__fd(c->skel->progs.rn_ingress);
+	struct rn_stats before, after;
+	struct timespec ts;
+	struct outcome o;
+	struct pkt p;
+	__u64 now;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	now = (__u64)ts.tv_sec * 1000000000ULL + (__u64)ts.tv_nsec;
+	dp_stats_sum(&c->maps, NIC_B, &before);
+
+	/* A routed frame before the gateway is known: nothing learnt. */
+	pkt_eth(&p, mac_b, mac_gw, ETH_P_IP);
+	pkt_ipv4(&p, "172.16.13.5", "172.16.12.21", 0);
+	run(c, ingress, &p, LO, &o);
+	tap(o.verdict == VERDICT_PASS && !gw4->mac_valid && !gw4->last_seen_ns,
+	    "ingress: a routed frame from an unknown MAC teaches nothing");
+
+	gw4->probe_sent_ns = now;
+	pkt_eth(&p, mac_b, mac_gw, ETH_P_ARP);
+	pkt_arp(&p, 2, mac_gw, "172.16.12.254", "172.16.12.21");
+	run(c, ingress, &p, LO, &o);
+	tap(o.verdict == VERDICT_PASS && gw4->mac_valid && !memcmp(gw4->mac, mac_gw, 6) &&
+		    gw4->last_seen_ns >= now && !gw4->probe_sent_ns && gw4->rtt_ns > 0,
+	    "ingress: the gateway's ARP reply records its MAC, last seen, and the probe's RTT");
+
+	gw4->last_seen_ns = 0;
+	pkt_eth(&p, mac_b, mac_gw, ETH_P_IP);
+	pkt_ipv4(&p, "172.16.13.5", "172.16.12.21", 0);
+	run(c, ingress, &p, LO, &o);
+	tap(gw4->last_seen_ns >= now, "ingress: a frame routed by the gateway counts as a sign of it");
+
+	pkt_eth(&p, mac_b, mac_gw, ETH_P_IPV6);
+	pkt_ipv6(&p, "fd16:12::fe", "fd16:12::1:1", 58, 136);
+	run(c, ingress, &p, LO, &o);
+	tap(gw6->mac_valid && !memcmp(gw6->mac, mac_gw, 6) && gw6->last_seen_ns >= now,
+	    "ingress: the v6 gateway's NA records its MAC");
+
+	dp_stats_sum(&c->maps, NIC_B, &after);
+	tap(after.rx_packets - before.rx_packets == 4 &&
+		    after.rx_bytes - before.rx_bytes == 3 * 42 + 62,
+	    "ingress: rx packets and bytes of the NIC count every frame");
+}
+
+static void fast_path(struct ctx *c)
+{
+	static const struct egress_case fast[] = {
+		{ "v4 with the gateway MAC learnt: MACs rewritten, plain redirect", v4_b_offlink,
+		  LO, VERDICT_REDIRECT, true, NIC_B, 1, 1, 1 },
+		{ "v4 on NIC B's subnet with the gateway MAC learnt: still via neigh",
+		  v4_b_onlink, LO, VERDICT_REDIRECT, false, NIC_B, 1, 0, 1 },
+		{ "v6 with the gateway MAC learnt: MACs rewritten", v6_b_offlink, LO,
+		  VERDICT_REDIRECT, true, NIC_B, 1, 1, 1 },
+	};
+
+	for (size_t i = 0; i < sizeof(fast) / sizeof(fast[0]); i++)
+		run_egress_case(c, &fast[i]);
+}
+
+static void detached_nic(struct ctx *c)
+{
+	static const struct egress_case gone = {
+		"a source whose NIC slot is being torn down: dropped, not leaked by eth0",
+		v4_b_offlink, LO, VERDICT_SHOT, false, NIC_B, 0, 0, 0, 1
+	};
+	struct rn_nic zero = { 0 };
+	__u32 id = NIC_B;
+
+	bpf_map_update_elem(c->maps.nic, &id, &zero, BPF_ANY);
+	run_egress_case(c, &gone);
+	dp_nic_unpublish(&c->maps, NIC_B, &c->b);
+	run_egress_case(c, &(struct egress_case){ "after detach: untouched", v4_b_offlink, LO,
+						  VERDICT_PASS });
+}
+
+int main(void)
+{
+	struct dp_knobs knobs = { .fast_redirect = true };
+	struct rn_nic other = { 0 };
+	struct ctx c = { 0 };
+	int err;
+
+	if (geteuid()) {
+		printf("1..0 # SKIP BPF_PROG_TEST_RUN for tc needs root\n");
+		return 0;
+	}
+	if (unshare(CLONE_NEWNET)) {
+		printf("1..0 # SKIP cannot make a private netns: %s\n", strerror(errno));
+		return 0;
+	}
+	libbpf_set_print(NULL);
+	err = dp_load(NULL, &knobs, &c.skel);
+	if (!err)
+		err = dp_maps_open(c.skel, &c.maps);
+	if (err) {
+		printf("Bail out! datapath does not load: %s\n", strerror(-err));
+		return 1;
+	}
+	c.netns = c.skel->rodata->rn_netns_cookie ? netns_cookie() : 0;
+
+	c.a.netns = c.netns;
+	c.a.ifindex = LO;
+	nic_v4(&c.a, "172.16.11.21", 24, "172.16.11.254");
+	c.b.netns = c.netns;
+	c.b.ifindex = NIC_B_IFINDEX;
+	memcpy(c.b.mac, mac_b, 6);
+	nic_v4(&c.b, "172.16.12.21", 24, "172.16.12.254");
+	nic_v6(&c.b, "fd16:12::1:1", 64, "fd16:12::fe");
+	/* Another pod's NIC with an address this pod does not hold. */
+	other.netns = c.netns + 1;
+	other.ifindex = LO;
+	nic_v4(&other, "172.16.13.21", 24, "172.16.13.254");
+	err = dp_nic_publish(&c.maps, NIC_A, &c.a, true);
+	if (!err)
+		err = dp_nic_publish(&c.maps, NIC_B, &c.b, true);
+	if (!err)
+		err = dp_nic_publish(&c.maps, 3, &other, true);
+	if (err) {
+		printf("Bail out! cannot fill the maps: %s\n", strerror(-err));
+		return 1;
+	}
+	/* The ingress hook's device: LO plays NIC B for these cases. */
+	bpf_map_update_elem(c.maps.ifc, &(struct rn_ifc_key){ .netns = c.netns, .ifindex = LO },
+			    &(struct rn_nic_ref){ .nic = NIC_B }, BPF_ANY);
+
+	for (size_t i = 0; i < sizeof(egress_cases) / sizeof(egress_cases[0]); i++)
+		run_egress_case(&c, &egress_cases[i]);
+	gateway_learning(&c);
+	fast_path(&c);
+	detached_nic(&c);
+
+	printf("1..%d\n", tap_n);
+	dp_maps_close(&c.maps);
+	datapath_bpf__destroy(c.skel);
+	return tap_failed ? 1 : 0;
+}

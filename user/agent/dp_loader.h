@@ -1,0 +1,80 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Loading the datapath programs and hooking them to network devices.
+ *
+ * dp_load opens bpf/datapath.bpf.c's skeleton, sets its knobs, and with a
+ * bpffs dir reuses (or creates) the maps pinned there by name: libbpf
+ * refuses a pin whose layout differs, so a layout change comes with new
+ * map names (include/railnet/datapath.h) and dp_stale_pins finds the old.
+ *
+ * Hooks: a tcx link (kernel >= 6.6), pinned so it outlives railnetd and is
+ * atomically switched to a new program by the next one; else a clsact
+ * filter, which the kernel keeps by itself and bpf_tc_attach replaces in
+ * place.  Hook functions act on the calling thread's network namespace.
+ */
+#ifndef RAILNET_DP_LOADER_H
+#define RAILNET_DP_LOADER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include <linux/types.h>
+#include <railnet/datapath.h>
+
+#include "bpf/datapath.skel.h"
+
+struct dp_knobs {
+	bool fast_redirect; /* rewrite MACs to the learnt gateway, skip the neighbour layer */
+};
+
+/* @bpffs NULL: nothing is pinned (tests, benchmarks). */
+int dp_load(const char *bpffs, const struct dp_knobs *knobs, struct datapath_bpf **skel);
+/* Pins @skel's programs under @bpffs, replacing older pins. */
+int dp_pin_programs(struct datapath_bpf *skel, const char *bpffs);
+
+/* Names of maps of other layout versions under @bpffs ("rn_nic_v0", ...),
+ * as a NULL-terminated malloc'd array (free with dp_names_free). */
+int dp_stale_pins(const char *bpffs, char ***names);
+void dp_names_free(char **names);
+
+enum dp_hook {
+	DP_HOOK_INGRESS,
+	DP_HOOK_EGRESS,
+};
+
+enum dp_attach_mode {
+	DP_MODE_TCX,
+	DP_MODE_CLSACT,
+};
+
+/* Whether this kernel has tcx links (probed once, on the loopback). */
+enum dp_attach_mode dp_attach_mode(int prog_fd);
+
+/* Hooks @prog_fd to @ifindex (in the current netns); idempotent: an
+ * existing railnet hook is switched to @prog_fd.  With tcx the link is
+ * pinned at @link_pin. */
+int dp_hook_attach(enum dp_attach_mode mode, int prog_fd, int ifindex, enum dp_hook hook,
+		   const char *link_pin);
+/* Removes what dp_hook_attach made; absent is fine. */
+int dp_hook_detach(enum dp_attach_mode mode, int ifindex, enum dp_hook hook,
+		   const char *link_pin);
+
+/* The maps of a loaded skeleton, and what a pod NIC is in them. */
+struct dp_maps {
+	int addr, ifc, nic, gw, stats;
+	struct rn_gw *gw_mem; /* rn_gw_v1 mmapped, RN_MAX_NICS * RN_FAM_MAX entries */
+	int ncpus;
+};
+
+int dp_maps_open(struct datapath_bpf *skel, struct dp_maps *maps);
+void dp_maps_close(struct dp_maps *maps);
+
+/* Makes NIC @id live: with @fresh its counters and gateway record start at
+ * zero; then its rn_nic_v1 slot, its rn_ifc_v1 key and, last, its
+ * addresses, so that no packet finds an address before its NIC. */
+int dp_nic_publish(const struct dp_maps *maps, __u32 id, const struct rn_nic *nic, bool fresh);
+/* The reverse order: addresses first, then the rest. */
+int dp_nic_unpublish(const struct dp_maps *maps, __u32 id, const struct rn_nic *nic);
+/* Counters of NIC @id summed over the CPUs. */
+int dp_stats_sum(const struct dp_maps *maps, __u32 id, struct rn_stats *sum);
+
+#endif
