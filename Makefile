@@ -35,7 +35,7 @@ endif
 DEB_PKGS := make gcc clang llvm pkg-config bpftool libbpf-dev libelf-dev zlib1g-dev \
 	    libnl-3-dev libnl-route-3-dev libjson-c-dev libmicrohttpd-dev \
 	    libcurl4-openssl-dev libnghttp2-dev libprotobuf-c-dev protobuf-c-compiler \
-	    libibverbs-dev libcmocka-dev iproute2 iputils-ping iperf3 procps curl \
+	    libibverbs-dev libcmocka-dev iproute2 iputils-ping iperf3 procps jq curl \
 	    etcd-server etcd-client containernetworking-plugins \
 	    python3-grpcio python3-grpc-tools python3-protobuf
 

@@ -1084,6 +1084,13 @@ int ipam_get(struct ipam *ipam, const struct ipam_key *key, struct ipam_lease *l
 		if (key_matches(al, key))
 			lease_of(ipam, al, &leases[(*nleases)++]);
 	pthread_mutex_unlock(&ipam->lock);
+	/* IPv4 first, as ipam_allocate answers. */
+	if (*nleases == 2 && leases[0].addr.family == AF_INET6) {
+		struct ipam_lease tmp = leases[0];
+
+		leases[0] = leases[1];
+		leases[1] = tmp;
+	}
 	return *nleases ? 0 : -ENOENT;
 }
 

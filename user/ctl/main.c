@@ -191,11 +191,39 @@ static int cmd_release(const struct ctl_opts *o, int argc, char **argv)
 	return ret ? 1 : 0;
 }
 
+/* Any op with JSON args: for scripts, tests and ops the CLI has no verb for. */
+static int cmd_call(const struct ctl_opts *o, int argc, char **argv)
+{
+	struct json_object *args = NULL, *r;
+	int ret;
+
+	if (argc < 2 || argc > 3) {
+		fprintf(stderr, "usage: railnetctl call <op> ['{json args}']\n");
+		return 2;
+	}
+	if (argc == 3) {
+		args = json_tokener_parse(argv[2]);
+		if (!args || !json_object_is_type(args, json_type_object)) {
+			fprintf(stderr, "railnetctl: call: args must be a JSON object\n");
+			json_object_put(args);
+			return 2;
+		}
+	}
+	ret = call(o, argv[1], args, &r);
+	json_object_put(args);
+	if (ret)
+		return 1;
+	print_json(r);
+	json_object_put(r);
+	return 0;
+}
+
 static const struct command commands[] = {
 	{ "status", "", "the agent's node, version, uptime and pools", cmd_status },
 	{ "pools", "", "per pool: subnet, gateway, total, used, free, exhausted", cmd_pools },
 	{ "allocations", "[--pool P]", "every address held, with its pod and NIC", cmd_allocations },
 	{ "release", "<container> <ifname> [--network N]", "release what a pod NIC holds", cmd_release },
+	{ "call", "<op> ['{json args}']", "send any op (docs/protocol.md), print its result", cmd_call },
 };
 
 static void usage(FILE *out)
