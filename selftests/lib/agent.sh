@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: Apache-2.0
 # Running railnetd on the lab's nodes.  Source after lab.sh.
 #
-#   agent_config N [extra-top-level-json-members]  -> prints the config path
+#   agent_config N [extra-top-level-json-members] [extra-pools]  -> prints the config path
 #   agent_start N [config]   starts railnetd in node N's netns, waits for its socket
 #   agent_stop N             SIGTERM, waits for exit
 #   agent_kill9 N            kill -9
@@ -17,7 +17,7 @@ agent_sock() { echo "$(lab_node_dir "$1")/run/railnetd.sock"; }
 agent_pool4() { echo "gpu$1-net1$1"; }
 agent_pool6() { echo "gpu$1-net1$1-v6"; }
 
-agent_config() { # <n> [extra]
+agent_config() { # <n> [extra] [extra-pools]
 	local n=$1 extra=${2:-} dir r pools="" sep=""
 	dir=$(lab_node_dir "$n")
 	for ((r = 1; r <= LAB_RAILS; r++)); do
@@ -31,6 +31,7 @@ agent_config() { # <n> [extra]
 		pools+="\"routes\":[{\"dst\":\"fd16::/16\",\"gw\":\"$(lab_gw6 "$r")\"}]}"
 		sep=","
 	done
+	[ -n "${3:-}" ] && pools+="$sep$3"
 	cat >"$dir/railnetd.json" <<-JSON
 	{"nodeName":"node$n","socket":"$(agent_sock "$n")","stateDir":"$dir/state",
 	 "bpffs":"$dir/bpffs","store":{"type":"local"},
@@ -47,10 +48,10 @@ agent_start() { # <n> [config]
 		--log-level "${AGENT_LOG_LEVEL:-info}" >>"$dir/railnetd.log" 2>&1 &
 	echo $! >"$dir/railnetd.pid"
 	disown
-	for ((i = 0; i < 100; i++)); do
+	for ((i = 0; i < 250; i++)); do
 		"$LAB_BUILD/railnetctl" --socket "$(agent_sock "$n")" status >/dev/null 2>&1 && return 0
 		kill -0 "$(cat "$dir/railnetd.pid")" 2>/dev/null || break
-		sleep 0.05
+		sleep 0.02
 	done
 	echo "railnetd on node $n did not come up; its log:" >&2
 	tail -20 "$dir/railnetd.log" >&2

@@ -169,7 +169,10 @@ static int op_ipam_get(struct agent *agent, struct json_object *args, struct jso
 
 	if (ret)
 		return ret;
-	if (ipam_get(agent->ipam, &key, leases, &n))
+	ret = ipam_get(agent->ipam, &key, leases, &n);
+	if (ret && ret != -ENOENT)
+		return ctl_fail(err, CTL_ERR_INTERNAL, ret, "store: %s", strerror(-ret));
+	if (ret)
 		return ctl_fail(err, CTL_ERR_NOT_FOUND, -ENOENT,
 				"no allocation for network %s, container %s, %s", key.network,
 				key.container_id, key.ifname);

@@ -934,6 +934,10 @@ static int allocate_family(struct ipam *ipam, const struct ipam_request *req, in
 			if (err)
 				goto store_err;
 		}
+		/* Another caller may have made it and not yet synced it:
+		 * durable before this caller hears of it too. */
+		if (!*seq)
+			*seq = STORE_SEQ_WRITTEN;
 		*out = al;
 		return 0;
 	}
@@ -1091,7 +1095,10 @@ int ipam_get(struct ipam *ipam, const struct ipam_key *key, struct ipam_lease *l
 		leases[0] = leases[1];
 		leases[1] = tmp;
 	}
-	return *nleases ? 0 : -ENOENT;
+	if (!*nleases)
+		return -ENOENT;
+	/* What it reports must survive a crash (it may be a concurrent ADD's). */
+	return ipam->store->ops->sync(ipam->store, STORE_SEQ_WRITTEN);
 }
 
 /* Releases allocations for which @keep says no; under the lock. */

@@ -22,7 +22,8 @@ struct store_ops {
 	int (*replay)(struct store *store, store_apply_fn apply, void *ctx);
 	/* Appends @record; *seq names it for store_sync. */
 	int (*append)(struct store *store, struct json_object *record, uint64_t *seq);
-	/* Returns once every record up to @seq is durable. */
+	/* Returns once every record up to @seq (STORE_SEQ_WRITTEN: every
+	 * record appended so far) is durable. */
 	int (*sync)(struct store *store, uint64_t seq);
 	/* Replaces the log by what @dump emits; the caller keeps the state
 	 * @dump reads from stable (and appends nothing) meanwhile. */
@@ -35,6 +36,8 @@ struct store_ops {
 struct store {
 	const struct store_ops *ops;
 };
+
+#define STORE_SEQ_WRITTEN UINT64_MAX
 
 /* The local store: <dir>/ipam.log, an append-only checksummed log. */
 int store_local_open(const char *dir, struct store **store);

@@ -131,6 +131,27 @@ static int read_file(int fd, unsigned char **bufp, size_t *lenp)
 	return 0;
 }
 
+/* Writes a dropped log tail to <log>.dropped (replacing an older one). */
+static int keep_aside(struct store_local *st, const unsigned char *bytes, size_t len)
+{
+	char path[PATH_MAX + 16];
+	int fd, err;
+
+	snprintf(path, sizeof(path), "%s.dropped", st->path);
+	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return -errno;
+	err = write_all(fd, bytes, len);
+	if (!err && fsync(fd) < 0)
+		err = -errno;
+	close(fd);
+	if (!err)
+		err = fsync_dir(st->dir);
+	if (err)
+		log_err("store_keep_aside_failed", "path=%s err=\"%s\"", path, strerror(-err));
+	return err;
+}
+
 static int local_replay(struct store *s, store_apply_fn apply, void *ctx)
 {
 	struct store_local *st = to_local(s);
@@ -156,10 +177,16 @@ static int local_replay(struct store *s, store_apply_fn apply, void *ctx)
 		if (plen > 0 && payload[plen - 1] != '\0')
 			plen = -EBADMSG;
 		if (plen < 0) {
+			/* Past the last durable record: a crash while appending.
+			 * Nothing there was acknowledged, but keep the bytes for
+			 * the operator before cutting them off. */
 			log_warn("store_torn_tail",
-				 "path=%s offset=%zu dropped_bytes=%zu reason=%s records_kept=%llu",
+				 "path=%s offset=%zu dropped_bytes=%zu reason=%s records_kept=%llu kept_aside=%s.dropped",
 				 st->path, off, len - off, plen == -EAGAIN ? "truncated" : "corrupt",
-				 (unsigned long long)count);
+				 (unsigned long long)count, st->path);
+			err = keep_aside(st, buf + off, len - off);
+			if (err)
+				goto out;
 			if (ftruncate(st->fd, (off_t)off) < 0 || fdatasync(st->fd) < 0) {
 				err = -errno;
 				goto out;
@@ -235,6 +262,8 @@ static int local_sync(struct store *s, uint64_t seq)
 	int err = 0, fd;
 
 	pthread_mutex_lock(&st->lock);
+	if (seq == STORE_SEQ_WRITTEN)
+		seq = st->written;
 	while (st->synced < seq) {
 		if (st->syncing) {
 			pthread_cond_wait(&st->synced_cond, &st->lock);

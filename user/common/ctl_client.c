@@ -39,7 +39,7 @@ int ctl_connect(const char *socket_path, int timeout_ms, struct ctl_conn **connp
 		err = -errno;
 		goto err_free;
 	}
-	err = ctl_reader_init(&conn->reader, CTL_MAX_LINE);
+	err = ctl_reader_init(&conn->reader, CTL_MAX_RESPONSE);
 	if (err)
 		goto err_close;
 	if (connect(conn->fd, (struct sockaddr *)&addr, sizeof(addr)) < 0) {

@@ -34,13 +34,32 @@ static int wait_fd(int fd, short events, long long deadline)
 	return ret == 0 ? -ETIMEDOUT : 0;
 }
 
+#define READER_FIRST_CAP 4096
+
 int ctl_reader_init(struct ctl_reader *r, size_t max_line)
 {
-	r->cap = max_line + 1;
+	r->max = max_line + 1;
+	r->cap = r->max < READER_FIRST_CAP ? r->max : READER_FIRST_CAP;
 	r->len = 0;
 	r->taken = 0;
 	r->buf = malloc(r->cap + 1);
 	return r->buf ? 0 : -ENOMEM;
+}
+
+/* Doubles the buffer, up to the line limit. */
+static int reader_grow(struct ctl_reader *r)
+{
+	size_t cap = r->cap * 2 < r->max ? r->cap * 2 : r->max;
+	char *buf;
+
+	if (r->cap >= r->max)
+		return -EMSGSIZE;
+	buf = realloc(r->buf, cap + 1);
+	if (!buf)
+		return -ENOMEM;
+	r->buf = buf;
+	r->cap = cap;
+	return 0;
 }
 
 void ctl_reader_free(struct ctl_reader *r)
@@ -77,8 +96,11 @@ int ctl_read_line(struct ctl_reader *r, int fd, int first_byte_ms, int whole_ms,
 			r->taken = (size_t)(nl - r->buf) + 1;
 			return (int)(nl - r->buf);
 		}
-		if (r->len >= r->cap)
-			return -EMSGSIZE;
+		if (r->len >= r->cap) {
+			err = reader_grow(r);
+			if (err)
+				return err;
+		}
 		err = wait_fd(fd, POLLIN, deadline);
 		if (err)
 			return err;

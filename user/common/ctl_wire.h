@@ -9,7 +9,8 @@
 struct ctl_reader {
 	char *buf;
 	size_t len; /* bytes held */
-	size_t cap;
+	size_t cap;   /* grows up to max */
+	size_t max;   /* the longest line plus its '\n' */
 	size_t taken; /* bytes of the line last returned, with its '\n' */
 };
 

@@ -5,7 +5,8 @@
 
 #define CTL_PROTOCOL_VERSION	1
 #define CTL_DEFAULT_SOCKET	"/run/railnet/railnetd.sock"
-#define CTL_MAX_LINE		(64 * 1024)
+#define CTL_MAX_LINE		(64 * 1024)        /* a request */
+#define CTL_MAX_RESPONSE	(64 * 1024 * 1024) /* a response (a node's allocations) */
 #define CTL_REQUEST_TIMEOUT_MS	2000
 #define CTL_IDLE_TIMEOUT_MS	10000
 
