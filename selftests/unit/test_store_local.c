@@ -161,6 +161,7 @@ static void test_torn_tail_is_dropped_and_truncated(void **state)
 
 static void test_corrupt_tail_is_dropped(void **state)
 {
+	char dropped[4096];
 	struct seen seen;
 	struct store *st = open_replay(state, &seen);
 	off_t size;
@@ -180,6 +181,9 @@ static void test_corrupt_tail_is_dropped(void **state)
 	assert_int_equal(seen.last, 3);
 	assert_true(file_size(log_path(state)) < size);
 	st->ops->close(st);
+	/* The dropped bytes are kept aside for the operator. */
+	snprintf(dropped, sizeof(dropped), "%s.dropped", log_path(state));
+	assert_true(file_size(dropped) > 0 && file_size(dropped) < size);
 }
 
 static void test_bad_header_is_refused(void **state)
