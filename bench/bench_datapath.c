@@ -21,10 +21,6 @@
 #include "../selftests/prog_tests/pktgen.h"
 #include "agent/dp_loader.h"
 
-#ifndef SO_NETNS_COOKIE
-#define SO_NETNS_COOKIE 71
-#endif
-
 #define RAILS 8
 #define RUNS 7
 #define TARGET_NS 60.0
@@ -34,19 +30,6 @@
 
 static const uint8_t mac_pod[6] = { 0x02, 0, 0, 0, 0, 0x10 };
 static const uint8_t mac_gw[6] = { 0x02, 0, 0, 0, 0, 0xfe };
-
-static __u64 netns_cookie(void)
-{
-	__u64 cookie = 0;
-	socklen_t len = sizeof(cookie);
-	int fd = socket(AF_INET, SOCK_DGRAM, 0);
-
-	if (fd >= 0) {
-		getsockopt(fd, SOL_SOCKET, SO_NETNS_COOKIE, &cookie, &len);
-		close(fd);
-	}
-	return cookie;
-}
 
 /* A program that only returns TC_ACT_UNSPEC: the cost of being a tc hook. */
 static int empty_prog(void)
@@ -127,48 +110,35 @@ struct bench_case {
 	const char *what;
 	bool egress;
 	bool gated; /* held to the 60 ns target */
-	void (*build)(struct pkt *p);
+	const char *src, *dst;
 	__u32 verdict;
 };
 
-/* Pod 0, rail 2's address (ids 2) leaving by LO (eth0 here). */
-static void redirect_v4(struct pkt *p)
-{
-	pkt_eth(p, mac_gw, mac_pod, ETH_P_IP);
-	pkt_ipv4(p, "172.16.12.1", "172.16.13.9", 0);
-}
-
-static void redirect_v6(struct pkt *p)
-{
-	pkt_eth(p, mac_gw, mac_pod, ETH_P_IPV6);
-	pkt_ipv6(p, "fd16:12::", "fd16:13::9", 17, 0);
-}
-
-static void right_nic(struct pkt *p)
-{
-	pkt_eth(p, mac_gw, mac_pod, ETH_P_IP);
-	pkt_ipv4(p, "172.16.11.1", "172.16.13.9", 0);
-}
-
-static void eth0_traffic(struct pkt *p)
-{
-	pkt_eth(p, mac_gw, mac_pod, ETH_P_IP);
-	pkt_ipv4(p, "10.233.1.1", "10.233.2.1", 0);
-}
-
-static void from_gateway(struct pkt *p)
-{
-	pkt_eth(p, mac_pod, mac_gw, ETH_P_IP);
-	pkt_ipv4(p, "172.16.13.9", "172.16.11.1", 0);
-}
-
+/* Pod 0 holds 172.16.(10+r).1 and fd16:(10+r):: on rail r; its rail 1 is LO. */
 static const struct bench_case cases[] = {
-	{ "egress  return path v4 (wrong NIC -> redirect, gw MAC)", true, true, redirect_v4, REDIRECT },
-	{ "egress  return path v6 (wrong NIC -> redirect, gw MAC)", true, true, redirect_v6, REDIRECT },
-	{ "egress  right NIC (count, pass)", true, true, right_nic, PASS },
-	{ "egress  eth0 traffic (unknown source, pass)", true, true, eth0_traffic, PASS },
-	{ "ingress rail NIC (count, gateway seen)", false, false, from_gateway, PASS },
+	{ "egress  return path v4 (wrong NIC -> redirect, gw MAC)", true, true, "172.16.12.1",
+	  "172.16.13.9", REDIRECT },
+	{ "egress  return path v6 (wrong NIC -> redirect, gw MAC)", true, true, "fd16:12::",
+	  "fd16:13::9", REDIRECT },
+	{ "egress  right NIC (count, pass)", true, true, "172.16.11.1", "172.16.13.9", PASS },
+	{ "egress  eth0 traffic (unknown source, pass)", true, true, "10.233.1.1", "10.233.2.1",
+	  PASS },
+	{ "ingress rail NIC (count, gateway seen)", false, false, "172.16.13.9", "172.16.11.1",
+	  PASS },
 };
+
+/* A UDP datagram; egress frames go to the gateway, ingress ones come from it. */
+static void build(const struct bench_case *c, struct pkt *p)
+{
+	bool v6 = strchr(c->src, ':');
+
+	pkt_eth(p, c->egress ? mac_gw : mac_pod, c->egress ? mac_pod : mac_gw,
+		v6 ? ETH_P_IPV6 : ETH_P_IP);
+	if (v6)
+		pkt_ipv6(p, c->src, c->dst, 17, 0);
+	else
+		pkt_ipv4(p, c->src, c->dst, 0);
+}
 
 int main(int argc, char **argv)
 {
@@ -195,7 +165,7 @@ int main(int argc, char **argv)
 		printf("bench_datapath: cannot load an empty tc program: %s\n", strerror(errno));
 		return 1;
 	}
-	self = skel->rodata->rn_netns_cookie ? netns_cookie() : 0;
+	self = skel->rodata->rn_netns_cookie ? pkt_netns_cookie() : 0;
 	for (int k = 0; k < 3; k++) {
 		if (fill(&maps, self, filled, pod_counts[k])) {
 			printf("bench_datapath: cannot fill %d pods\n", pod_counts[k]);
@@ -216,7 +186,7 @@ int main(int argc, char **argv)
 			int fd = bpf_program__fd(cases[c].egress ? skel->progs.rn_egress :
 								   skel->progs.rn_ingress);
 
-			cases[c].build(&p);
+			build(&cases[c], &p);
 			ns[c][k] = measure(fd, &p, repeat, cases[c].verdict);
 			if (ns[c][k] < 0) {
 				printf("bench_datapath: %s: unexpected verdict\n", cases[c].what);
@@ -227,7 +197,7 @@ int main(int argc, char **argv)
 	{
 		struct pkt p;
 
-		eth0_traffic(&p);
+		build(&cases[3], &p);
 		empty = measure(empty_fd, &p, repeat, PASS);
 	}
 

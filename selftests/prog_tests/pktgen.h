@@ -10,6 +10,27 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#ifndef SO_NETNS_COOKIE
+#define SO_NETNS_COOKIE 71
+/* The cookie of the caller's netns, as bpf_get_netns_cookie() sees it in a
+ * test run (0 where the kernel lacks SO_NETNS_COOKIE). */
+static inline uint64_t pkt_netns_cookie(void)
+{
+	uint64_t cookie = 0;
+	socklen_t len = sizeof(cookie);
+	int fd = socket(AF_INET, SOCK_DGRAM, 0);
+
+	if (fd >= 0) {
+		getsockopt(fd, SOL_SOCKET, SO_NETNS_COOKIE, &cookie, &len);
+		close(fd);
+	}
+	return cookie;
+}
+
+#endif
 
 struct pkt {
 	uint8_t data[256];
@@ -82,6 +103,21 @@ static inline void pkt_arp(struct pkt *p, uint16_t op, const uint8_t sha[6], con
 	pkt_put(p, zero, 6);
 	inet_pton(AF_INET, tip, ip);
 	pkt_put(p, ip, 4);
+}
+
+/* The cookie of the caller's netns, as bpf_get_netns_cookie() sees it in a
+ * test run (0 where the kernel lacks SO_NETNS_COOKIE). */
+static inline uint64_t pkt_netns_cookie(void)
+{
+	uint64_t cookie = 0;
+	socklen_t len = sizeof(cookie);
+	int fd = socket(AF_INET, SOCK_DGRAM, 0);
+
+	if (fd >= 0) {
+		getsockopt(fd, SOL_SOCKET, SO_NETNS_COOKIE, &cookie, &len);
+		close(fd);
+	}
+	return cookie;
 }
 
 #endif

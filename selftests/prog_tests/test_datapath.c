@@ -16,10 +16,6 @@
 #include "agent/dp_loader.h"
 #include "pktgen.h"
 
-#ifndef SO_NETNS_COOKIE
-#define SO_NETNS_COOKIE 71
-#endif
-
 #define LO 1              /* the hook's device in the test: plays eth0 and NIC A */
 #define NIC_A 1           /* id of a NIC whose device is LO */
 #define NIC_B 2           /* id of a NIC on another (absent) device */
@@ -48,19 +44,6 @@ static void hexdump(const char *label, const uint8_t *p, size_t n)
 	for (size_t i = 0; i < n; i++)
 		printf("%s%02x", i % 16 ? " " : "\n#   ", p[i]);
 	printf("\n");
-}
-
-static __u64 netns_cookie(void)
-{
-	__u64 cookie = 0;
-	socklen_t len = sizeof(cookie);
-	int fd = socket(AF_INET, SOCK_DGRAM, 0);
-
-	if (fd >= 0) {
-		getsockopt(fd, SOL_SOCKET, SO_NETNS_COOKIE, &cookie, &len);
-		close(fd);
-	}
-	return cookie;
 }
 
 static void nic_v4(struct rn_nic *nic, const char *addr, int plen, const char *gw)
@@ -393,7 +376,7 @@ int main(void)
 		printf("Bail out! datapath does not load: %s\n", strerror(-err));
 		return 1;
 	}
-	c.netns = c.skel->rodata->rn_netns_cookie ? netns_cookie() : 0;
+	c.netns = c.skel->rodata->rn_netns_cookie ? pkt_netns_cookie() : 0;
 
 	c.a.netns = c.netns;
 	c.a.ifindex = LO;
