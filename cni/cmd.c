@@ -176,27 +176,35 @@ static int sysctl_ifset(const char *dir, const char *ifname, const char *key, co
 	return sysctl_write(path, value);
 }
 
-/* The IP conflict probe (RFC 5227) runs before anyone is told about the
- * address; the announcements follow it. */
+/* The IP conflict probes (RFC 5227 ARP probe, RFC 4862 DAD) run before
+ * anyone is told about the addresses; the announcements follow them. */
 static int check_conflict(const struct netconf *nc, const struct cni_env *env,
 			  const struct cni_result *res, int ifindex, const unsigned char mac[6],
 			  struct cni_error *e)
 {
-	const struct cni_ip *v4 = first_ip(res, 4);
 	unsigned char who[6];
-	char src[64];
+	struct in6_addr a6;
 	struct in_addr a;
+	char src[64];
 	int err;
 
-	if (v4) {
-		bare_address(v4->address, src, sizeof(src));
-		inet_pton(AF_INET, src, &a);
-		err = probe_conflict4(ifindex, mac, a, nc->conflict_window_ms, who);
+	for (size_t i = 0; i < res->nips; i++) {
+		bare_address(res->ips[i].address, src, sizeof(src));
+		if (res->ips[i].family == 4) {
+			inet_pton(AF_INET, src, &a);
+			err = probe_conflict4(ifindex, mac, a, nc->conflict_window_ms, who);
+		} else {
+			inet_pton(AF_INET6, src, &a6);
+			err = probe_conflict6(ifindex, mac, &a6, nc->conflict_window_ms, who);
+		}
 		if (err == -EADDRINUSE)
 			return cni_fail(e, RAILNET_ERR_IP_CONFLICT, "IP address already in use",
 					"%s answered from %02x:%02x:%02x:%02x:%02x:%02x on %s's network: "
 					"add it to the pool's excludeIPs or free it",
 					src, who[0], who[1], who[2], who[3], who[4], who[5], nc->master);
+		if (err)
+			return cni_fail(e, RAILNET_ERR_LINK, "IP conflict probe failed", "%s on %s: %s",
+					src, env->ifname, strerror(-err));
 	}
 	for (size_t i = 0; i < res->nips; i++) {
 		bare_address(res->ips[i].address, src, sizeof(src));
@@ -204,8 +212,6 @@ static int check_conflict(const struct netconf *nc, const struct cni_env *env,
 			inet_pton(AF_INET, src, &a);
 			announce4(ifindex, mac, a);
 		} else {
-			struct in6_addr a6;
-
 			inet_pton(AF_INET6, src, &a6);
 			announce6(ifindex, mac, &a6);
 		}

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* On-the-wire checks from the pod's NIC (run inside the pod netns):
  * gateway reachability (ARP request / neighbour solicitation), address
- * conflict (RFC 5227 ARP probe), and announcements (gratuitous ARP,
+ * conflict (RFC 5227 ARP probe, IPv6 DAD), and announcements (gratuitous ARP,
  * unsolicited neighbour advertisement). */
 #ifndef RAILNET_CNI_PROBE_H
 #define RAILNET_CNI_PROBE_H
@@ -16,6 +16,10 @@ int probe_gateway(int ifindex, int family, const void *gw, int tries, int interv
  * claimant's MAC in @who) when someone does. */
 int probe_conflict4(int ifindex, const unsigned char mac[6], struct in_addr addr, int window_ms,
 		    unsigned char who[6]);
+/* The same for IPv6: Duplicate Address Detection (RFC 4862) within
+ * @window_ms instead of the kernel's second. */
+int probe_conflict6(int ifindex, const unsigned char mac[6], const struct in6_addr *addr,
+		    int window_ms, unsigned char who[6]);
 int announce4(int ifindex, const unsigned char mac[6], struct in_addr addr);
 int announce6(int ifindex, const unsigned char mac[6], const struct in6_addr *addr);
 
