@@ -49,6 +49,22 @@ static struct json_object *version_json(const char *version)
 	return o;
 }
 
+/* The verbs a spec version introduced: CHECK in 0.4.0, STATUS and GC in
+ * 1.1.0.  An older config asking for them is error 1. */
+static int verb_needs_version(const char *command, const char *version, struct cni_error *e)
+{
+	static const struct {
+		const char *verb, *since;
+	} since[] = { { "CHECK", "0.4.0" }, { "STATUS", "1.1.0" }, { "GC", "1.1.0" } };
+
+	for (size_t i = 0; i < sizeof(since) / sizeof(since[0]); i++)
+		if (!strcmp(command, since[i].verb) && cni_version_cmp(version, since[i].since) < 0)
+			return cni_fail(e, CNI_ERR_INCOMPATIBLE_VERSION, "incompatible CNI version",
+					"%s needs cniVersion %s or later; the config says %s",
+					command, since[i].since, version);
+	return 0;
+}
+
 int main(void)
 {
 	const char *command = getenv("CNI_COMMAND");
@@ -99,6 +115,9 @@ int main(void)
 	if (err)
 		goto out;
 	err = cni_env_parse(command, &env, &e);
+	if (err)
+		goto out;
+	err = verb_needs_version(command, nc.cni_version, &e);
 	if (err)
 		goto out;
 
