@@ -1,0 +1,1131 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "agent/rdma.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <limits.h>
+#include <linux/rtnetlink.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "agent/grpc.h"
+#include "agent/rdma_sysfs.h"
+#include "common/log.h"
+#include "proto/deviceplugin.pb-c.h"
+
+#define DP_API_VERSION	  "v1beta1"
+#define DP_KUBELET_SOCK	  "kubelet.sock"
+#define DP_REGISTER_PATH  "/v1beta1.Registration/Register"
+#define DP_PATH_PREFIX	  "/v1beta1.DevicePlugin/"
+#define DP_TICK_MS	  1000
+#define DP_MAX_CONNS	  64
+#define DP_DEVICE_ID_MAX  63
+
+struct watcher {
+	struct grpc_call *call;
+	struct watcher *next;
+};
+
+struct resource {
+	const struct rdma_resource_config *rc;
+	char full_name[256];
+	char sock_name[128];
+	char sock_path[PATH_MAX];
+	size_t *hcas; /* inventory indexes of the selected HCAs */
+	size_t nhcas;
+	bool healthy;
+	int listen_fd;
+	ino_t sock_ino;
+	ino_t kubelet_ino; /* the kubelet.sock we registered with; 0: not registered */
+	struct watcher *watchers;
+	unsigned long long allocate_calls, devices_allocated;
+	size_t attached;
+};
+
+struct attachment {
+	char network[128], container_id[128], ifname[IFNAMSIZ], master[IFNAMSIZ], netns[256];
+	char resource[256]; /* the resource's full name */
+	char hca[RDMA_NAME_MAX];
+	unsigned int port;
+	int gid_index; /* -1 while pending */
+	int families[4];
+	unsigned char addrs[4][16];
+	size_t naddrs;
+	time_t since;
+	struct attachment *next;
+};
+
+struct rdma;
+
+struct dp_conn {
+	struct grpc_conn *gc;
+	struct rdma *r;
+	struct resource *res;
+};
+
+struct rdma {
+	struct rdma_config cfg;
+	struct rdma_options opts;
+	pthread_mutex_t lock; /* inv, resources' state, attachments */
+	struct rdma_inventory inv;
+	struct resource *res;
+	size_t nres;
+	struct attachment *attachments;
+	char netns_mode[96];
+	/* owned by the thread */
+	struct dp_conn *conns[DP_MAX_CONNS];
+	size_t nconns;
+	int wake_fd, link_fd;
+	bool stopping;
+	pthread_t thread;
+	bool thread_started;
+	long long last_scan_ms;
+};
+
+static long long now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* --- resources over the inventory ------------------------------------------------ */
+
+static bool hca_active(const struct rdma_hca *hca)
+{
+	for (size_t p = 0; p < hca->nports; p++)
+		if (hca->ports[p].state == RDMA_PORT_ACTIVE)
+			return true;
+	return false;
+}
+
+/* Healthy while every selected HCA has an ACTIVE port (and there is one). */
+static bool resource_healthy(const struct rdma *r, const struct resource *res)
+{
+	for (size_t i = 0; i < res->nhcas; i++)
+		if (!hca_active(&r->inv.hcas[res->hcas[i]]))
+			return false;
+	return res->nhcas > 0;
+}
+
+static bool resource_has_hca(const struct rdma *r, const struct resource *res, const char *name)
+{
+	for (size_t i = 0; i < res->nhcas; i++)
+		if (!strcmp(r->inv.hcas[res->hcas[i]].name, name))
+			return true;
+	return false;
+}
+
+/* Recomputes every resource's HCAs from the inventory; true when a
+ * resource's device list or health changed.  Under the lock. */
+static bool resources_select(struct rdma *r)
+{
+	bool changed = false;
+
+	for (size_t i = 0; i < r->nres; i++) {
+		struct resource *res = &r->res[i];
+		size_t *sel = calloc(r->inv.nhcas ? r->inv.nhcas : 1, sizeof(*sel)), n = 0;
+		bool healthy;
+
+		if (!sel)
+			continue;
+		for (size_t c = 0; c < r->inv.nnics; c++) {
+			const struct rdma_nic *nic = &r->inv.nics[c];
+
+			if (!rdma_nic_matches(nic, &res->rc->sel))
+				continue;
+			for (size_t h = 0; h < nic->nhcas; h++) {
+				bool dup = false;
+
+				for (size_t k = 0; k < n; k++)
+					dup |= sel[k] == nic->hcas[h];
+				if (!dup)
+					sel[n++] = nic->hcas[h];
+			}
+		}
+		if (n != res->nhcas || (n && memcmp(sel, res->hcas, n * sizeof(*sel))))
+			changed = true;
+		free(res->hcas);
+		res->hcas = sel;
+		res->nhcas = n;
+		healthy = resource_healthy(r, res);
+		if (healthy != res->healthy) {
+			log_info(healthy ? "rdma_resource_healthy" : "rdma_resource_unhealthy",
+				 "resource=%s hcas=%zu", res->full_name, n);
+			changed = true;
+		}
+		res->healthy = healthy;
+	}
+	return changed;
+}
+
+static int rescan(struct rdma *r)
+{
+	struct rdma_inventory inv;
+	int err = rdma_discover(r->cfg.sysfs_root, r->cfg.dev_root, &inv);
+
+	if (err) {
+		log_warn("rdma_discovery_failed", "sysfs=%s err=\"%s\"", r->cfg.sysfs_root,
+			 strerror(-err));
+		return err;
+	}
+	pthread_mutex_lock(&r->lock);
+	rdma_inventory_free(&r->inv);
+	r->inv = inv;
+	resources_select(r);
+	pthread_mutex_unlock(&r->lock);
+	r->last_scan_ms = now_ms();
+	log_debug("rdma_rescanned", "nics=%zu hcas=%zu", inv.nnics, inv.nhcas);
+	return 0;
+}
+
+/* --- the device plugin service ------------------------------------------------ */
+
+static void device_id(const struct resource *res, size_t i, char *buf, size_t len)
+{
+	snprintf(buf, len, "%.40s-%zu", res->rc->name, i);
+}
+
+/* The ListAndWatch message for @res, packed.  Under the lock. */
+static uint8_t *pack_devices(const struct resource *res, size_t *len)
+{
+	size_t n = (size_t)res->rc->hca_max;
+	V1beta1__ListAndWatchResponse msg = V1BETA1__LIST_AND_WATCH_RESPONSE__INIT;
+	V1beta1__Device *devs = calloc(n ? n : 1, sizeof(*devs));
+	V1beta1__Device **ptrs = calloc(n ? n : 1, sizeof(*ptrs));
+	char (*ids)[DP_DEVICE_ID_MAX + 1] = calloc(n ? n : 1, sizeof(*ids));
+	uint8_t *buf = NULL;
+
+	if (!devs || !ptrs || !ids)
+		goto out;
+	for (size_t i = 0; i < n; i++) {
+		v1beta1__device__init(&devs[i]);
+		device_id(res, i, ids[i], sizeof(ids[i]));
+		devs[i].id = ids[i];
+		devs[i].health = res->healthy ? "Healthy" : "Unhealthy";
+		ptrs[i] = &devs[i];
+	}
+	msg.n_devices = n;
+	msg.devices = ptrs;
+	*len = v1beta1__list_and_watch_response__get_packed_size(&msg);
+	buf = malloc(*len ? *len : 1);
+	if (buf)
+		v1beta1__list_and_watch_response__pack(&msg, buf);
+out:
+	free(devs);
+	free(ptrs);
+	free(ids);
+	return buf;
+}
+
+static void notify_watchers(struct rdma *r, struct resource *res)
+{
+	size_t len = 0;
+	uint8_t *buf;
+
+	pthread_mutex_lock(&r->lock);
+	buf = pack_devices(res, &len);
+	pthread_mutex_unlock(&r->lock);
+	if (!buf)
+		return;
+	for (struct watcher *w = res->watchers; w; w = w->next) {
+		grpc_call_send(w->call, buf, len);
+		grpc_conn_flush(grpc_call_conn(w->call));
+	}
+	free(buf);
+}
+
+static bool known_device(const struct resource *res, const char *id)
+{
+	char want[DP_DEVICE_ID_MAX + 1];
+
+	for (long long i = 0; i < res->rc->hca_max; i++) {
+		device_id(res, (size_t)i, want, sizeof(want));
+		if (!strcmp(want, id))
+			return true;
+	}
+	return false;
+}
+
+/* The DeviceSpecs of every selected HCA's char devices plus rdma_cm, the
+ * container path being the host path under /dev.  Under the lock. */
+static int build_specs(const struct rdma *r, const struct resource *res, V1beta1__DeviceSpec **out,
+		       size_t *n)
+{
+	size_t cap = 1, droot = strlen(r->cfg.dev_root);
+	V1beta1__DeviceSpec *specs;
+
+	for (size_t i = 0; i < res->nhcas; i++)
+		cap += r->inv.hcas[res->hcas[i]].nchar_devs;
+	specs = calloc(cap, sizeof(*specs));
+	if (!specs)
+		return -ENOMEM;
+	*n = 0;
+	for (size_t i = 0; i <= res->nhcas; i++) {
+		const struct rdma_hca *hca = i < res->nhcas ? &r->inv.hcas[res->hcas[i]] : NULL;
+		size_t ndev = hca ? hca->nchar_devs : (r->inv.rdma_cm[0] ? 1 : 0);
+
+		for (size_t d = 0; d < ndev; d++) {
+			char *host = hca ? hca->char_devs[d] : (char *)r->inv.rdma_cm;
+			V1beta1__DeviceSpec *s = &specs[(*n)++];
+
+			v1beta1__device_spec__init(s);
+			s->host_path = host;
+			if (asprintf(&s->container_path, "/dev%s", host + droot) < 0)
+				s->container_path = NULL;
+			s->permissions = "rwm";
+		}
+	}
+	*out = specs;
+	return 0;
+}
+
+static void answer(struct grpc_call *call, const ProtobufCMessage *msg)
+{
+	size_t len = protobuf_c_message_get_packed_size(msg);
+	uint8_t *buf = malloc(len ? len : 1);
+
+	if (!buf) {
+		grpc_call_finish(call, GRPC_STATUS_INTERNAL, "out of memory");
+		return;
+	}
+	protobuf_c_message_pack(msg, buf);
+	grpc_call_send(call, buf, len);
+	grpc_call_finish(call, GRPC_STATUS_OK, NULL);
+	free(buf);
+}
+
+static void dp_allocate(struct rdma *r, struct resource *res, struct grpc_call *call,
+			const uint8_t *msg, size_t len)
+{
+	V1beta1__AllocateRequest *req = v1beta1__allocate_request__unpack(NULL, len, msg);
+	V1beta1__AllocateResponse resp = V1BETA1__ALLOCATE_RESPONSE__INIT;
+	V1beta1__ContainerAllocateResponse *crs = NULL, **crp = NULL;
+	V1beta1__DeviceSpec *specs = NULL, **sp = NULL;
+	size_t nspecs = 0, nc;
+	char err[640] = "";
+
+	if (!req) {
+		grpc_call_finish(call, GRPC_STATUS_INVALID_ARGUMENT, "malformed AllocateRequest");
+		return;
+	}
+	nc = req->n_container_requests;
+	pthread_mutex_lock(&r->lock);
+	for (size_t c = 0; c < nc && !err[0]; c++)
+		for (size_t d = 0; d < req->container_requests[c]->n_devices_ids && !err[0]; d++)
+			if (!known_device(res, req->container_requests[c]->devices_ids[d]))
+				snprintf(err, sizeof(err), "unknown device %.64s of %s",
+					 req->container_requests[c]->devices_ids[d], res->full_name);
+	if (!err[0] && !res->nhcas)
+		snprintf(err, sizeof(err), "no RDMA device is selected by %s", res->full_name);
+	if (!err[0] && build_specs(r, res, &specs, &nspecs))
+		snprintf(err, sizeof(err), "out of memory");
+	if (!err[0]) {
+		res->allocate_calls++;
+		for (size_t c = 0; c < nc; c++)
+			res->devices_allocated += req->container_requests[c]->n_devices_ids;
+	}
+	pthread_mutex_unlock(&r->lock);
+	if (err[0]) {
+		log_warn("rdma_allocate_refused", "resource=%s err=\"%s\"", res->full_name, err);
+		grpc_call_finish(call, GRPC_STATUS_INVALID_ARGUMENT, err);
+		goto out;
+	}
+	crs = calloc(nc ? nc : 1, sizeof(*crs));
+	crp = calloc(nc ? nc : 1, sizeof(*crp));
+	sp = calloc(nspecs ? nspecs : 1, sizeof(*sp));
+	if (!crs || !crp || !sp) {
+		grpc_call_finish(call, GRPC_STATUS_INTERNAL, "out of memory");
+		goto out;
+	}
+	for (size_t s = 0; s < nspecs; s++)
+		sp[s] = &specs[s];
+	for (size_t c = 0; c < nc; c++) {
+		v1beta1__container_allocate_response__init(&crs[c]);
+		crs[c].n_devices = nspecs;
+		crs[c].devices = sp;
+		crp[c] = &crs[c];
+	}
+	resp.n_container_responses = nc;
+	resp.container_responses = crp;
+	log_info("rdma_allocated", "resource=%s containers=%zu device_specs=%zu", res->full_name,
+		 nc, nspecs);
+	answer(call, &resp.base);
+out:
+	for (size_t s = 0; s < nspecs; s++)
+		free(specs[s].container_path);
+	free(specs);
+	free(sp);
+	free(crs);
+	free(crp);
+	v1beta1__allocate_request__free_unpacked(req, NULL);
+}
+
+/* Every device of a shared resource is the same: the kubelet's required
+ * ones first, then the available ones in order. */
+static void dp_preferred(struct grpc_call *call, const uint8_t *msg, size_t len)
+{
+	V1beta1__PreferredAllocationRequest *req =
+		v1beta1__preferred_allocation_request__unpack(NULL, len, msg);
+	V1beta1__PreferredAllocationResponse resp = V1BETA1__PREFERRED_ALLOCATION_RESPONSE__INIT;
+	V1beta1__ContainerPreferredAllocationResponse *crs = NULL, **crp = NULL;
+	size_t nc;
+
+	if (!req) {
+		grpc_call_finish(call, GRPC_STATUS_INVALID_ARGUMENT, "malformed request");
+		return;
+	}
+	nc = req->n_container_requests;
+	crs = calloc(nc ? nc : 1, sizeof(*crs));
+	crp = calloc(nc ? nc : 1, sizeof(*crp));
+	for (size_t c = 0; crs && crp && c < nc; c++) {
+		V1beta1__ContainerPreferredAllocationRequest *cr = req->container_requests[c];
+		size_t want = cr->allocation_size > 0 ? (size_t)cr->allocation_size : 0, n = 0;
+		char **ids = calloc(want ? want : 1, sizeof(char *));
+
+		v1beta1__container_preferred_allocation_response__init(&crs[c]);
+		crp[c] = &crs[c];
+		if (!ids)
+			continue;
+		for (size_t i = 0; i < cr->n_must_include_deviceids && n < want; i++)
+			ids[n++] = cr->must_include_deviceids[i];
+		for (size_t i = 0; i < cr->n_available_deviceids && n < want; i++) {
+			bool taken = false;
+
+			for (size_t k = 0; k < n; k++)
+				taken |= !strcmp(ids[k], cr->available_deviceids[i]);
+			if (!taken)
+				ids[n++] = cr->available_deviceids[i];
+		}
+		crs[c].deviceids = ids;
+		crs[c].n_deviceids = n;
+	}
+	if (!crs || !crp) {
+		grpc_call_finish(call, GRPC_STATUS_INTERNAL, "out of memory");
+	} else {
+		resp.n_container_responses = nc;
+		resp.container_responses = crp;
+		answer(call, &resp.base);
+	}
+	for (size_t c = 0; crs && c < nc; c++)
+		free(crs[c].deviceids);
+	free(crs);
+	free(crp);
+	v1beta1__preferred_allocation_request__free_unpacked(req, NULL);
+}
+
+static void dp_on_call(void *ctx, struct grpc_call *call, const char *path, const uint8_t *msg,
+		       size_t len)
+{
+	struct dp_conn *dc = ctx;
+	struct resource *res = dc->res;
+	struct rdma *r = dc->r;
+	const char *method = strncmp(path, DP_PATH_PREFIX, strlen(DP_PATH_PREFIX)) ? "" :
+			     path + strlen(DP_PATH_PREFIX);
+
+	log_debug("rdma_dp_call", "resource=%s method=%s", res->full_name, path);
+	if (!strcmp(method, "GetDevicePluginOptions")) {
+		V1beta1__DevicePluginOptions o = V1BETA1__DEVICE_PLUGIN_OPTIONS__INIT;
+
+		o.get_preferred_allocation_available = true;
+		answer(call, &o.base);
+	} else if (!strcmp(method, "ListAndWatch")) {
+		struct watcher *w = calloc(1, sizeof(*w));
+		size_t blen = 0;
+		uint8_t *buf;
+
+		if (!w) {
+			grpc_call_finish(call, GRPC_STATUS_INTERNAL, "out of memory");
+			return;
+		}
+		pthread_mutex_lock(&r->lock);
+		buf = pack_devices(res, &blen);
+		pthread_mutex_unlock(&r->lock);
+		w->call = call;
+		w->next = res->watchers;
+		res->watchers = w;
+		if (buf)
+			grpc_call_send(call, buf, blen);
+		free(buf);
+		log_info("rdma_kubelet_watching", "resource=%s", res->full_name);
+	} else if (!strcmp(method, "Allocate")) {
+		dp_allocate(r, res, call, msg, len);
+	} else if (!strcmp(method, "GetPreferredAllocation")) {
+		dp_preferred(call, msg, len);
+	} else if (!strcmp(method, "PreStartContainer")) {
+		V1beta1__PreStartContainerResponse o = V1BETA1__PRE_START_CONTAINER_RESPONSE__INIT;
+
+		answer(call, &o.base);
+	} else {
+		grpc_call_finish(call, GRPC_STATUS_UNIMPLEMENTED, "no such method");
+	}
+}
+
+static void dp_on_close(void *ctx, struct grpc_call *call)
+{
+	struct dp_conn *dc = ctx;
+
+	for (struct watcher **w = &dc->res->watchers; *w; w = &(*w)->next)
+		if ((*w)->call == call) {
+			struct watcher *gone = *w;
+
+			*w = gone->next;
+			free(gone);
+			log_info("rdma_kubelet_stopped_watching", "resource=%s", dc->res->full_name);
+			break;
+		}
+}
+
+static const struct grpc_server_ops dp_ops = { .on_call = dp_on_call, .on_close = dp_on_close };
+
+static void conn_drop(struct rdma *r, size_t i)
+{
+	grpc_conn_free(r->conns[i]->gc);
+	free(r->conns[i]);
+	r->conns[i] = r->conns[--r->nconns];
+}
+
+static void conn_accept(struct rdma *r, struct resource *res)
+{
+	int fd = accept4(res->listen_fd, NULL, NULL, SOCK_CLOEXEC);
+	struct dp_conn *dc;
+
+	if (fd < 0)
+		return;
+	if (r->nconns == DP_MAX_CONNS || !(dc = calloc(1, sizeof(*dc)))) {
+		close(fd);
+		return;
+	}
+	dc->r = r;
+	dc->res = res;
+	if (grpc_conn_new(fd, &dp_ops, dc, &dc->gc)) {
+		free(dc);
+		return;
+	}
+	r->conns[r->nconns++] = dc;
+}
+
+static void endpoint_close(struct rdma *r, struct resource *res)
+{
+	/* the kubelet's connections to the old socket go with it */
+	for (size_t i = r->nconns; i-- > 0;)
+		if (r->conns[i]->res == res)
+			conn_drop(r, i);
+	if (res->listen_fd >= 0) {
+		close(res->listen_fd);
+		res->listen_fd = -1;
+	}
+}
+
+/* Serves @res on <devicePluginDir>/<sock_name> (replacing a stale file). */
+static int endpoint_open(struct rdma *r, struct resource *res)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct stat st;
+	int fd, err;
+
+	endpoint_close(r, res);
+	if (strlen(res->sock_path) >= sizeof(sa.sun_path))
+		return -ENAMETOOLONG;
+	memcpy(sa.sun_path, res->sock_path, strlen(res->sock_path) + 1);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0)
+		return -errno;
+	unlink(res->sock_path);
+	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) || listen(fd, 16) ||
+	    stat(res->sock_path, &st)) {
+		err = -errno;
+		close(fd);
+		log_warn("rdma_endpoint_failed", "resource=%s socket=%s err=\"%s\"", res->full_name,
+			 res->sock_path, strerror(-err));
+		return err;
+	}
+	res->listen_fd = fd;
+	res->sock_ino = st.st_ino;
+	res->kubelet_ino = 0; /* a new endpoint must be registered again */
+	return 0;
+}
+
+static int kubelet_register(struct rdma *r, struct resource *res, ino_t kubelet_ino)
+{
+	V1beta1__RegisterRequest req = V1BETA1__REGISTER_REQUEST__INIT;
+	V1beta1__DevicePluginOptions opts = V1BETA1__DEVICE_PLUGIN_OPTIONS__INIT;
+	char path[PATH_MAX], msg[256];
+	uint8_t *buf, *resp = NULL;
+	size_t len, rlen;
+	int status = -1, err;
+
+	opts.get_preferred_allocation_available = true;
+	req.version = DP_API_VERSION;
+	req.endpoint = res->sock_name;
+	req.resource_name = res->full_name;
+	req.options = &opts;
+	len = v1beta1__register_request__get_packed_size(&req);
+	buf = malloc(len);
+	if (!buf)
+		return -ENOMEM;
+	v1beta1__register_request__pack(&req, buf);
+	snprintf(path, sizeof(path), "%s/" DP_KUBELET_SOCK, r->cfg.plugin_dir);
+	err = grpc_unary_call(path, DP_REGISTER_PATH, buf, len, 2000, &status, &resp, &rlen, msg,
+			      sizeof(msg));
+	free(buf);
+	free(resp);
+	if (!err && status != GRPC_STATUS_OK)
+		err = -EPERM;
+	if (err) {
+		log_warn("rdma_register_failed", "resource=%s kubelet=%s status=%d err=\"%s\"",
+			 res->full_name, path, status, msg[0] ? msg : strerror(-err));
+		return err;
+	}
+	res->kubelet_ino = kubelet_ino;
+	log_info("rdma_registered", "resource=%s endpoint=%s kubelet=%s", res->full_name,
+		 res->sock_name, path);
+	return 0;
+}
+
+/* Re-creates an endpoint whose socket file vanished (the kubelet wipes its
+ * directory when it restarts) and registers with every new kubelet.sock. */
+static void kubelet_watch(struct rdma *r)
+{
+	char path[PATH_MAX];
+	struct stat st;
+	bool kubelet_up;
+
+	snprintf(path, sizeof(path), "%s/" DP_KUBELET_SOCK, r->cfg.plugin_dir);
+	kubelet_up = !stat(path, &st) && S_ISSOCK(st.st_mode);
+	for (size_t i = 0; i < r->nres; i++) {
+		struct resource *res = &r->res[i];
+		struct stat own;
+
+		if (res->listen_fd < 0 || stat(res->sock_path, &own) || own.st_ino != res->sock_ino) {
+			if (res->listen_fd >= 0)
+				log_info("rdma_endpoint_gone", "resource=%s socket=%s", res->full_name,
+					 res->sock_path);
+			if (endpoint_open(r, res))
+				continue;
+		}
+		if (kubelet_up && res->kubelet_ino != st.st_ino)
+			kubelet_register(r, res, st.st_ino);
+	}
+}
+
+/* --- attachments and GID indexes ------------------------------------------------ */
+
+static struct attachment *attachment_find(struct rdma *r, const char *network,
+					  const char *container_id, const char *ifname)
+{
+	for (struct attachment *a = r->attachments; a; a = a->next)
+		if (!strcmp(a->network, network) && !strcmp(a->container_id, container_id) &&
+		    !strcmp(a->ifname, ifname))
+			return a;
+	return NULL;
+}
+
+static const struct rdma_hca *hca_by_name(const struct rdma *r, const char *name)
+{
+	for (size_t i = 0; i < r->inv.nhcas; i++)
+		if (!strcmp(r->inv.hcas[i].name, name))
+			return &r->inv.hcas[i];
+	return NULL;
+}
+
+/* Looks for @a's GID; under the lock.  True when it is (now) known. */
+static bool gid_resolve(struct rdma *r, struct attachment *a)
+{
+	const struct rdma_hca *hca = hca_by_name(r, a->hca);
+
+	for (size_t i = 0; hca && a->gid_index < 0 && i < a->naddrs; i++) {
+		int idx = rdma_gid_find(hca, a->port, a->families[i], a->addrs[i], a->ifname);
+
+		if (idx >= 0) {
+			a->gid_index = idx;
+			log_info("rdma_gid_found", "container=%.12s ifname=%s device=%s port=%u gid_index=%d",
+				 a->container_id, a->ifname, a->hca, a->port, idx);
+		}
+	}
+	return a->gid_index >= 0;
+}
+
+static void gids_resolve_pending(struct rdma *r)
+{
+	pthread_mutex_lock(&r->lock);
+	for (struct attachment *a = r->attachments; a; a = a->next)
+		if (a->gid_index < 0)
+			gid_resolve(r, a);
+	pthread_mutex_unlock(&r->lock);
+}
+
+static struct resource *resource_by_name(struct rdma *r, const char *name)
+{
+	for (size_t i = 0; i < r->nres; i++)
+		if (!strcmp(r->res[i].full_name, name) || !strcmp(r->res[i].rc->name, name))
+			return &r->res[i];
+	return NULL;
+}
+
+static int parse_addr(const char *s, int *family, unsigned char *out)
+{
+	char buf[64];
+	char *slash;
+
+	snprintf(buf, sizeof(buf), "%s", s);
+	slash = strchr(buf, '/');
+	if (slash)
+		*slash = '\0';
+	if (inet_pton(AF_INET, buf, out) == 1)
+		*family = AF_INET;
+	else if (inet_pton(AF_INET6, buf, out) == 1)
+		*family = AF_INET6;
+	else
+		return -EINVAL;
+	return 0;
+}
+
+static void attachment_result(const struct attachment *a, struct json_object *result)
+{
+	json_object_object_add(result, "device", json_object_new_string(a->hca));
+	json_object_object_add(result, "port", json_object_new_int((int)a->port));
+	json_object_object_add(result, "gidIndex",
+			       a->gid_index >= 0 ? json_object_new_int(a->gid_index) : NULL);
+}
+
+int rdma_attach(struct rdma *r, const struct rdma_attach_req *req, struct json_object *result,
+		bool *not_found, char *errbuf, size_t errlen)
+{
+	struct attachment *a, fresh = { .gid_index = -1 };
+	const struct rdma_nic *nic;
+	const struct rdma_hca *hca = NULL;
+	struct resource *res = NULL;
+	long long deadline;
+
+	*not_found = false;
+	if (req->naddrs > 4) {
+		snprintf(errbuf, errlen, "at most 4 ips");
+		return -EINVAL;
+	}
+	for (size_t i = 0; i < req->naddrs; i++)
+		if (parse_addr(req->addrs[i], &fresh.families[i], fresh.addrs[i])) {
+			snprintf(errbuf, errlen, "ips[%zu].address \"%s\" is not an IP address", i,
+				 req->addrs[i]);
+			return -EINVAL;
+		}
+	fresh.naddrs = req->naddrs;
+	pthread_mutex_lock(&r->lock);
+	nic = rdma_nic_by_name(&r->inv, req->master);
+	if (req->resource && !(res = resource_by_name(r, req->resource))) {
+		snprintf(errbuf, errlen, "no RDMA resource %s is configured", req->resource);
+		goto bad;
+	}
+	if (!nic || !nic->nhcas) {
+		snprintf(errbuf, errlen, "master %s has no RDMA device", req->master);
+		*not_found = true;
+		goto bad;
+	}
+	hca = &r->inv.hcas[nic->hcas[0]];
+	if (res && !resource_has_hca(r, res, hca->name)) {
+		snprintf(errbuf, errlen, "%s (behind master %s) is not selected by resource %s",
+			 hca->name, req->master, res->full_name);
+		goto bad;
+	}
+	a = attachment_find(r, req->network, req->container_id, req->ifname);
+	if (!a) {
+		a = calloc(1, sizeof(*a));
+		if (!a) {
+			pthread_mutex_unlock(&r->lock);
+			return -ENOMEM;
+		}
+		a->next = r->attachments;
+		r->attachments = a;
+		snprintf(a->network, sizeof(a->network), "%s", req->network);
+		snprintf(a->container_id, sizeof(a->container_id), "%s", req->container_id);
+		snprintf(a->ifname, sizeof(a->ifname), "%s", req->ifname);
+		a->since = time(NULL);
+		if (res)
+			res->attached++;
+	} else if (strcmp(a->resource, res ? res->full_name : "")) {
+		struct resource *old = resource_by_name(r, a->resource);
+
+		if (old)
+			old->attached--;
+		if (res)
+			res->attached++;
+	}
+	snprintf(a->master, sizeof(a->master), "%s", req->master);
+	snprintf(a->netns, sizeof(a->netns), "%s", req->netns ? req->netns : "");
+	snprintf(a->resource, sizeof(a->resource), "%s", res ? res->full_name : "");
+	snprintf(a->hca, sizeof(a->hca), "%s", hca->name);
+	a->port = rdma_nic_port(nic, hca);
+	a->gid_index = -1;
+	memcpy(a->families, fresh.families, sizeof(a->families));
+	memcpy(a->addrs, fresh.addrs, sizeof(a->addrs));
+	a->naddrs = fresh.naddrs;
+	log_info("rdma_attached", "container=%.12s ifname=%s master=%s device=%s port=%u resource=%s",
+		 a->container_id, a->ifname, a->master, a->hca, a->port, a->resource);
+	/* The kernel adds the NIC's GID moments after its address: wait a
+	 * little, then leave it to the module's tick. */
+	deadline = now_ms() + r->opts.gid_wait_ms;
+	while (!gid_resolve(r, a) && now_ms() < deadline) {
+		pthread_mutex_unlock(&r->lock);
+		usleep(20 * 1000);
+		pthread_mutex_lock(&r->lock);
+		a = attachment_find(r, req->network, req->container_id, req->ifname);
+		if (!a) { /* detached meanwhile */
+			pthread_mutex_unlock(&r->lock);
+			snprintf(errbuf, errlen, "detached while attaching");
+			return -ECANCELED;
+		}
+	}
+	attachment_result(a, result);
+	pthread_mutex_unlock(&r->lock);
+	return 0;
+bad:
+	pthread_mutex_unlock(&r->lock);
+	return -EINVAL;
+}
+
+bool rdma_detach(struct rdma *r, const char *network, const char *container_id,
+		 const char *ifname)
+{
+	bool found = false;
+
+	pthread_mutex_lock(&r->lock);
+	for (struct attachment **p = &r->attachments; *p; p = &(*p)->next) {
+		struct attachment *a = *p;
+		struct resource *res;
+
+		if (strcmp(a->network, network) || strcmp(a->container_id, container_id) ||
+		    strcmp(a->ifname, ifname))
+			continue;
+		res = a->resource[0] ? resource_by_name(r, a->resource) : NULL;
+		if (res)
+			res->attached--;
+		*p = a->next;
+		log_info("rdma_detached", "container=%.12s ifname=%s device=%s", a->container_id,
+			 a->ifname, a->hca);
+		free(a);
+		found = true;
+		break;
+	}
+	pthread_mutex_unlock(&r->lock);
+	return found;
+}
+
+/* --- status ------------------------------------------------------------------- */
+
+struct json_object *rdma_status_json(struct rdma *r)
+{
+	struct json_object *o = json_object_new_object(), *devs = json_object_new_array();
+	struct json_object *ress = json_object_new_array(), *atts = json_object_new_array();
+
+	pthread_mutex_lock(&r->lock);
+	json_object_object_add(o, "netnsMode", json_object_new_string(r->netns_mode));
+	for (size_t i = 0; i < r->inv.nhcas; i++) {
+		const struct rdma_hca *h = &r->inv.hcas[i];
+		struct json_object *d = json_object_new_object(), *ports = json_object_new_array();
+		struct json_object *cdev = json_object_new_array();
+
+		json_object_object_add(d, "name", json_object_new_string(h->name));
+		json_object_object_add(d, "pci", json_object_new_string(h->pci));
+		json_object_object_add(d, "netdev", json_object_new_string(h->netdev));
+		for (size_t p = 0; p < h->nports; p++) {
+			struct json_object *po = json_object_new_object();
+
+			json_object_object_add(po, "port", json_object_new_int((int)h->ports[p].num));
+			json_object_object_add(po, "state",
+					       json_object_new_string(h->ports[p].state_name));
+			json_object_object_add(po, "linkLayer",
+					       json_object_new_string(h->ports[p].link_layer));
+			json_object_array_add(ports, po);
+		}
+		json_object_object_add(d, "ports", ports);
+		for (size_t c = 0; c < h->nchar_devs; c++)
+			json_object_array_add(cdev, json_object_new_string(h->char_devs[c]));
+		json_object_object_add(d, "charDevices", cdev);
+		json_object_array_add(devs, d);
+	}
+	for (size_t i = 0; i < r->nres; i++) {
+		const struct resource *res = &r->res[i];
+		struct json_object *ro = json_object_new_object(), *hcas = json_object_new_array();
+		long long cap = res->rc->hca_max;
+
+		json_object_object_add(ro, "name", json_object_new_string(res->full_name));
+		json_object_object_add(ro, "socket", json_object_new_string(res->sock_path));
+		json_object_object_add(ro, "registered", json_object_new_boolean(res->kubelet_ino != 0));
+		json_object_object_add(ro, "healthy", json_object_new_boolean(res->healthy));
+		for (size_t h = 0; h < res->nhcas; h++)
+			json_object_array_add(hcas,
+					      json_object_new_string(r->inv.hcas[res->hcas[h]].name));
+		json_object_object_add(ro, "devices", hcas);
+		json_object_object_add(ro, "capacity", json_object_new_int64(cap));
+		json_object_object_add(ro, "allocated", json_object_new_int64((int64_t)res->attached));
+		json_object_object_add(ro, "free",
+				       json_object_new_int64(cap > (long long)res->attached ?
+							     cap - (long long)res->attached : 0));
+		json_object_object_add(ro, "kubeletAllocateCalls",
+				       json_object_new_uint64(res->allocate_calls));
+		json_object_object_add(ro, "kubeletDevicesAllocated",
+				       json_object_new_uint64(res->devices_allocated));
+		json_object_array_add(ress, ro);
+	}
+	for (const struct attachment *a = r->attachments; a; a = a->next) {
+		struct json_object *ao = json_object_new_object();
+
+		json_object_object_add(ao, "network", json_object_new_string(a->network));
+		json_object_object_add(ao, "containerID", json_object_new_string(a->container_id));
+		json_object_object_add(ao, "ifName", json_object_new_string(a->ifname));
+		json_object_object_add(ao, "master", json_object_new_string(a->master));
+		json_object_object_add(ao, "resource", json_object_new_string(a->resource));
+		attachment_result(a, ao);
+		json_object_array_add(atts, ao);
+	}
+	pthread_mutex_unlock(&r->lock);
+	json_object_object_add(o, "devices", devs);
+	json_object_object_add(o, "resources", ress);
+	json_object_object_add(o, "attachments", atts);
+	return o;
+}
+
+/* --- the loop ------------------------------------------------------------------- */
+
+static int link_monitor_open(void)
+{
+	struct sockaddr_nl sa = { .nl_family = AF_NETLINK, .nl_groups = RTMGRP_LINK };
+	int fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC | SOCK_NONBLOCK, NETLINK_ROUTE);
+
+	if (fd < 0)
+		return -errno;
+	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa))) {
+		int err = -errno;
+
+		close(fd);
+		return err;
+	}
+	return fd;
+}
+
+/* Drains the link monitor; true when a netdev came or went or changed. */
+static bool link_events(int fd)
+{
+	char buf[16384];
+	bool any = false;
+	ssize_t n;
+
+	while ((n = recv(fd, buf, sizeof(buf), MSG_DONTWAIT)) > 0)
+		for (struct nlmsghdr *nh = (struct nlmsghdr *)buf; NLMSG_OK(nh, (size_t)n);
+		     nh = NLMSG_NEXT(nh, n))
+			any |= nh->nlmsg_type == RTM_NEWLINK || nh->nlmsg_type == RTM_DELLINK;
+	return any;
+}
+
+static void refresh(struct rdma *r, bool full)
+{
+	bool changed[64] = { false };
+	size_t n = r->nres < 64 ? r->nres : 64;
+
+	pthread_mutex_lock(&r->lock);
+	for (size_t i = 0; i < n; i++)
+		changed[i] = r->res[i].healthy;
+	pthread_mutex_unlock(&r->lock);
+	if (full) {
+		size_t *before[64] = { NULL }, nbefore[64] = { 0 };
+
+		pthread_mutex_lock(&r->lock);
+		for (size_t i = 0; i < n; i++) {
+			nbefore[i] = r->res[i].nhcas;
+			before[i] = malloc((nbefore[i] ? nbefore[i] : 1) * sizeof(size_t));
+			if (before[i] && nbefore[i])
+				memcpy(before[i], r->res[i].hcas, nbefore[i] * sizeof(size_t));
+		}
+		pthread_mutex_unlock(&r->lock);
+		rescan(r);
+		pthread_mutex_lock(&r->lock);
+		for (size_t i = 0; i < n; i++) {
+			bool same = before[i] && nbefore[i] == r->res[i].nhcas &&
+				    (!nbefore[i] || !memcmp(before[i], r->res[i].hcas,
+							    nbefore[i] * sizeof(size_t)));
+
+			changed[i] = !same || changed[i] != r->res[i].healthy;
+			free(before[i]);
+		}
+		pthread_mutex_unlock(&r->lock);
+	} else {
+		pthread_mutex_lock(&r->lock);
+		if (rdma_refresh_ports(&r->inv))
+			resources_select(r);
+		for (size_t i = 0; i < n; i++)
+			changed[i] = changed[i] != r->res[i].healthy;
+		pthread_mutex_unlock(&r->lock);
+	}
+	for (size_t i = 0; i < n; i++)
+		if (changed[i])
+			notify_watchers(r, &r->res[i]);
+}
+
+static void *rdma_loop(void *arg)
+{
+	struct rdma *r = arg;
+	long long next_tick = now_ms();
+
+	for (;;) {
+		struct pollfd pfds[2 + 64 + DP_MAX_CONNS];
+		size_t np = 0, first_res, first_conn;
+		long long now = now_ms();
+		int timeout = next_tick > now ? (int)(next_tick - now) : 0;
+		uint64_t v;
+
+		pfds[np++] = (struct pollfd){ .fd = r->wake_fd, .events = POLLIN };
+		pfds[np++] = (struct pollfd){ .fd = r->link_fd, .events = POLLIN };
+		first_res = np;
+		for (size_t i = 0; i < r->nres && i < 64; i++)
+			pfds[np++] = (struct pollfd){ .fd = r->res[i].listen_fd, .events = POLLIN };
+		first_conn = np;
+		for (size_t i = 0; i < r->nconns; i++)
+			pfds[np++] = (struct pollfd){ .fd = grpc_conn_fd(r->conns[i]->gc),
+						      .events = POLLIN };
+		if (poll(pfds, np, timeout) < 0 && errno != EINTR)
+			break;
+		if (pfds[0].revents && read(r->wake_fd, &v, sizeof(v)) == sizeof(v) && r->stopping)
+			break;
+		if (pfds[1].revents && link_events(r->link_fd))
+			refresh(r, true);
+		for (size_t i = first_res; i < first_conn; i++)
+			if (pfds[i].revents & POLLIN)
+				conn_accept(r, &r->res[i - first_res]);
+		/* back to front: conn_drop moves the last connection into the hole */
+		for (size_t i = np; i-- > first_conn;) {
+			size_t c = i - first_conn;
+
+			if (c < r->nconns && pfds[i].revents && grpc_conn_on_readable(r->conns[c]->gc))
+				conn_drop(r, c);
+		}
+		now = now_ms();
+		if (now >= next_tick) {
+			bool full = r->cfg.update_interval_s > 0 &&
+				    now - r->last_scan_ms >= r->cfg.update_interval_s * 1000;
+
+			refresh(r, full);
+			gids_resolve_pending(r);
+			kubelet_watch(r);
+			next_tick = now + DP_TICK_MS;
+		}
+	}
+	return NULL;
+}
+
+static void netns_mode_check(struct rdma *r)
+{
+	bool shared = true;
+	int err = r->opts.netns_mode(&shared);
+
+	if (err == -EPROTONOSUPPORT)
+		snprintf(r->netns_mode, sizeof(r->netns_mode), "RDMA subsystem not present");
+	else if (err)
+		snprintf(r->netns_mode, sizeof(r->netns_mode), "unknown (%s)", strerror(-err));
+	else
+		snprintf(r->netns_mode, sizeof(r->netns_mode), "%s", shared ? "shared" : "exclusive");
+	if (err || !shared)
+		log_warn("rdma_netns_mode", "mode=\"%s\" err=\"%s\"", r->netns_mode,
+			 err ? "the netns mode could not be read" :
+			       "pods see no shared HCA: set `rdma system set netns shared`");
+	else
+		log_info("rdma_netns_mode", "mode=shared");
+}
+
+int rdma_start(struct rdma_config *cfg, const struct rdma_options *opts, struct rdma **out)
+{
+	struct rdma *r = calloc(1, sizeof(*r));
+	int err = -ENOMEM;
+
+	if (!r)
+		return -ENOMEM;
+	r->cfg = *cfg;
+	memset(cfg, 0, sizeof(*cfg));
+	r->opts.netns_mode = opts && opts->netns_mode ? opts->netns_mode : rdma_netns_mode_netlink;
+	r->opts.gid_wait_ms = opts && opts->gid_wait_ms ? opts->gid_wait_ms : 300;
+	r->wake_fd = r->link_fd = -1;
+	pthread_mutex_init(&r->lock, NULL);
+	r->res = calloc(r->cfg.nresources ? r->cfg.nresources : 1, sizeof(*r->res));
+	if (!r->res)
+		goto fail;
+	r->nres = r->cfg.nresources;
+	for (size_t i = 0; i < r->nres; i++) {
+		struct resource *res = &r->res[i];
+
+		res->rc = &r->cfg.resources[i];
+		res->listen_fd = -1;
+		rdma_resource_full_name(res->rc, res->full_name, sizeof(res->full_name));
+		snprintf(res->sock_name, sizeof(res->sock_name), "railnet-%s.sock", res->rc->name);
+		snprintf(res->sock_path, sizeof(res->sock_path), "%s/%s", r->cfg.plugin_dir,
+			 res->sock_name);
+	}
+	netns_mode_check(r);
+	err = rescan(r);
+	if (err)
+		goto fail;
+	r->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	r->link_fd = link_monitor_open();
+	if (r->wake_fd < 0 || r->link_fd < 0) {
+		err = r->wake_fd < 0 ? -errno : r->link_fd;
+		goto fail;
+	}
+	for (size_t i = 0; i < r->nres; i++)
+		log_info("rdma_resource", "resource=%s hcas=%zu healthy=%s capacity=%lld socket=%s",
+			 r->res[i].full_name, r->res[i].nhcas, r->res[i].healthy ? "yes" : "no",
+			 r->res[i].rc->hca_max, r->res[i].sock_path);
+	err = pthread_create(&r->thread, NULL, rdma_loop, r);
+	if (err) {
+		err = -err;
+		goto fail;
+	}
+	r->thread_started = true;
+	*out = r;
+	return 0;
+fail:
+	rdma_stop(r);
+	return err;
+}
+
+void rdma_stop(struct rdma *r)
+{
+	uint64_t one = 1;
+
+	if (!r)
+		return;
+	if (r->thread_started) {
+		r->stopping = true;
+		if (write(r->wake_fd, &one, sizeof(one)) != sizeof(one))
+			log_warn("rdma_stop_wake_failed", "err=\"%s\"", strerror(errno));
+		pthread_join(r->thread, NULL);
+	}
+	for (size_t i = 0; i < r->nres; i++) {
+		endpoint_close(r, &r->res[i]);
+		if (r->res[i].sock_ino)
+			unlink(r->res[i].sock_path);
+		free(r->res[i].hcas);
+	}
+	while (r->attachments) {
+		struct attachment *a = r->attachments;
+
+		r->attachments = a->next;
+		free(a);
+	}
+	if (r->wake_fd >= 0)
+		close(r->wake_fd);
+	if (r->link_fd >= 0)
+		close(r->link_fd);
+	rdma_inventory_free(&r->inv);
+	free(r->res);
+	rdma_config_free(&r->cfg);
+	pthread_mutex_destroy(&r->lock);
+	free(r);
+}
