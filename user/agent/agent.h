@@ -32,6 +32,7 @@ struct agent {
 	time_t started;
 	struct ipam *ipam;
 	struct metrics *metrics; /* NULL when metrics.listen is unset */
+	struct rdma *rdma;	 /* NULL without an "rdma" section */
 };
 
 /* An op handler: fills @result (an empty object) or @err, returns 0 or a

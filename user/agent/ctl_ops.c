@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "agent/agent.h"
+#include "agent/rdma.h"
 #include "common/protocol.h"
 
 #ifndef RAILNET_VERSION
@@ -283,7 +284,92 @@ static int op_status(struct agent *agent, struct json_object *args, struct json_
 	return 0;
 }
 
+static int rdma_required(struct agent *agent, struct ctl_error *err)
+{
+	if (agent->rdma)
+		return 0;
+	return ctl_fail(err, CTL_ERR_NOT_FOUND, -ENOENT,
+			"RDMA accounting is off (no \"rdma\" section in railnetd's configuration)");
+}
+
+static int op_rdma_attach(struct agent *agent, struct json_object *args,
+			  struct json_object *result, struct ctl_error *err)
+{
+	struct rdma_attach_req req = { 0 };
+	struct json_object *ips;
+	char msg[sizeof(err->message)];
+	bool not_found;
+	int ret = rdma_required(agent, err);
+
+	if (!ret)
+		req.network = arg_str(args, "network", true, err, &ret);
+	if (!ret)
+		req.container_id = arg_str(args, "containerID", true, err, &ret);
+	if (!ret)
+		req.ifname = arg_str(args, "ifName", true, err, &ret);
+	if (!ret)
+		req.master = arg_str(args, "master", true, err, &ret);
+	if (!ret)
+		req.netns = arg_str(args, "netns", false, err, &ret);
+	if (!ret)
+		req.resource = arg_str(args, "rdmaResourceName", false, err, &ret);
+	if (ret)
+		return ret;
+	if (json_object_object_get_ex(args, "ips", &ips) && !json_object_is_type(ips, json_type_null)) {
+		if (!json_object_is_type(ips, json_type_array) || json_object_array_length(ips) > 4)
+			return ctl_fail(err, CTL_ERR_BAD_REQUEST, -EINVAL,
+					"ips must be an array of at most 4 {address, gateway, pool}");
+		for (size_t i = 0; i < json_object_array_length(ips); i++) {
+			const char *a = arg_str(json_object_array_get_idx(ips, i), "address", true,
+						err, &ret);
+
+			if (ret)
+				return ret;
+			req.addrs[req.naddrs++] = a;
+		}
+	}
+	ret = rdma_attach(agent->rdma, &req, result, &not_found, msg, sizeof(msg));
+	if (ret)
+		return ctl_fail(err, not_found ? CTL_ERR_NOT_FOUND : CTL_ERR_BAD_REQUEST, ret, "%s",
+				msg);
+	return 0;
+}
+
+static int op_rdma_detach(struct agent *agent, struct json_object *args,
+			  struct json_object *result, struct ctl_error *err)
+{
+	struct ipam_key key;
+	int ret = parse_key(args, &key, err);
+
+	if (ret)
+		return ret;
+	/* idempotent, and harmless without RDMA: DEL must always succeed */
+	json_object_object_add(result, "detached",
+			       json_object_new_boolean(agent->rdma &&
+						       rdma_detach(agent->rdma, key.network,
+								   key.container_id, key.ifname)));
+	return 0;
+}
+
+static int op_rdma_status(struct agent *agent, struct json_object *args,
+			  struct json_object *result, struct ctl_error *err)
+{
+	struct json_object *st;
+	int ret = rdma_required(agent, err);
+
+	if (ret)
+		return ret;
+	st = rdma_status_json(agent->rdma);
+	json_object_object_foreach(st, key, val)
+		json_object_object_add(result, key, json_object_get(val));
+	json_object_put(st);
+	return 0;
+}
+
 static const struct ctl_op ctl_ops[] = {
+	{ "rdma.attach", op_rdma_attach },
+	{ "rdma.detach", op_rdma_detach },
+	{ "rdma.status", op_rdma_status },
 	{ "ipam.allocate", op_ipam_allocate },
 	{ "ipam.release", op_ipam_release },
 	{ "ipam.get", op_ipam_get },

@@ -12,6 +12,7 @@
 
 #include "agent/agent.h"
 #include "agent/agent_metrics.h"
+#include "agent/rdma.h"
 #include "agent/ctl_server.h"
 #include "agent/release_queue.h"
 #include "common/log.h"
@@ -181,6 +182,14 @@ int main(int argc, char **argv)
 		if (err)
 			goto out;
 	}
+	err = rdma_open_section(json_object_object_get(agent.cfg.root, "rdma"), &agent.rdma, errbuf,
+				sizeof(errbuf));
+	if (!err)
+		err = rdma_metrics_register(agent.rdma, agent.metrics);
+	if (err) {
+		log_err("rdma_start_failed", "err=\"%s\"", errbuf);
+		goto out;
+	}
 	release_queue_drain(agent.ipam, agent.cfg.socket);
 	err = ctl_server_start(&agent, agent.cfg.socket, &server);
 	if (err)
@@ -193,6 +202,7 @@ int main(int argc, char **argv)
 	err = 0;
 out:
 	metrics_stop(agent.metrics);
+	rdma_stop(agent.rdma);
 	ipam_close(agent.ipam);
 	agent_config_free(&agent.cfg);
 	pthread_rwlock_destroy(&agent.reload_lock);

@@ -2,6 +2,7 @@
 #include "agent/rdma.h"
 
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
 #include <limits.h>
 #include <linux/rtnetlink.h>
@@ -18,6 +19,7 @@
 #include <unistd.h>
 
 #include "agent/grpc.h"
+#include "agent/metrics.h"
 #include "agent/rdma_sysfs.h"
 #include "common/log.h"
 #include "proto/deviceplugin.pb-c.h"
@@ -1128,4 +1130,176 @@ void rdma_stop(struct rdma *r)
 	rdma_config_free(&r->cfg);
 	pthread_mutex_destroy(&r->lock);
 	free(r);
+}
+
+int rdma_open_section(struct json_object *section, struct rdma **out, char *errbuf,
+		      size_t errlen)
+{
+	struct rdma_config cfg;
+	int err;
+
+	*out = NULL;
+	err = rdma_config_parse(section, &cfg, errbuf, errlen);
+	if (err || !cfg.enabled) {
+		rdma_config_free(&cfg);
+		return err;
+	}
+	err = rdma_start(&cfg, NULL, out);
+	if (err)
+		snprintf(errbuf, errlen, "rdma: cannot start: %s", strerror(-err));
+	rdma_config_free(&cfg);
+	return err;
+}
+
+/* --- metrics ------------------------------------------------------------------- */
+
+struct counter_sample {
+	char family[160];
+	char device[RDMA_NAME_MAX], netdev[IFNAMSIZ], port[12];
+	unsigned long long value;
+};
+
+static int sample_cmp(const void *a, const void *b)
+{
+	return strcmp(((const struct counter_sample *)a)->family,
+		      ((const struct counter_sample *)b)->family);
+}
+
+/* "railnet_rdma_" + the file name, lowercased, [^a-z0-9_] -> '_'. */
+static void counter_family(char *out, size_t len, const char *prefix, const char *file)
+{
+	size_t n = (size_t)snprintf(out, len, "%s", prefix);
+
+	for (const char *c = file; *c && n + 7 < len; c++) {
+		char ch = (*c >= 'A' && *c <= 'Z') ? (char)(*c - 'A' + 'a') : *c;
+
+		out[n++] = ((ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9')) ? ch : '_';
+	}
+	snprintf(out + n, len - n, "_total");
+}
+
+/* Reads every counters/ and hw_counters/ file of every port.  Under the lock. */
+static size_t read_counters(const struct rdma *r, struct counter_sample **out)
+{
+	static const char *const dirs[2][2] = { { "counters", "railnet_rdma_" },
+						{ "hw_counters", "railnet_rdma_hw_" } };
+	struct counter_sample *s = NULL;
+	size_t n = 0, cap = 0;
+
+	for (size_t h = 0; h < r->inv.nhcas; h++) {
+		const struct rdma_hca *hca = &r->inv.hcas[h];
+
+		for (size_t p = 0; p < hca->nports; p++)
+			for (int d = 0; d < 2; d++) {
+				char path[PATH_MAX];
+				struct dirent **ents;
+				int m;
+
+				snprintf(path, sizeof(path), "%s/ports/%u/%s", hca->dir,
+					 hca->ports[p].num, dirs[d][0]);
+				m = scandir(path, &ents, NULL, alphasort);
+				for (int e = 0; e < m; e++) {
+					char file[PATH_MAX + 256], val[32] = "";
+					FILE *f;
+
+					snprintf(file, sizeof(file), "%s/%s", path, ents[e]->d_name);
+					f = ents[e]->d_name[0] != '.' ? fopen(file, "re") : NULL;
+					if (f && fgets(val, sizeof(val), f) && n == cap) {
+						struct counter_sample *grown =
+							realloc(s, (cap * 2 + 32) * sizeof(*s));
+
+						if (grown) {
+							s = grown;
+							cap = cap * 2 + 32;
+						}
+					}
+					if (f && val[0] && n < cap) {
+						struct counter_sample *c = &s[n++];
+
+						counter_family(c->family, sizeof(c->family), dirs[d][1],
+							       ents[e]->d_name);
+						snprintf(c->device, sizeof(c->device), "%s", hca->name);
+						snprintf(c->netdev, sizeof(c->netdev), "%s", hca->netdev);
+						snprintf(c->port, sizeof(c->port), "%u", hca->ports[p].num);
+						c->value = strtoull(val, NULL, 10);
+					}
+					if (f)
+						fclose(f);
+					free(ents[e]);
+				}
+				if (m >= 0)
+					free(ents);
+			}
+	}
+	*out = s;
+	return n;
+}
+
+static void rdma_collect(void *ctx, struct metrics_writer *w)
+{
+	struct rdma *r = ctx;
+	struct counter_sample *cs;
+	size_t ncs;
+
+	pthread_mutex_lock(&r->lock);
+	ncs = read_counters(r, &cs);
+	metrics_family(w, "railnet_rdma_port_state", "gauge",
+		       "An HCA port's state: 1 DOWN, 2 INIT, 3 ARMED, 4 ACTIVE, 5 ACTIVE_DEFER.");
+	for (size_t h = 0; h < r->inv.nhcas; h++)
+		for (size_t p = 0; p < r->inv.hcas[h].nports; p++) {
+			char port[12];
+
+			snprintf(port, sizeof(port), "%u", r->inv.hcas[h].ports[p].num);
+			metrics_sample(w, "railnet_rdma_port_state", r->inv.hcas[h].ports[p].state,
+				       "device", r->inv.hcas[h].name, "port", port, "netdev",
+				       r->inv.hcas[h].netdev, "state", r->inv.hcas[h].ports[p].state_name,
+				       NULL);
+		}
+	metrics_family(w, "railnet_rdma_resource_capacity", "gauge",
+		       "Devices a resource advertises to the kubelet (rdmaHcaMax).");
+	for (size_t i = 0; i < r->nres; i++)
+		metrics_sample(w, "railnet_rdma_resource_capacity", (double)r->res[i].rc->hca_max,
+			       "resource", r->res[i].full_name, NULL);
+	metrics_family(w, "railnet_rdma_resource_allocated", "gauge",
+		       "Pod NICs attached through a resource.");
+	for (size_t i = 0; i < r->nres; i++)
+		metrics_sample(w, "railnet_rdma_resource_allocated", (double)r->res[i].attached,
+			       "resource", r->res[i].full_name, NULL);
+	metrics_family(w, "railnet_rdma_resource_healthy", "gauge",
+		       "1 while every HCA of the resource has an ACTIVE port.");
+	for (size_t i = 0; i < r->nres; i++)
+		metrics_sample(w, "railnet_rdma_resource_healthy", r->res[i].healthy,
+			       "resource", r->res[i].full_name, NULL);
+	metrics_family(w, "railnet_rdma_kubelet_allocations_total", "counter",
+		       "Devices the kubelet allocated through Allocate.");
+	for (size_t i = 0; i < r->nres; i++)
+		metrics_sample_u64(w, "railnet_rdma_kubelet_allocations_total",
+				   r->res[i].devices_allocated, "resource", r->res[i].full_name, NULL);
+	metrics_family(w, "railnet_rdma_pod_nic_info", "gauge",
+		       "A pod NIC on a shared HCA; gid_index is its RoCE v2 GID (\"\" while pending).");
+	for (const struct attachment *a = r->attachments; a; a = a->next) {
+		char port[12], gid[12] = "";
+
+		snprintf(port, sizeof(port), "%u", a->port);
+		if (a->gid_index >= 0)
+			snprintf(gid, sizeof(gid), "%d", a->gid_index);
+		metrics_sample(w, "railnet_rdma_pod_nic_info", 1, "device", a->hca, "port", port,
+			       "netdev", a->master, "container", a->container_id, "ifname",
+			       a->ifname, "gid_index", gid, NULL);
+	}
+	pthread_mutex_unlock(&r->lock);
+	qsort(cs, ncs, sizeof(*cs), sample_cmp);
+	for (size_t i = 0; i < ncs; i++) {
+		if (!i || strcmp(cs[i].family, cs[i - 1].family))
+			metrics_family(w, cs[i].family, "counter",
+				       "An HCA port counter (sysfs counters/ or hw_counters/).");
+		metrics_sample_u64(w, cs[i].family, cs[i].value, "device", cs[i].device, "port",
+				   cs[i].port, "netdev", cs[i].netdev, NULL);
+	}
+	free(cs);
+}
+
+int rdma_metrics_register(struct rdma *r, struct metrics *metrics)
+{
+	return r ? metrics_register(metrics, rdma_collect, r) : 0;
 }

@@ -25,6 +25,17 @@ struct rdma_options {
 	int gid_wait_ms;
 };
 
+struct metrics;
+
+/* Parses the configuration's "rdma" section (@section may be NULL) and
+ * starts the module; *out stays NULL when the section is absent. */
+int rdma_open_section(struct json_object *section, struct rdma **out, char *errbuf,
+		      size_t errlen);
+
+/* Adds the RDMA series (port counters and state, resources, pod NICs) to
+ * the metrics endpoint; @metrics may be NULL. */
+int rdma_metrics_register(struct rdma *r, struct metrics *metrics);
+
 /* Takes ownership of @cfg's contents (it is zeroed).  Discovers, opens the
  * plugin sockets, registers with the kubelet and starts the thread. */
 int rdma_start(struct rdma_config *cfg, const struct rdma_options *opts, struct rdma **out);

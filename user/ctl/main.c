@@ -218,12 +218,83 @@ static int cmd_call(const struct ctl_opts *o, int argc, char **argv)
 	return 0;
 }
 
+static int cmd_rdma(const struct ctl_opts *o, int argc, char **argv)
+{
+	struct json_object *r, *list;
+
+	if (call(o, "rdma.status", NULL, &r))
+		return 1;
+	if (o->json) {
+		print_json(r);
+		json_object_put(r);
+		return 0;
+	}
+	printf("RDMA netns mode: %s\n\n", str(r, "netnsMode"));
+	printf("%-12s %-14s %-12s %-5s %-8s %-10s %s\n", "DEVICE", "PCI", "NETDEV", "PORT",
+	       "STATE", "LINK", "CHAR DEVICES");
+	list = json_object_object_get(r, "devices");
+	for (size_t i = 0; i < json_object_array_length(list); i++) {
+		struct json_object *d = json_object_array_get_idx(list, i);
+		struct json_object *ports = json_object_object_get(d, "ports");
+		struct json_object *cdev = json_object_object_get(d, "charDevices");
+		char devs[512] = "";
+
+		for (size_t c = 0; c < json_object_array_length(cdev); c++) {
+			const char *p = json_object_get_string(json_object_array_get_idx(cdev, c));
+			const char *base = strrchr(p, '/');
+
+			snprintf(devs + strlen(devs), sizeof(devs) - strlen(devs), "%s%s", c ? "," : "",
+				 base ? base + 1 : p);
+		}
+		for (size_t p = 0; p < json_object_array_length(ports) || p == 0; p++) {
+			struct json_object *po = json_object_array_get_idx(ports, p);
+
+			printf("%-12s %-14s %-12s %-5s %-8s %-10s %s\n", p ? "" : str(d, "name"),
+			       p ? "" : str(d, "pci"), p ? "" : str(d, "netdev"),
+			       po ? str(po, "port") : "-", po ? str(po, "state") : "-",
+			       po ? str(po, "linkLayer") : "-", p ? "" : devs);
+		}
+	}
+	printf("\n%-32s %-8s %-10s %8s %9s %6s %8s  %s\n", "RESOURCE", "HEALTHY", "REGISTERED",
+	       "CAPACITY", "ALLOCATED", "FREE", "KUBELET", "DEVICES");
+	list = json_object_object_get(r, "resources");
+	for (size_t i = 0; i < json_object_array_length(list); i++) {
+		struct json_object *x = json_object_array_get_idx(list, i);
+		struct json_object *devs = json_object_object_get(x, "devices");
+		char names[256] = "";
+
+		for (size_t d = 0; d < json_object_array_length(devs); d++)
+			snprintf(names + strlen(names), sizeof(names) - strlen(names), "%s%s",
+				 d ? "," : "", json_object_get_string(json_object_array_get_idx(devs, d)));
+		printf("%-32s %-8s %-10s %8s %9s %6s %8s  %s\n", str(x, "name"),
+		       json_object_get_boolean(json_object_object_get(x, "healthy")) ? "yes" : "no",
+		       json_object_get_boolean(json_object_object_get(x, "registered")) ? "yes" : "no",
+		       str(x, "capacity"), str(x, "allocated"), str(x, "free"),
+		       str(x, "kubeletDevicesAllocated"), names[0] ? names : "-");
+	}
+	printf("\n%-14s %-6s %-16s %-12s %-10s %-5s %-9s %s\n", "CONTAINER", "IF", "NETWORK",
+	       "MASTER", "DEVICE", "PORT", "GID INDEX", "RESOURCE");
+	list = json_object_object_get(r, "attachments");
+	for (size_t i = 0; i < json_object_array_length(list); i++) {
+		struct json_object *a = json_object_array_get_idx(list, i), *gid;
+
+		gid = json_object_object_get(a, "gidIndex");
+		printf("%-14.12s %-6s %-16s %-12s %-10s %-5s %-9s %s\n", str(a, "containerID"),
+		       str(a, "ifName"), str(a, "network"), str(a, "master"), str(a, "device"),
+		       str(a, "port"), gid ? json_object_get_string(gid) : "pending",
+		       str(a, "resource"));
+	}
+	json_object_put(r);
+	return 0;
+}
+
 static const struct command commands[] = {
 	{ "status", "", "the agent's node, version, uptime and pools", cmd_status },
 	{ "pools", "", "per pool: subnet, gateway, total, used, free, exhausted", cmd_pools },
 	{ "allocations", "[--pool P]", "every address held, with its pod and NIC", cmd_allocations },
 	{ "release", "<container> <ifname> [--network N]", "release what a pod NIC holds", cmd_release },
 	{ "call", "<op> ['{json args}']", "send any op (docs/protocol.md), print its result", cmd_call },
+	{ "rdma", "", "RDMA devices, resources, pod NICs with HCA and GID index", cmd_rdma },
 };
 
 static void usage(FILE *out)

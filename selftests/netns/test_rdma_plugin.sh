@@ -1,0 +1,167 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
+# railnetd's RDMA module against a FAKE sysfs/dev tree (no RDMA hardware
+# here) and a real gRPC peer playing the kubelet (grpcio, same .proto):
+# registration, ListAndWatch health following the port state, Allocate's
+# DeviceSpecs, re-registration after a kubelet restart, rdma.attach with the
+# GID index found once the kernel (here: the test) adds the GID, metrics.
+set -u
+. "$(dirname "$0")/../lib/tap.sh"
+. "$(dirname "$0")/../lib/lab.sh"
+. "$(dirname "$0")/../lib/agent.sh"
+FAKE="$(dirname "$0")/../lib/fake_rdma.sh"
+. "$FAKE"
+
+if ! why=$(lab_require); then
+	tap_skip "rdma plugin" "$why"
+	tap_done; exit
+fi
+if ! /usr/bin/python3 -c 'import grpc, grpc_tools' 2>/dev/null; then
+	tap_skip "rdma plugin" "python3-grpcio / python3-grpc-tools missing"
+	tap_done; exit
+fi
+tmp=$(mktemp -d /tmp/railnet-rdma-XXXXXX)
+kubelet_pid=
+cleanup() {
+	exec 7>&- 2>/dev/null
+	[ -n "$kubelet_pid" ] && kill "$kubelet_pid" 2>/dev/null
+	agent_stop 1
+	lab_down
+	rm -rf "$tmp"
+	rm -f "$TAP_LOG"
+}
+trap cleanup EXIT
+
+root=$tmp/root dp=$tmp/device-plugins events=$tmp/kubelet.jsonl
+mkdir -p "$dp"
+fake_rdma_standard "$root"
+lab_up 1 1
+node=$(lab_node_ns 1)
+
+# the kubelet: commands through fd 7, events into $events
+mkfifo "$tmp/kubelet.in"
+/usr/bin/python3 "$(dirname "$0")/../lib/fake_kubelet.py" "$dp" "$LAB_ROOT/user/agent/proto" \
+	<"$tmp/kubelet.in" >"$events" 2>"$tmp/kubelet.err" &
+kubelet_pid=$!
+exec 7>"$tmp/kubelet.in"
+kubelet() { echo "$*" >&7; }
+
+# wait_event JQ-LIKE-PYTHON-EXPR [N]: waits (5 s) until N events satisfy the
+# python expression over `e`, prints the last one.
+wait_event() {
+	local expr=$1 n=${2:-1} i
+	for ((i = 0; i < 100; i++)); do
+		/usr/bin/python3 - "$events" "$n" "$expr" <<-'PY' && return 0
+		import json, sys
+		hits = [e for e in map(json.loads, open(sys.argv[1])) if eval(sys.argv[3])]
+		if len(hits) < int(sys.argv[2]): sys.exit(1)
+		print(json.dumps(hits[-1]))
+		PY
+		sleep 0.05
+	done
+	return 1
+}
+wait_event 'e["event"] == "listening"' >/dev/null || tap_diag "kubelet: $(cat "$tmp/kubelet.err")"
+
+port=$((20000 + RANDOM % 20000))
+conf=$(agent_config 1 "\"metrics\":{\"listen\":\"127.0.0.1:$port\"},
+ \"rdma\":{\"periodicUpdateInterval\":1,\"sysfsRoot\":\"$root/sys\",\"devRoot\":\"$root/dev\",
+  \"devicePluginDir\":\"$dp\",\"configList\":[
+  {\"resourcePrefix\":\"railnet.io\",\"resourceName\":\"roce\",\"rdmaHcaMax\":3,
+   \"selectors\":{\"vendors\":[\"15b3\"],\"linkTypes\":[\"ether\"]}},
+  {\"resourceName\":\"ib\",\"rdmaHcaMax\":1,\"devices\":[\"ib0\"]}]}")
+tap_ok "railnetd starts with an rdma section" agent_start 1 "$conf"
+
+reg=$(wait_event 'e["event"] == "register" and e["resource"] == "railnet.io/roce"')
+tap_ok "the plugin registers railnet.io/roce with the kubelet" test -n "$reg"
+tap_eq "Register names the endpoint socket and v1beta1" "railnet-roce.sock v1beta1 True" \
+	"$(echo "$reg" | python3 -c 'import json,sys; e=json.load(sys.stdin); print(e["endpoint"], e["version"], e["preferred"])')"
+tap_ok "the deprecated devices form registers rdma/ib" \
+	wait_event 'e["event"] == "register" and e["resource"] == "rdma/ib"'
+tap_ok "GetDevicePluginOptions: preferred allocation available, no pre-start" \
+	wait_event 'e["event"] == "options" and e["resource"] == "railnet.io/roce" and e["preferred"] and not e["pre_start_required"]'
+tap_ok "ListAndWatch streams rdmaHcaMax=3 healthy devices" \
+	wait_event 'e["event"] == "devices" and e["resource"] == "railnet.io/roce" and [d["health"] for d in e["devices"]] == ["Healthy"] * 3'
+
+kubelet allocate railnet.io/roce roce-1
+alloc=$(wait_event 'e["event"] in ("allocate", "error")')
+specs=$(echo "$alloc" | python3 -c 'import json,sys
+for d in json.load(sys.stdin).get("devices", []): print(d["container_path"], d["host_path"], d["permissions"])' | sort)
+want=$(for d in issm0 issm1 rdma_cm umad0 umad1 uverbs0; do
+	echo "/dev/infiniband/$d $root/dev/infiniband/$d rwm"; done)
+tap_eq "Allocate: mlx5_0's uverbs/umad/issm and rdma_cm, rwm (not the IB HCA's)" "$want" "$specs"
+kubelet allocate railnet.io/roce gpu-7
+tap_ok "Allocate of an unknown device ID is refused" \
+	wait_event 'e["event"] == "error" and "unknown device gpu-7" in e["message"]'
+kubelet preferred railnet.io/roce 2 roce-0,roce-1,roce-2 roce-2
+tap_eq "GetPreferredAllocation: the required device first, then available ones" \
+	'["roce-2", "roce-0"]' "$(wait_event 'e["event"] == "preferred"' | python3 -c 'import json,sys; print(json.dumps(json.load(sys.stdin)["ids"]))')"
+kubelet prestart railnet.io/roce roce-1
+tap_ok "PreStartContainer answers" wait_event 'e["event"] == "prestart"'
+
+fake_rdma_port_state "$root" mlx5_0 1 DOWN
+fake_rdma_port_state "$root" mlx5_0 2 DOWN
+tap_ok "ports down in the tree -> ListAndWatch reports the devices unhealthy" \
+	wait_event 'e["event"] == "devices" and e["resource"] == "railnet.io/roce" and [d["health"] for d in e["devices"]] == ["Unhealthy"] * 3'
+fake_rdma_port_state "$root" mlx5_0 2 ACTIVE
+tap_ok "one port back up -> healthy again" \
+	wait_event 'e["event"] == "devices" and e["resource"] == "railnet.io/roce" and [d["health"] for d in e["devices"]] == ["Healthy"] * 3' 2
+
+kubelet restart
+tap_ok "kubelet restart (directory wiped, kubelet.sock recreated) -> the plugin re-registers" \
+	wait_event 'e["event"] == "register" and e["resource"] == "railnet.io/roce"' 2
+tap_ok "... on a recreated endpoint socket, and the new kubelet follows ListAndWatch" \
+	wait_event 'e["event"] == "devices" and e["resource"] == "railnet.io/roce" and [d["health"] for d in e["devices"]] == ["Healthy"] * 3' 3
+tap_ok "the endpoint socket exists again" test -S "$dp/railnet-roce.sock"
+
+# rdma.attach / rdma.detach as the CNI plugin calls them
+ctl_op() { # <op> <args-json>
+	/usr/bin/python3 - "$(agent_sock 1)" "$1" "$2" <<-'PY'
+	import json, socket, sys
+	s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1])
+	s.sendall((json.dumps({"version": 1, "op": sys.argv[2], "args": json.loads(sys.argv[3])}) + "\n").encode())
+	print(s.makefile().readline().strip())
+	PY
+}
+attach='{"network":"rail1","containerID":"c0ffee000001","ifName":"net1","netns":"/proc/1/ns/net",
+ "master":"ens1f0np0","rdmaResourceName":"railnet.io/roce",
+ "ips":[{"address":"172.16.11.21/24","gateway":"172.16.11.254","pool":"gpu1-net11"}]}'
+tap_eq "rdma.attach before the GID exists: device, port, gidIndex pending" \
+	'{"version":1,"ok":true,"result":{"device":"mlx5_0","port":1,"gidIndex":null}}' \
+	"$(ctl_op rdma.attach "$attach" | tr -d ' ')"
+fake_rdma_gid_v4 "$root" mlx5_0 1 3 172.16.11.21 net1
+gid_of() {
+	railnetctl_n 1 -o json rdma | python3 -c 'import json,sys
+print([a["gidIndex"] for a in json.load(sys.stdin)["attachments"] if a["ifName"] == "net1"])'
+}
+for ((i = 0; i < 50; i++)); do [ "$(gid_of)" = "[3]" ] && break; sleep 0.1; done
+tap_eq "the GID index is found in the background once the GID appears" "[3]" "$(gid_of)"
+tap_eq "attach again (idempotent) answers the index at once" \
+	'{"version":1,"ok":true,"result":{"device":"mlx5_0","port":1,"gidIndex":3}}' \
+	"$(ctl_op rdma.attach "$attach" | tr -d ' ')"
+tap_ok "railnetctl rdma shows the pod NIC with its HCA and GID index" \
+	bash -c "'$LAB_BUILD/railnetctl' --socket '$(agent_sock 1)' rdma | grep -E 'c0ffee000001 +net1 +rail1 +ens1f0np0 +mlx5_0 +1 +3 '"
+alloc_of() {
+	railnetctl_n 1 -o json rdma | python3 -c 'import json,sys
+print([(r["allocated"], r["free"]) for r in json.load(sys.stdin)["resources"] if r["name"] == "railnet.io/roce"])'
+}
+tap_eq "the resource counts the attached pod NIC" "[(1, 2)]" "$(alloc_of)"
+metrics=$(lab_in "$node" curl -s "http://127.0.0.1:$port/metrics")
+tap_ok "metrics: port counters labelled device/port/netdev" \
+	grep -q '^railnet_rdma_port_xmit_data_total{device="mlx5_0",port="1",netdev="ens1f0np0"} 0' <<<"$metrics"
+tap_ok "metrics: the pod NIC's GID index as a label" \
+	grep -q 'railnet_rdma_pod_nic_info{.*ifname="net1",gid_index="3"} 1' <<<"$metrics"
+tap_ok "metrics: resource capacity and allocation" \
+	grep -q '^railnet_rdma_resource_allocated{resource="railnet.io/roce"} 1' <<<"$metrics"
+tap_eq "rdma.detach forgets the pod NIC" '{"version":1,"ok":true,"result":{"detached":true}}' \
+	"$(ctl_op rdma.detach '{"network":"rail1","containerID":"c0ffee000001","ifName":"net1"}' | tr -d ' ')"
+tap_eq "rdma.detach is idempotent" '{"version":1,"ok":true,"result":{"detached":false}}' \
+	"$(ctl_op rdma.detach '{"network":"rail1","containerID":"c0ffee000001","ifName":"net1"}' | tr -d ' ')"
+tap_eq "... and the resource is free again" "[(0, 3)]" "$(alloc_of)"
+out=$(ctl_op rdma.attach '{"network":"rail1","containerID":"c2","ifName":"net1","master":"eno1"}')
+tap_ok "rdma.attach on a master without RDMA says so (not_found)" \
+	grep -q '"code":"not_found".*master eno1 has no RDMA device' <<<"$out"
+mode=$(railnetctl_n 1 -o json rdma | python3 -c 'import json,sys; print(json.load(sys.stdin)["netnsMode"])')
+tap_ok "the RDMA netns mode is reported ($mode)" \
+	grep -qxE 'shared|exclusive|RDMA subsystem not present' <<<"$mode"
+tap_done

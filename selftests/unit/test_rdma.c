@@ -1,0 +1,140 @@
+// SPDX-License-Identifier: Apache-2.0
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "agent/rdma.h"
+
+static char root[64];
+
+static int make_tree(void **state)
+{
+	char cmd[256];
+
+	snprintf(root, sizeof(root), "/tmp/railnet-rdma-mod-XXXXXX");
+	if (!mkdtemp(root))
+		return -1;
+	snprintf(cmd, sizeof(cmd),
+		 "bash selftests/lib/fake_rdma.sh fake_rdma_standard %s && mkdir -p %s/dp", root,
+		 root);
+	return system(cmd) ? -1 : 0;
+}
+
+static int remove_tree(void **state)
+{
+	char cmd[128];
+
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", root);
+	return system(cmd) ? -1 : 0;
+}
+
+static struct rdma *start(int (*netns_mode)(bool *shared))
+{
+	struct rdma_options opts = { .netns_mode = netns_mode, .gid_wait_ms = 1 };
+	struct rdma_config cfg;
+	struct json_object *section;
+	struct rdma *r = NULL;
+	char json[1024], err[256];
+
+	snprintf(json, sizeof(json),
+		 "{\"periodicUpdateInterval\":0,\"sysfsRoot\":\"%s/sys\",\"devRoot\":\"%s/dev\","
+		 "\"devicePluginDir\":\"%s/dp\",\"configList\":[{\"resourceName\":\"roce\","
+		 "\"rdmaHcaMax\":2,\"selectors\":{\"linkTypes\":[\"ether\"]}}]}",
+		 root, root, root);
+	section = json_tokener_parse(json);
+	assert_int_equal(rdma_config_parse(section, &cfg, err, sizeof(err)), 0);
+	json_object_put(section);
+	assert_int_equal(rdma_start(&cfg, &opts, &r), 0);
+	return r;
+}
+
+static const char *netns_mode_of(struct rdma *r, char *buf, size_t len)
+{
+	struct json_object *st = rdma_status_json(r);
+
+	snprintf(buf, len, "%s", json_object_get_string(json_object_object_get(st, "netnsMode")));
+	json_object_put(st);
+	return buf;
+}
+
+static int mode_exclusive(bool *shared)
+{
+	*shared = false;
+	return 0;
+}
+
+static int mode_shared(bool *shared)
+{
+	*shared = true;
+	return 0;
+}
+
+static int mode_absent(bool *shared)
+{
+	return -EPROTONOSUPPORT;
+}
+
+static void test_netns_mode_is_reported(void **state)
+{
+	struct { int (*fn)(bool *); const char *want; } cases[] = {
+		{ mode_shared, "shared" },
+		{ mode_exclusive, "exclusive" },
+		{ mode_absent, "RDMA subsystem not present" },
+	};
+	char buf[128];
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct rdma *r = start(cases[i].fn);
+
+		assert_string_equal(netns_mode_of(r, buf, sizeof(buf)), cases[i].want);
+		rdma_stop(r);
+	}
+}
+
+static void test_attach_checks_master_and_resource(void **state)
+{
+	struct rdma *r = start(mode_shared);
+	struct rdma_attach_req req = { .network = "rail1", .container_id = "c1", .ifname = "net1",
+				       .master = "ens1f0np0", .resource = "rdma/roce",
+				       .addrs = { "172.16.11.9/24" }, .naddrs = 1 };
+	struct json_object *res = json_object_new_object();
+	bool not_found;
+	char err[256];
+
+	assert_int_equal(rdma_attach(r, &req, res, &not_found, err, sizeof(err)), 0);
+	assert_string_equal(json_object_get_string(json_object_object_get(res, "device")), "mlx5_0");
+	assert_null(json_object_object_get(res, "gidIndex"));
+
+	req.master = "ib0"; /* its HCA is not selected by linkTypes ether */
+	assert_int_equal(rdma_attach(r, &req, res, &not_found, err, sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, "mlx5_1 (behind master ib0) is not selected by resource rdma/roce"));
+	req.master = "eno1";
+	assert_int_equal(rdma_attach(r, &req, res, &not_found, err, sizeof(err)), -EINVAL);
+	assert_true(not_found);
+	req.master = "ens1f0np0";
+	req.resource = "nope";
+	assert_int_equal(rdma_attach(r, &req, res, &not_found, err, sizeof(err)), -EINVAL);
+	assert_string_equal(err, "no RDMA resource nope is configured");
+	req.resource = NULL;
+	req.addrs[0] = "not-an-ip";
+	assert_int_equal(rdma_attach(r, &req, res, &not_found, err, sizeof(err)), -EINVAL);
+	assert_true(rdma_detach(r, "rail1", "c1", "net1"));
+	assert_false(rdma_detach(r, "rail1", "c1", "net1"));
+	json_object_put(res);
+	rdma_stop(r);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_netns_mode_is_reported),
+		cmocka_unit_test(test_attach_checks_master_and_resource),
+	};
+
+	return cmocka_run_group_tests(tests, make_tree, remove_tree);
+}
