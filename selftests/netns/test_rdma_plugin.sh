@@ -115,20 +115,17 @@ tap_ok "... on a recreated endpoint socket, and the new kubelet follows ListAndW
 tap_ok "the endpoint socket exists again" test -S "$dp/railnet-roce.sock"
 
 # rdma.attach / rdma.detach as the CNI plugin calls them
-ctl_op() { # <op> <args-json>
-	/usr/bin/python3 - "$(agent_sock 1)" "$1" "$2" <<-'PY'
-	import json, socket, sys
-	s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1])
-	s.sendall((json.dumps({"version": 1, "op": sys.argv[2], "args": json.loads(sys.argv[3])}) + "\n").encode())
-	print(s.makefile().readline().strip())
-	PY
+ctl_op() { # <op> <args-json>: the result, compact
+	railnetctl_n 1 call "$1" "$2" 2>&1 | python3 -c 'import json,sys
+t = sys.stdin.read()
+try: print(json.dumps(json.loads(t), separators=(",", ":")))
+except ValueError: print(t.strip())'
 }
 attach='{"network":"rail1","containerID":"c0ffee000001","ifName":"net1","netns":"/proc/1/ns/net",
  "master":"ens1f0np0","rdmaResourceName":"railnet.io/roce",
  "ips":[{"address":"172.16.11.21/24","gateway":"172.16.11.254","pool":"gpu1-net11"}]}'
 tap_eq "rdma.attach before the GID exists: device, port, gidIndex pending" \
-	'{"version":1,"ok":true,"result":{"device":"mlx5_0","port":1,"gidIndex":null}}' \
-	"$(ctl_op rdma.attach "$attach" | tr -d ' ')"
+	'{"device":"mlx5_0","port":1,"gidIndex":null}' "$(ctl_op rdma.attach "$attach")"
 fake_rdma_gid_v4 "$root" mlx5_0 1 3 172.16.11.21 net1
 gid_of() {
 	railnetctl_n 1 -o json rdma | python3 -c 'import json,sys
@@ -137,8 +134,7 @@ print([a["gidIndex"] for a in json.load(sys.stdin)["attachments"] if a["ifName"]
 for ((i = 0; i < 50; i++)); do [ "$(gid_of)" = "[3]" ] && break; sleep 0.1; done
 tap_eq "the GID index is found in the background once the GID appears" "[3]" "$(gid_of)"
 tap_eq "attach again (idempotent) answers the index at once" \
-	'{"version":1,"ok":true,"result":{"device":"mlx5_0","port":1,"gidIndex":3}}' \
-	"$(ctl_op rdma.attach "$attach" | tr -d ' ')"
+	'{"device":"mlx5_0","port":1,"gidIndex":3}' "$(ctl_op rdma.attach "$attach")"
 tap_ok "railnetctl rdma shows the pod NIC with its HCA and GID index" \
 	bash -c "'$LAB_BUILD/railnetctl' --socket '$(agent_sock 1)' rdma | grep -E 'c0ffee000001 +net1 +rail1 +ens1f0np0 +mlx5_0 +1 +3 '"
 alloc_of() {
@@ -153,14 +149,14 @@ tap_ok "metrics: the pod NIC's GID index as a label" \
 	grep -q 'railnet_rdma_pod_nic_info{.*ifname="net1",gid_index="3"} 1' <<<"$metrics"
 tap_ok "metrics: resource capacity and allocation" \
 	grep -q '^railnet_rdma_resource_allocated{resource="railnet.io/roce"} 1' <<<"$metrics"
-tap_eq "rdma.detach forgets the pod NIC" '{"version":1,"ok":true,"result":{"detached":true}}' \
-	"$(ctl_op rdma.detach '{"network":"rail1","containerID":"c0ffee000001","ifName":"net1"}' | tr -d ' ')"
-tap_eq "rdma.detach is idempotent" '{"version":1,"ok":true,"result":{"detached":false}}' \
-	"$(ctl_op rdma.detach '{"network":"rail1","containerID":"c0ffee000001","ifName":"net1"}' | tr -d ' ')"
+tap_eq "rdma.detach forgets the pod NIC" '{"detached":true}' \
+	"$(ctl_op rdma.detach '{"network":"rail1","containerID":"c0ffee000001","ifName":"net1"}')"
+tap_eq "rdma.detach is idempotent" '{"detached":false}' \
+	"$(ctl_op rdma.detach '{"network":"rail1","containerID":"c0ffee000001","ifName":"net1"}')"
 tap_eq "... and the resource is free again" "[(0, 3)]" "$(alloc_of)"
 out=$(ctl_op rdma.attach '{"network":"rail1","containerID":"c2","ifName":"net1","master":"eno1"}')
 tap_ok "rdma.attach on a master without RDMA says so (not_found)" \
-	grep -q '"code":"not_found".*master eno1 has no RDMA device' <<<"$out"
+	grep -q 'master eno1 has no RDMA device (not_found)' <<<"$out"
 mode=$(railnetctl_n 1 -o json rdma | python3 -c 'import json,sys; print(json.load(sys.stdin)["netnsMode"])')
 tap_ok "the RDMA netns mode is reported ($mode)" \
 	grep -qxE 'shared|exclusive|RDMA subsystem not present' <<<"$mode"

@@ -103,14 +103,18 @@ static void call_unlink_free(struct grpc_call *call)
 	free(call);
 }
 
-static ssize_t send_cb(nghttp2_session *s, const uint8_t *data, size_t len, int flags, void *u)
+static ssize_t send_to(int fd, const uint8_t *data, size_t len)
 {
-	struct grpc_conn *conn = u;
-	ssize_t n = send(conn->fd, data, len, MSG_NOSIGNAL);
+	ssize_t n = send(fd, data, len, MSG_NOSIGNAL);
 
 	if (n < 0)
 		return errno == EAGAIN ? NGHTTP2_ERR_WOULDBLOCK : NGHTTP2_ERR_CALLBACK_FAILURE;
 	return n;
+}
+
+static ssize_t send_cb(nghttp2_session *s, const uint8_t *data, size_t len, int flags, void *u)
+{
+	return send_to(((struct grpc_conn *)u)->fd, data, len);
 }
 
 static ssize_t call_read_cb(nghttp2_session *s, int32_t stream_id, uint8_t *buf, size_t length,
@@ -345,12 +349,7 @@ struct unary {
 
 static ssize_t cli_send_cb(nghttp2_session *s, const uint8_t *data, size_t len, int flags, void *u)
 {
-	struct unary *c = u;
-	ssize_t n = send(c->fd, data, len, MSG_NOSIGNAL);
-
-	if (n < 0)
-		return errno == EAGAIN ? NGHTTP2_ERR_WOULDBLOCK : NGHTTP2_ERR_CALLBACK_FAILURE;
-	return n;
+	return send_to(((struct unary *)u)->fd, data, len);
 }
 
 static ssize_t cli_read_cb(nghttp2_session *s, int32_t stream_id, uint8_t *buf, size_t length,
