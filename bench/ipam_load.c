@@ -9,6 +9,9 @@
  *       ("A cid addr", "R cid"; "?R cid" before a release is sent) so that a
  *       crash test can check the agent's state after a kill -9.  Stops at the
  *       first transport error (exit 3) or agent error (exit 1).
+ *       With --reference PLUGIN --data-dir D instead of --socket, the same
+ *       load goes to a CNI IPAM plugin (host-local), exec'd per operation as
+ *       a runtime does: the baseline railnetd is measured against.
  *   ipam_load verify --socket S --network N --journal FILE
  *       checks the agent against the journal: every acknowledged allocation
  *       present with its address, nothing acknowledged as released present,
@@ -18,12 +21,16 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <pthread.h>
+#include <spawn.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+
+extern char **environ;
 
 #include "common/ctl_client.h"
 
@@ -31,6 +38,7 @@
 
 struct opts {
 	const char *socket, *pool, *network, *prefix, *journal;
+	const char *reference, *data_dir; /* a CNI IPAM plugin instead of railnetd */
 	int threads;
 	long ops;
 	double release_ratio;
@@ -79,13 +87,66 @@ static struct json_object *key_args(const struct opts *o, const char *cid)
 	return args;
 }
 
+/* Runs the reference IPAM plugin for @op on the key in @args; its stdout
+ * (a CNI result for ADD) becomes *result. */
+static int exec_reference(const struct opts *o, const char *op, struct json_object *args,
+			  struct json_object **result)
+{
+	char conf[512], env_cmd[32], env_cid[160], *out = NULL, buf[4096];
+	char *envp[] = { env_cmd, env_cid, "CNI_NETNS=/proc/self/ns/net", "CNI_IFNAME=net1",
+			 "CNI_PATH=/usr/lib/cni", NULL };
+	char *argv[] = { (char *)o->reference, NULL };
+	int in[2], outp[2], status;
+	posix_spawn_file_actions_t fa;
+	size_t len = 0;
+	ssize_t n;
+	pid_t pid;
+
+	snprintf(conf, sizeof(conf),
+		 "{\"cniVersion\":\"1.0.0\",\"name\":\"%s\",\"ipam\":{\"type\":\"host-local\","
+		 "\"dataDir\":\"%s\",\"ranges\":[[{\"subnet\":\"%s\"}]]}}",
+		 o->network, o->data_dir, o->pool);
+	snprintf(env_cmd, sizeof(env_cmd), "CNI_COMMAND=%s", strcmp(op, "ipam.allocate") ? "DEL" : "ADD");
+	snprintf(env_cid, sizeof(env_cid), "CNI_CONTAINERID=%s",
+		 json_object_get_string(json_object_object_get(args, "containerID")));
+	if (pipe2(in, O_CLOEXEC) || pipe2(outp, O_CLOEXEC))
+		return 3;
+	posix_spawn_file_actions_init(&fa);
+	posix_spawn_file_actions_adddup2(&fa, in[0], 0);
+	posix_spawn_file_actions_adddup2(&fa, outp[1], 1);
+	if (posix_spawn(&pid, o->reference, &fa, NULL, argv, envp)) {
+		posix_spawn_file_actions_destroy(&fa);
+		return 3;
+	}
+	posix_spawn_file_actions_destroy(&fa);
+	close(in[0]);
+	close(outp[1]);
+	if (write(in[1], conf, strlen(conf)) < 0)
+		status = -1;
+	close(in[1]);
+	while ((n = read(outp[0], buf, sizeof(buf))) > 0) {
+		out = realloc(out, len + (size_t)n + 1);
+		memcpy(out + len, buf, (size_t)n);
+		len += (size_t)n;
+	}
+	close(outp[0]);
+	waitpid(pid, &status, 0);
+	if (out) {
+		out[len] = '\0';
+		*result = json_tokener_parse(out);
+		free(out);
+	}
+	return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : 1;
+}
+
 /* One request; records its latency.  0, 1 (agent error) or 3 (transport). */
 static int request(struct worker *w, const char *op, struct json_object *args,
 		   struct json_object **result)
 {
-	struct ctl_error err;
+	struct ctl_error err = { "", "the plugin failed" };
 	double t0 = now_us();
-	int ret = ctl_call(w->o->socket, op, args, TIMEOUT_MS, result, &err);
+	int ret = w->o->reference ? (exec_reference(w->o, op, args, result) ? -CTL_E_AGENT : 0)
+				  : ctl_call(w->o->socket, op, args, TIMEOUT_MS, result, &err);
 
 	if (w->nlat == w->cap) {
 		w->cap = w->cap ? w->cap * 2 : 1024;
@@ -327,6 +388,7 @@ static void usage(void)
 	fprintf(stderr,
 		"usage: ipam_load run --socket S --pool P [--network N] [--threads T] [--ops N]\n"
 		"                     [--release-ratio R] [--prefix X] [--journal FILE]\n"
+		"       ipam_load run --reference /usr/lib/cni/host-local --data-dir D --pool SUBNET ...\n"
 		"       ipam_load verify --socket S --network N --journal FILE\n");
 }
 
@@ -341,6 +403,8 @@ int main(int argc, char **argv)
 		{ "release-ratio", required_argument, NULL, 'r' },
 		{ "prefix", required_argument, NULL, 'x' },
 		{ "journal", required_argument, NULL, 'j' },
+		{ "reference", required_argument, NULL, 'R' },
+		{ "data-dir", required_argument, NULL, 'd' },
 		{ 0 },
 	};
 	struct opts o = { .network = "bench", .prefix = "c", .threads = 1, .ops = 1000,
@@ -364,10 +428,12 @@ int main(int argc, char **argv)
 		case 'r': o.release_ratio = atof(optarg); break;
 		case 'x': o.prefix = optarg; break;
 		case 'j': o.journal = optarg; break;
+		case 'R': o.reference = optarg; break;
+		case 'd': o.data_dir = optarg; break;
 		default: usage(); return 2;
 		}
 	}
-	if (!o.socket || o.threads < 1) {
+	if ((!o.socket && !(o.reference && o.data_dir)) || o.threads < 1) {
 		usage();
 		return 2;
 	}

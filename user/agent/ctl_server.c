@@ -23,9 +23,15 @@
 /* Beyond this many open connections a new one is answered busy. */
 #define CTL_MAX_CONNS 256
 
+/* Workers outlive their connections: an idle one waits this long for the
+ * next before it exits (keeping CTL_MIN_WORKERS).  Reusing threads and their
+ * line buffers keeps thread creation and page faults off the request path. */
+#define CTL_WORKER_IDLE_MS 30000
+#define CTL_MIN_WORKERS 4
+
 struct conn {
-	struct conn *next;
-	struct ctl_server *server;
+	struct conn *next;     /* in server->conns: every open connection */
+	struct conn *next_new; /* in server->pending: not yet taken by a worker */
 	int fd;
 };
 
@@ -35,10 +41,14 @@ struct ctl_server {
 	int listen_fd;
 	int wake[2]; /* stops the accept loop */
 	pthread_t acceptor;
-	pthread_mutex_t lock; /* conns, nconns */
-	pthread_cond_t idle;
+	pthread_mutex_t lock; /* everything below */
+	pthread_cond_t idle;  /* a connection closed or a worker exited */
+	pthread_cond_t work;  /* a connection is pending */
 	struct conn *conns;
 	int nconns;
+	struct conn *pending, **pending_tail;
+	int npending;
+	int nworkers, idle_workers;
 	bool stopping;
 };
 
@@ -133,11 +143,9 @@ static bool peer_is_root(int fd)
 	return !getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) && cred.uid == 0;
 }
 
-static void *conn_main(void *arg)
+/* Serves one connection until it closes, times out or errs. */
+static void serve_conn(struct ctl_server *s, struct conn *c, struct ctl_reader *reader)
 {
-	struct conn *c = arg;
-	struct ctl_server *s = c->server;
-	struct ctl_reader reader;
 	struct json_object *resp;
 	char *line;
 	int n;
@@ -147,12 +155,11 @@ static void *conn_main(void *arg)
 		resp = error_response("permission_denied", "railnetd serves root only");
 		write_response(c->fd, resp);
 		json_object_put(resp);
-		goto out;
+		return;
 	}
-	if (ctl_reader_init(&reader, CTL_MAX_LINE))
-		goto out;
+	reader->len = reader->taken = 0;
 	for (;;) {
-		n = ctl_read_line(&reader, c->fd, CTL_IDLE_TIMEOUT_MS, CTL_REQUEST_TIMEOUT_MS, &line);
+		n = ctl_read_line(reader, c->fd, CTL_IDLE_TIMEOUT_MS, CTL_REQUEST_TIMEOUT_MS, &line);
 		if (n == -EMSGSIZE) {
 			resp = error_response(CTL_ERR_TOO_LARGE, "request over 64 KiB");
 			write_response(c->fd, resp);
@@ -170,8 +177,10 @@ static void *conn_main(void *arg)
 		if (n)
 			break;
 	}
-	ctl_reader_free(&reader);
-out:
+}
+
+static void conn_closed(struct ctl_server *s, struct conn *c)
+{
 	close(c->fd);
 	pthread_mutex_lock(&s->lock);
 	for (struct conn **pp = &s->conns; *pp; pp = &(*pp)->next) {
@@ -184,7 +193,88 @@ out:
 	pthread_cond_broadcast(&s->idle);
 	pthread_mutex_unlock(&s->lock);
 	free(c);
+}
+
+static void deadline_in(struct timespec *ts, int ms)
+{
+	clock_gettime(CLOCK_REALTIME, ts);
+	ts->tv_sec += ms / 1000;
+	ts->tv_nsec += (ms % 1000) * 1000000L;
+	if (ts->tv_nsec >= 1000000000L) {
+		ts->tv_sec++;
+		ts->tv_nsec -= 1000000000L;
+	}
+}
+
+/* Takes the next pending connection; NULL when the worker should exit. */
+static struct conn *next_conn(struct ctl_server *s)
+{
+	struct timespec deadline;
+	struct conn *c;
+
+	pthread_mutex_lock(&s->lock);
+	deadline_in(&deadline, CTL_WORKER_IDLE_MS);
+	s->idle_workers++;
+	while (!s->pending && !s->stopping) {
+		if (pthread_cond_timedwait(&s->work, &s->lock, &deadline) != ETIMEDOUT || s->pending)
+			continue;
+		if (s->nworkers > CTL_MIN_WORKERS)
+			break;
+		deadline_in(&deadline, CTL_WORKER_IDLE_MS);
+	}
+	s->idle_workers--;
+	c = s->pending;
+	if (c) {
+		s->pending = c->next_new;
+		if (!s->pending)
+			s->pending_tail = &s->pending;
+		s->npending--;
+	} else {
+		s->nworkers--;
+		pthread_cond_broadcast(&s->idle);
+	}
+	pthread_mutex_unlock(&s->lock);
+	return c;
+}
+
+static void *worker_main(void *arg)
+{
+	struct ctl_server *s = arg;
+	struct ctl_reader reader;
+	bool have_reader = !ctl_reader_init(&reader, CTL_MAX_LINE);
+	struct conn *c;
+
+	while ((c = next_conn(s))) {
+		if (have_reader)
+			serve_conn(s, c, &reader);
+		conn_closed(s, c);
+	}
+	if (have_reader)
+		ctl_reader_free(&reader);
 	return NULL;
+}
+
+/* Queues @c for a worker, starting one when none is idle: a connection never
+ * waits behind another.  Called with the lock held. */
+static int hand_over(struct ctl_server *s, struct conn *c, pthread_attr_t *attr)
+{
+	pthread_t tid;
+
+	c->next_new = NULL;
+	*s->pending_tail = c;
+	s->pending_tail = &c->next_new;
+	s->npending++;
+	if (s->idle_workers >= s->npending) {
+		pthread_cond_signal(&s->work);
+		return 0;
+	}
+	if (pthread_create(&tid, attr, worker_main, s)) {
+		/* No new thread: a busy worker takes it when it is done. */
+		log_warn("ctl_worker_spawn_failed", "workers=%d", s->nworkers);
+		return 0;
+	}
+	s->nworkers++;
+	return 0;
 }
 
 static void *accept_main(void *arg)
@@ -199,7 +289,6 @@ static void *accept_main(void *arg)
 	pthread_attr_setstacksize(&attr, 256 * 1024);
 	for (;;) {
 		struct conn *c;
-		pthread_t tid;
 		int fd;
 
 		if (poll(pfd, 2, -1) < 0 && errno != EINTR)
@@ -228,19 +317,11 @@ static void *accept_main(void *arg)
 			continue;
 		}
 		c->fd = fd;
-		c->server = s;
 		c->next = s->conns;
 		s->conns = c;
 		s->nconns++;
+		hand_over(s, c, &attr);
 		pthread_mutex_unlock(&s->lock);
-		if (pthread_create(&tid, &attr, conn_main, c)) {
-			pthread_mutex_lock(&s->lock);
-			s->conns = c->next;
-			s->nconns--;
-			pthread_mutex_unlock(&s->lock);
-			close(fd);
-			free(c);
-		}
 	}
 	pthread_attr_destroy(&attr);
 	return NULL;
@@ -263,6 +344,8 @@ int ctl_server_start(struct agent *agent, const char *path, struct ctl_server **
 	s->listen_fd = s->wake[0] = s->wake[1] = -1;
 	pthread_mutex_init(&s->lock, NULL);
 	pthread_cond_init(&s->idle, NULL);
+	pthread_cond_init(&s->work, NULL);
+	s->pending_tail = &s->pending;
 	strcpy(s->path, path);
 	strcpy(addr.sun_path, path);
 
@@ -319,30 +402,26 @@ void ctl_server_stop(struct ctl_server *s, int grace_ms)
 	close(s->listen_fd);
 	unlink(s->path);
 
-	clock_gettime(CLOCK_REALTIME, &deadline);
-	deadline.tv_sec += grace_ms / 1000;
-	deadline.tv_nsec += (grace_ms % 1000) * 1000000L;
-	if (deadline.tv_nsec >= 1000000000L) {
-		deadline.tv_sec++;
-		deadline.tv_nsec -= 1000000000L;
-	}
+	deadline_in(&deadline, grace_ms);
 	pthread_mutex_lock(&s->lock);
 	s->stopping = true;
+	pthread_cond_broadcast(&s->work);
 	/* Idle connections see EOF; a request being served still gets its answer. */
 	for (struct conn *c = s->conns; c; c = c->next)
 		shutdown(c->fd, SHUT_RD);
-	while (s->nconns > 0)
+	while (s->nconns > 0 || s->nworkers > 0)
 		if (pthread_cond_timedwait(&s->idle, &s->lock, &deadline) == ETIMEDOUT)
 			break;
-	if (s->nconns)
-		log_warn("ctl_stop_timeout", "connections=%d", s->nconns);
+	if (s->nconns || s->nworkers)
+		log_warn("ctl_stop_timeout", "connections=%d workers=%d", s->nconns, s->nworkers);
 	pthread_mutex_unlock(&s->lock);
 	close(s->wake[0]);
 	close(s->wake[1]);
-	/* Connections still open past the grace period keep the server. */
-	if (!s->nconns) {
+	/* Workers still busy past the grace period keep the server. */
+	if (!s->nconns && !s->nworkers) {
 		pthread_mutex_destroy(&s->lock);
 		pthread_cond_destroy(&s->idle);
+		pthread_cond_destroy(&s->work);
 		free(s);
 	}
 }
