@@ -37,7 +37,7 @@ DEB_PKGS := make gcc clang llvm pkg-config bpftool libbpf-dev libelf-dev zlib1g-
 	    libcurl4-openssl-dev libnghttp2-dev libprotobuf-c-dev protobuf-c-compiler \
 	    libibverbs-dev libcmocka-dev iproute2 iputils-ping iperf3 procps jq curl \
 	    etcd-server etcd-client containernetworking-plugins \
-	    python3-grpcio python3-grpc-tools python3-protobuf
+	    python3-grpcio python3-grpc-tools python3-protobuf python3-yaml
 
 # Userspace libraries.  Lazily expanded so that `make deps` can run on a
 # machine where pkg-config does not know them yet.

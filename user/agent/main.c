@@ -21,8 +21,9 @@ static void usage(FILE *out)
 {
 	fprintf(out,
 		"usage: railnetd [--config FILE] [--log-level error|warn|info|debug]\n"
-		"                [--log-format text|json]\n"
-		"  --config      configuration file (default /etc/railnet/railnetd.json)\n");
+		"                [--log-format text|json] [--check-config]\n"
+		"  --config        configuration file (default /etc/railnet/railnetd.json)\n"
+		"  --check-config  validate the configuration, print why it is invalid, exit\n");
 }
 
 static bool same(const char *a, const char *b)
@@ -109,9 +110,11 @@ int main(int argc, char **argv)
 		{ "config", required_argument, NULL, 'c' },
 		{ "log-level", required_argument, NULL, 'l' },
 		{ "log-format", required_argument, NULL, 'f' },
+		{ "check-config", no_argument, NULL, 'C' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
+	bool check_only = false;
 	const char *config_path = "/etc/railnet/railnetd.json";
 	enum log_level level = LOG_LVL_INFO;
 	enum log_format format = LOG_FMT_TEXT;
@@ -139,6 +142,9 @@ int main(int argc, char **argv)
 				return 2;
 			}
 			break;
+		case 'C':
+			check_only = true;
+			break;
 		case 'h':
 			usage(stdout);
 			return 0;
@@ -159,6 +165,12 @@ int main(int argc, char **argv)
 	if (err) {
 		log_err("config_invalid", "config=%s err=\"%s\"", config_path, errbuf);
 		return 1;
+	}
+	if (check_only) {
+		log_info("config_valid", "config=%s node=%s pools=%zu", config_path,
+			 agent.cfg.node_name, agent.cfg.ipam.npools);
+		agent_config_free(&agent.cfg);
+		return 0;
 	}
 	pthread_rwlock_init(&agent.reload_lock, NULL);
 	agent.started = time(NULL);
