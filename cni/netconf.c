@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 /* The network configuration and environment the runtime gives the plugin. */
+#include <ctype.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -289,6 +290,17 @@ static int parse_cni_args(const char *args, struct cni_env *env, struct cni_erro
 	return 0;
 }
 
+/* The spec's container ID: [a-zA-Z0-9][a-zA-Z0-9_.-]* */
+static bool valid_container_id(const char *id)
+{
+	if (!isalnum((unsigned char)*id))
+		return false;
+	for (; *id; id++)
+		if (!isalnum((unsigned char)*id) && !strchr("_.-", *id))
+			return false;
+	return true;
+}
+
 int cni_env_parse(const char *command, struct cni_env *env, struct cni_error *e)
 {
 	bool needs_container = !strcmp(command, "ADD") || !strcmp(command, "DEL") ||
@@ -306,6 +318,10 @@ int cni_env_parse(const char *command, struct cni_env *env, struct cni_error *e)
 	if (!env->container_id || !*env->container_id)
 		return cni_fail(e, CNI_ERR_INVALID_ENV, "invalid environment",
 				"CNI_CONTAINERID is required");
+	if (!valid_container_id(env->container_id))
+		return cni_fail(e, CNI_ERR_INVALID_ENV, "invalid environment",
+				"CNI_CONTAINERID \"%.80s\" must start with a letter or digit and hold only "
+				"letters, digits, '_', '.' and '-'", env->container_id);
 	if (!env->ifname || !*env->ifname)
 		return cni_fail(e, CNI_ERR_INVALID_ENV, "invalid environment", "CNI_IFNAME is required");
 	if (strlen(env->ifname) >= IFNAMSIZ || strchr(env->ifname, '/') ||

@@ -243,6 +243,13 @@ static void test_env(void **state)
 	set_env("ADD", NULL, "/var/run/netns/p", "net1", NULL);
 	assert_int_equal(cni_env_parse("ADD", &env, &e), -CNI_ERR_INVALID_ENV);
 	assert_non_null(strstr(e.details, "CNI_CONTAINERID"));
+	set_env("ADD", "-c1", "/var/run/netns/p", "net1", NULL);
+	assert_int_equal(cni_env_parse("ADD", &env, &e), -CNI_ERR_INVALID_ENV);
+	assert_non_null(strstr(e.details, "CNI_CONTAINERID"));
+	set_env("ADD", "c1/../x", "/var/run/netns/p", "net1", NULL);
+	assert_int_equal(cni_env_parse("ADD", &env, &e), -CNI_ERR_INVALID_ENV);
+	set_env("ADD", "0f_a.b-C", "/var/run/netns/p", "net1", NULL);
+	assert_int_equal(cni_env_parse("ADD", &env, &e), 0);
 	set_env("ADD", "c1", NULL, "net1", NULL);
 	assert_int_equal(cni_env_parse("ADD", &env, &e), -CNI_ERR_INVALID_ENV);
 	assert_non_null(strstr(e.details, "CNI_NETNS"));
