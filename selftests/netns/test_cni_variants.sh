@@ -106,4 +106,56 @@ tap_eq "a multicast podMACPrefix is error 7" "7" \
 tap_eq "a malformed runtimeConfig.mac is error 7" "7" \
 	"$(code "$(lab_cni 1 4 net1 ADD "$(conf 1 1.0.0 '"capabilities":{"mac":true},"runtimeConfig":{"mac":"zz"}')")")"
 tap_eq "bad MAC inputs left nothing behind" "0" "$(allocs 1 4)"
+
+## Every bad environment gets its own error (the plugin run bare, env -i).
+bare() { # <conf> <VAR=value...>: the plugin with only these variables
+	local c=$1; shift
+	printf '%s' "$c" | ip netns exec "$(lab_node_ns 1)" env -i "$@" "$LAB_BUILD/railnet"
+}
+ok_env=(CNI_CONTAINERID=c1 "CNI_NETNS=/var/run/netns/$(lab_pod_ns 1 4)" CNI_IFNAME=net1)
+c=$(conf 1 1.0.0)
+tap_eq "no CNI_COMMAND is error 4" "4" "$(code "$(bare "$c" "${ok_env[@]}")")"
+tap_eq "an unknown CNI_COMMAND is error 4" "4" "$(code "$(bare "$c" CNI_COMMAND=FROB "${ok_env[@]}")")"
+tap_eq "ADD without CNI_CONTAINERID is error 4" "4" \
+	"$(code "$(bare "$c" CNI_COMMAND=ADD "${ok_env[@]:1}")")"
+tap_eq "a CNI_CONTAINERID outside [a-zA-Z0-9_.-] is error 4" "4" \
+	"$(code "$(bare "$c" CNI_COMMAND=ADD "${ok_env[@]:1}" "CNI_CONTAINERID=../etc")")"
+tap_eq "ADD without CNI_NETNS is error 4" "4" \
+	"$(code "$(bare "$c" CNI_COMMAND=ADD CNI_CONTAINERID=c1 CNI_IFNAME=net1)")"
+tap_eq "ADD without CNI_IFNAME is error 4" "4" \
+	"$(code "$(bare "$c" CNI_COMMAND=ADD "${ok_env[@]:0:2}")")"
+tap_eq "an unknown CNI_ARGS key without IgnoreUnknown is error 4" "4" \
+	"$(code "$(bare "$c" CNI_COMMAND=ADD "${ok_env[@]}" "CNI_ARGS=K8S_POD_NAME=x;FOO=1")")"
+tap_eq "ADD into a netns that does not exist is error 3" "3" \
+	"$(code "$(bare "$c" CNI_COMMAND=ADD CNI_CONTAINERID=c1 CNI_NETNS=/var/run/netns/nosuch CNI_IFNAME=net1)")"
+tap_ok "DEL with no CNI_NETNS at all succeeds" bare "$c" CNI_COMMAND=DEL CNI_CONTAINERID=c1 CNI_IFNAME=net1
+tap_eq "a config that is not an object is error 6" "6" "$(code "$(bare '[1,2]' CNI_COMMAND=ADD "${ok_env[@]}")")"
+tap_eq "a config missing master is error 7" "7" \
+	"$(code "$(bare "$(jq -c 'del(.master)' <<<"$c")" CNI_COMMAND=ADD "${ok_env[@]}")")"
+tap_eq "bad environments left nothing behind" "0" "$(allocs 1 4)"
+
+## Pools: exhausted (101, and STATUS 50), not allowed on this node (103).
+agent_stop 1
+cfg=$(agent_config 1)
+jq --arg gw "$(lab_gw4 1)" '.pools += [
+	{"name":"tiny","subnet":"172.16.11.0/24","ips":["172.16.11.60-172.16.11.61"],"gateway":$gw},
+	{"name":"elsewhere","subnet":"172.16.11.0/24","ips":["172.16.11.62-172.16.11.63"],"gateway":$gw,"nodeName":["node9"]}]' \
+	"$cfg" >"$cfg.new" && mv "$cfg.new" "$cfg"
+agent_start 1 "$cfg" || exit 1
+tiny=$(conf 1 1.1.0 '"ippools":{"ipv4":["tiny"]}')
+for p in 5 6 7; do lab_pod_add 1 $p; done
+lab_cni 1 5 net1 ADD "$tiny" >/dev/null
+tap_ok "STATUS passes while the pool has an address left" lab_cni 1 5 "" STATUS "$tiny"
+lab_cni 1 6 net1 ADD "$tiny" >/dev/null
+out=$(lab_cni 1 7 net1 ADD "$tiny")
+tap_eq "an exhausted pool is error 101" "101" "$(code "$out")"
+tap_ok "... naming the pool" grep -q tiny <<<"$(jq -r '.details' <<<"$out" 2>/dev/null)"
+tap_eq "... leaving no link in the pod" "" "$(ip -n "$(lab_pod_ns 1 7)" -o link show net1 2>/dev/null)"
+tap_eq "STATUS is error 50 once the network's pool is exhausted" "50" \
+	"$(code "$(lab_cni 1 5 "" STATUS "$tiny")")"
+lab_cni 1 6 net1 DEL "$tiny" >/dev/null
+tap_ok "after a DEL the exhausted pool serves again" lab_cni 1 7 net1 ADD "$tiny"
+tap_eq "a pool reserved for other nodes is error 103" "103" \
+	"$(code "$(lab_cni 1 6 net1 ADD "$(conf 1 1.0.0 '"ippools":{"ipv4":["elsewhere"]}')")")"
+tap_eq "... leaving no allocation" "0" "$(allocs 1 6)"
 tap_done
