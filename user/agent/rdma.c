@@ -45,9 +45,11 @@ struct resource {
 	size_t *hcas; /* inventory indexes of the selected HCAs */
 	size_t nhcas;
 	bool healthy;
+	bool dirty; /* device list or health changed since the kubelet heard */
 	int listen_fd;
 	ino_t sock_ino;
 	ino_t kubelet_ino; /* the kubelet.sock we registered with; 0: not registered */
+	unsigned int register_failures; /* in a row, to log the first and then rarely */
 	struct watcher *watchers;
 	unsigned long long allocate_calls, devices_allocated;
 	size_t attached;
@@ -128,12 +130,10 @@ static bool resource_has_hca(const struct rdma *r, const struct resource *res, c
 	return false;
 }
 
-/* Recomputes every resource's HCAs from the inventory; true when a
- * resource's device list or health changed.  Under the lock. */
-static bool resources_select(struct rdma *r)
+/* Recomputes every resource's HCAs from the inventory and marks those
+ * whose device list or health changed dirty.  Under the lock. */
+static void resources_select(struct rdma *r)
 {
-	bool changed = false;
-
 	for (size_t i = 0; i < r->nres; i++) {
 		struct resource *res = &r->res[i];
 		size_t *sel = calloc(r->inv.nhcas ? r->inv.nhcas : 1, sizeof(*sel)), n = 0;
@@ -156,7 +156,7 @@ static bool resources_select(struct rdma *r)
 			}
 		}
 		if (n != res->nhcas || (n && memcmp(sel, res->hcas, n * sizeof(*sel))))
-			changed = true;
+			res->dirty = true;
 		free(res->hcas);
 		res->hcas = sel;
 		res->nhcas = n;
@@ -164,11 +164,10 @@ static bool resources_select(struct rdma *r)
 		if (healthy != res->healthy) {
 			log_info(healthy ? "rdma_resource_healthy" : "rdma_resource_unhealthy",
 				 "resource=%s hcas=%zu", res->full_name, n);
-			changed = true;
+			res->dirty = true;
 		}
 		res->healthy = healthy;
 	}
-	return changed;
 }
 
 static int rescan(struct rdma *r)
@@ -554,7 +553,9 @@ static int endpoint_open(struct rdma *r, struct resource *res)
 	}
 	res->listen_fd = fd;
 	res->sock_ino = st.st_ino;
+	pthread_mutex_lock(&r->lock);
 	res->kubelet_ino = 0; /* a new endpoint must be registered again */
+	pthread_mutex_unlock(&r->lock);
 	return 0;
 }
 
@@ -584,12 +585,16 @@ static int kubelet_register(struct rdma *r, struct resource *res, ino_t kubelet_
 	free(resp);
 	if (!err && status != GRPC_STATUS_OK)
 		err = -EPERM;
-	if (err) {
+	if (err && res->register_failures++ % 60 == 0) {
 		log_warn("rdma_register_failed", "resource=%s kubelet=%s status=%d err=\"%s\"",
 			 res->full_name, path, status, msg[0] ? msg : strerror(-err));
-		return err;
 	}
+	if (err)
+		return err;
+	res->register_failures = 0;
+	pthread_mutex_lock(&r->lock);
 	res->kubelet_ino = kubelet_ino;
+	pthread_mutex_unlock(&r->lock);
 	log_info("rdma_registered", "resource=%s endpoint=%s kubelet=%s", res->full_name,
 		 res->sock_name, path);
 	return 0;
@@ -929,48 +934,28 @@ static bool link_events(int fd)
 	return any;
 }
 
+/* Re-reads the port states (@full: rediscovers everything) and sends the
+ * kubelet a new device list for every resource that changed. */
 static void refresh(struct rdma *r, bool full)
 {
-	bool changed[64] = { false };
-	size_t n = r->nres < 64 ? r->nres : 64;
-
-	pthread_mutex_lock(&r->lock);
-	for (size_t i = 0; i < n; i++)
-		changed[i] = r->res[i].healthy;
-	pthread_mutex_unlock(&r->lock);
 	if (full) {
-		size_t *before[64] = { NULL }, nbefore[64] = { 0 };
-
-		pthread_mutex_lock(&r->lock);
-		for (size_t i = 0; i < n; i++) {
-			nbefore[i] = r->res[i].nhcas;
-			before[i] = malloc((nbefore[i] ? nbefore[i] : 1) * sizeof(size_t));
-			if (before[i] && nbefore[i])
-				memcpy(before[i], r->res[i].hcas, nbefore[i] * sizeof(size_t));
-		}
-		pthread_mutex_unlock(&r->lock);
 		rescan(r);
-		pthread_mutex_lock(&r->lock);
-		for (size_t i = 0; i < n; i++) {
-			bool same = before[i] && nbefore[i] == r->res[i].nhcas &&
-				    (!nbefore[i] || !memcmp(before[i], r->res[i].hcas,
-							    nbefore[i] * sizeof(size_t)));
-
-			changed[i] = !same || changed[i] != r->res[i].healthy;
-			free(before[i]);
-		}
-		pthread_mutex_unlock(&r->lock);
 	} else {
 		pthread_mutex_lock(&r->lock);
 		if (rdma_refresh_ports(&r->inv))
 			resources_select(r);
-		for (size_t i = 0; i < n; i++)
-			changed[i] = changed[i] != r->res[i].healthy;
 		pthread_mutex_unlock(&r->lock);
 	}
-	for (size_t i = 0; i < n; i++)
-		if (changed[i])
+	for (size_t i = 0; i < r->nres; i++) {
+		bool dirty;
+
+		pthread_mutex_lock(&r->lock);
+		dirty = r->res[i].dirty;
+		r->res[i].dirty = false;
+		pthread_mutex_unlock(&r->lock);
+		if (dirty)
 			notify_watchers(r, &r->res[i]);
+	}
 }
 
 static void *rdma_loop(void *arg)
@@ -979,7 +964,7 @@ static void *rdma_loop(void *arg)
 	long long next_tick = now_ms();
 
 	for (;;) {
-		struct pollfd pfds[2 + 64 + DP_MAX_CONNS];
+		struct pollfd pfds[2 + RDMA_MAX_RESOURCES + DP_MAX_CONNS];
 		size_t np = 0, first_res, first_conn;
 		long long now = now_ms();
 		int timeout = next_tick > now ? (int)(next_tick - now) : 0;
@@ -988,7 +973,7 @@ static void *rdma_loop(void *arg)
 		pfds[np++] = (struct pollfd){ .fd = r->wake_fd, .events = POLLIN };
 		pfds[np++] = (struct pollfd){ .fd = r->link_fd, .events = POLLIN };
 		first_res = np;
-		for (size_t i = 0; i < r->nres && i < 64; i++)
+		for (size_t i = 0; i < r->nres; i++)
 			pfds[np++] = (struct pollfd){ .fd = r->res[i].listen_fd, .events = POLLIN };
 		first_conn = np;
 		for (size_t i = 0; i < r->nconns; i++)

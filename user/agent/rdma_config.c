@@ -272,6 +272,11 @@ int rdma_config_parse(struct json_object *section, struct rdma_config *cfg, char
 		goto fail;
 	}
 	len = json_object_array_length(list);
+	if (len > RDMA_MAX_RESOURCES) {
+		err = fail(&ps, "rdma.configList", "at most %d resources, not %zu",
+			   RDMA_MAX_RESOURCES, len);
+		goto fail;
+	}
 	cfg->resources = calloc(len, sizeof(*cfg->resources));
 	if (!cfg->resources) {
 		err = -ENOMEM;

@@ -12,6 +12,7 @@
 #define RDMA_DEFAULT_PREFIX	    "rdma"
 #define RDMA_DEFAULT_INTERVAL_S	    60
 #define RDMA_DEFAULT_PLUGIN_DIR	    "/var/lib/kubelet/device-plugins"
+#define RDMA_MAX_RESOURCES	    64
 
 struct rdma_strv {
 	char **v;
