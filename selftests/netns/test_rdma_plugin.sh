@@ -9,8 +9,8 @@ set -u
 . "$(dirname "$0")/../lib/tap.sh"
 . "$(dirname "$0")/../lib/lab.sh"
 . "$(dirname "$0")/../lib/agent.sh"
-FAKE="$(dirname "$0")/../lib/fake_rdma.sh"
-. "$FAKE"
+. "$(dirname "$0")/../lib/fake_rdma.sh"
+. "$(dirname "$0")/../lib/fake_kubelet.sh"
 
 if ! why=$(lab_require); then
 	tap_skip "rdma plugin" "$why"
@@ -21,10 +21,8 @@ if ! /usr/bin/python3 -c 'import grpc, grpc_tools' 2>/dev/null; then
 	tap_done; exit
 fi
 tmp=$(mktemp -d /tmp/railnet-rdma-XXXXXX)
-kubelet_pid=
 cleanup() {
-	exec 7>&- 2>/dev/null
-	[ -n "$kubelet_pid" ] && kill "$kubelet_pid" 2>/dev/null
+	fake_kubelet_stop
 	agent_stop 1
 	lab_down
 	rm -rf "$tmp"
@@ -32,36 +30,14 @@ cleanup() {
 }
 trap cleanup EXIT
 
-root=$tmp/root dp=$tmp/device-plugins events=$tmp/kubelet.jsonl
+root=$tmp/root dp=$tmp/device-plugins
 mkdir -p "$dp"
 fake_rdma_standard "$root"
 lab_up 1 1
 node=$(lab_node_ns 1)
-
-# the kubelet: commands through fd 7, events into $events
-mkfifo "$tmp/kubelet.in"
-/usr/bin/python3 "$(dirname "$0")/../lib/fake_kubelet.py" "$dp" "$LAB_ROOT/user/agent/proto" \
-	<"$tmp/kubelet.in" >"$events" 2>"$tmp/kubelet.err" &
-kubelet_pid=$!
-exec 7>"$tmp/kubelet.in"
-kubelet() { echo "$*" >&7; }
-
-# wait_event JQ-LIKE-PYTHON-EXPR [N]: waits (5 s) until N events satisfy the
-# python expression over `e`, prints the last one.
-wait_event() {
-	local expr=$1 n=${2:-1} i
-	for ((i = 0; i < 100; i++)); do
-		/usr/bin/python3 - "$events" "$n" "$expr" <<-'PY' && return 0
-		import json, sys
-		hits = [e for e in map(json.loads, open(sys.argv[1])) if eval(sys.argv[3])]
-		if len(hits) < int(sys.argv[2]): sys.exit(1)
-		print(json.dumps(hits[-1]))
-		PY
-		sleep 0.05
-	done
-	return 1
-}
-wait_event 'e["event"] == "listening"' >/dev/null || tap_diag "kubelet: $(cat "$tmp/kubelet.err")"
+fake_kubelet_start "$dp" "$tmp"
+kubelet() { fake_kubelet "$@"; }
+wait_event() { fake_kubelet_wait "$@"; }
 
 port=$((20000 + RANDOM % 20000))
 conf=$(agent_config 1 "\"metrics\":{\"listen\":\"127.0.0.1:$port\"},
