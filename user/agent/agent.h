@@ -24,6 +24,7 @@
 #include "agent/config.h"
 #include "agent/ipam.h"
 #include "agent/metrics.h"
+#include "agent/nic_teardown.h"
 #include "common/ctl_client.h"
 
 struct agent {
@@ -33,6 +34,7 @@ struct agent {
 	struct ipam *ipam;
 	struct metrics *metrics; /* NULL when metrics.listen is unset */
 	struct rdma *rdma;	 /* NULL without an "rdma" section */
+	struct nic_teardown *teardown;
 };
 
 /* An op handler: fills @result (an empty object) or @err, returns 0 or a

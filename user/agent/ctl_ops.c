@@ -366,6 +366,31 @@ static int op_rdma_status(struct agent *agent, struct json_object *args,
 	return 0;
 }
 
+/* The CNI plugin's DEL: the link's deletion and then the release happen
+ * after the answer (agent/nic_teardown.h). */
+static int op_nic_delete(struct agent *agent, struct json_object *args, struct json_object *result,
+			 struct ctl_error *err)
+{
+	struct json_object *released = json_object_new_array();
+	struct ipam_key key;
+	const char *netns;
+	bool deferred = false;
+	int ret = parse_key(args, &key, err);
+
+	netns = ret ? NULL : arg_str(args, "netns", false, err, &ret);
+	if (!ret) {
+		ret = nic_teardown_start(agent->teardown, &key, netns, &deferred, released);
+		if (ret == -EINVAL)
+			ctl_fail(err, CTL_ERR_BAD_REQUEST, ret,
+				 "network, containerID or ifName too long or holds a '/'");
+		else if (ret)
+			ctl_fail(err, CTL_ERR_INTERNAL, ret, "nic.delete failed: %s", strerror(-ret));
+	}
+	json_object_object_add(result, "deferred", json_object_new_boolean(deferred));
+	json_object_object_add(result, "released", released);
+	return ret;
+}
+
 static const struct ctl_op ctl_ops[] = {
 	{ "rdma.attach", op_rdma_attach },
 	{ "rdma.detach", op_rdma_detach },
@@ -377,6 +402,7 @@ static const struct ctl_op ctl_ops[] = {
 	{ "ipam.pools", op_ipam_pools },
 	{ "ipam.allocations", op_ipam_allocations },
 	{ "status", op_status },
+	{ "nic.delete", op_nic_delete },
 };
 
 const struct ctl_op *ctl_op_find(const char *name)

@@ -202,6 +202,10 @@ int main(int argc, char **argv)
 		log_err("rdma_start_failed", "err=\"%s\"", errbuf);
 		goto out;
 	}
+	err = nic_teardown_open(agent.ipam, agent.cfg.socket, &agent.teardown);
+	if (err)
+		goto out;
+	nic_teardown_recover(agent.teardown);
 	release_queue_drain(agent.ipam, agent.cfg.socket);
 	err = ctl_server_start(&agent, agent.cfg.socket, &server);
 	if (err)
@@ -215,6 +219,7 @@ int main(int argc, char **argv)
 out:
 	metrics_stop(agent.metrics);
 	rdma_stop(agent.rdma);
+	nic_teardown_close(agent.teardown);
 	ipam_close(agent.ipam);
 	agent_config_free(&agent.cfg);
 	pthread_rwlock_destroy(&agent.reload_lock);
