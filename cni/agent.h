@@ -6,6 +6,7 @@
 #include <json-c/json.h>
 
 #include "cni.h"
+#include "common/ctl_client.h"
 
 #define AGENT_TIMEOUT_MS 5000
 
@@ -13,6 +14,12 @@
  * can't be reached). */
 int agent_call(const struct netconf *nc, const char *op, struct json_object *args,
 	       struct json_object **result, struct cni_error *e);
+/* agent_call in two halves: the request goes out, the caller works, then
+ * collects the answer (which closes @conn). */
+int agent_send(const struct netconf *nc, const char *op, struct json_object *args,
+	       struct ctl_conn **conn, struct cni_error *e);
+int agent_receive(const struct netconf *nc, const char *op, struct ctl_conn *conn,
+		  struct json_object **result, struct cni_error *e);
 /* Maps an agent error code ("pool_exhausted") to a CNI code (101). */
 int agent_code_to_cni(const char *code);
 

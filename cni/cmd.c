@@ -19,6 +19,7 @@
 
 #include "agent.h"
 #include "common/ctl_client.h"
+#include "common/protocol.h"
 #include "link.h"
 #include "probe.h"
 
@@ -245,7 +246,8 @@ static int check_gateways(const struct netconf *nc, const struct cni_env *env,
 
 /* Inside the pod netns: sysctls, addresses, up, routes, checks. */
 static int configure_pod_side(const struct netconf *nc, const struct cni_env *env,
-			      struct cni_result *res, struct cni_error *e)
+			      const unsigned char *want_mac, struct cni_result *res,
+			      struct cni_error *e)
 {
 	/* Without a conflict probe the kernel announces the addresses itself
 	 * (gratuitous ARP, unsolicited NA) as the link comes up with them. */
@@ -268,6 +270,14 @@ static int configure_pod_side(const struct netconf *nc, const struct cni_env *en
 	sysctl_ifset("ipv6/conf", env->ifname, "accept_ra", "0");
 	sysctl_ifset("ipv6/conf", env->ifname, "accept_dad", "0");
 
+	if (want_mac) {
+		err = link_set_mac(pod, env->ifname, want_mac);
+		if (err) {
+			err = cni_fail(e, RAILNET_ERR_LINK, "cannot set the MAC address",
+				       "%s from podMACPrefix: %s", env->ifname, strerror(-err));
+			goto out;
+		}
+	}
 	err = link_get(pod, env->ifname, &ifindex, res->mac, &res->mtu);
 	if (err) {
 		err = cni_fail(e, RAILNET_ERR_LINK, "interface vanished", "%s: %s", env->ifname,
@@ -323,6 +333,38 @@ out:
 	return err;
 }
 
+static struct json_object *allocate_args(const struct netconf *nc, const struct cni_env *env)
+{
+	struct json_object *args = key_args(nc, env), *pools = json_object_new_object();
+
+	json_object_object_add(args, "netns", json_object_new_string(env->netns));
+	json_object_object_add(args, "podNamespace", json_object_new_string(env->pod_namespace));
+	json_object_object_add(args, "podName", json_object_new_string(env->pod_name));
+	json_object_object_add(args, "podUID", json_object_new_string(env->pod_uid));
+	json_object_object_add(pools, "ipv4", names_array(nc->pools_v4, nc->npools_v4));
+	json_object_object_add(pools, "ipv6", names_array(nc->pools_v6, nc->npools_v6));
+	json_object_object_add(args, "pools", pools);
+	return args;
+}
+
+/* podMACPrefix + the IPv4 address's 4 bytes: a MAC that tells the address. */
+static bool mac_from_prefix(const struct netconf *nc, const struct cni_result *res,
+			    unsigned char mac[6])
+{
+	const struct cni_ip *v4 = first_ip(res, 4);
+	struct in_addr a;
+	char bare[64];
+
+	if (!nc->has_mac_prefix || !v4)
+		return false;
+	bare_address(v4->address, bare, sizeof(bare));
+	if (inet_pton(AF_INET, bare, &a) != 1)
+		return false;
+	memcpy(mac, nc->mac_prefix, 2);
+	memcpy(mac + 2, &a.s_addr, 4);
+	return true;
+}
+
 int cmd_add(const struct netconf *nc, const struct cni_env *env, struct json_object **out,
 	    struct cni_error *e)
 {
@@ -330,10 +372,11 @@ int cmd_add(const struct netconf *nc, const struct cni_env *env, struct json_obj
 	struct nl_sock *host = NULL;
 	struct master_info m;
 	struct json_object *args, *alloc = NULL, *dummy;
+	struct ctl_conn *conn = NULL;
 	struct cni_result res = { 0 };
-	unsigned char mac[6], *macp = NULL;
+	struct cni_error link_err = { 0 }, ignored;
+	unsigned char mac[6];
 	bool allocated = false, created = false, in_pod = false;
-	struct cni_error ignored;
 	int err;
 
 	err = nl_route_open(&host);
@@ -349,45 +392,27 @@ int cmd_add(const struct netconf *nc, const struct cni_env *env, struct json_obj
 		goto out;
 	}
 
-	args = key_args(nc, env);
-	json_object_object_add(args, "netns", json_object_new_string(env->netns));
-	json_object_object_add(args, "podNamespace", json_object_new_string(env->pod_namespace));
-	json_object_object_add(args, "podName", json_object_new_string(env->pod_name));
-	json_object_object_add(args, "podUID", json_object_new_string(env->pod_uid));
-	{
-		struct json_object *pools = json_object_new_object();
-
-		json_object_object_add(pools, "ipv4", names_array(nc->pools_v4, nc->npools_v4));
-		json_object_object_add(pools, "ipv6", names_array(nc->pools_v6, nc->npools_v6));
-		json_object_object_add(args, "pools", pools);
-	}
-	err = agent_call(nc, "ipam.allocate", args, &alloc, e);
+	/* The agent makes the allocation durable while the link is created. */
+	args = allocate_args(nc, env);
+	err = agent_send(nc, "ipam.allocate", args, &conn, e);
 	json_object_put(args);
 	if (err)
 		goto out;
+	created = !link_macvlan_create(host, nc, &m, ns.pod_fd, env->ifname,
+				       nc->has_runtime_mac ? nc->runtime_mac : NULL, &link_err);
+	err = agent_receive(nc, "ipam.allocate", conn, &alloc, e);
+	if (err)
+		goto rollback;
 	/* Roll back only what this ADD allocated, not a NIC's that already runs. */
 	allocated = allocation_is_new(alloc);
+	if (!created) {
+		*e = link_err;
+		err = -e->code;
+		goto rollback;
+	}
 	err = take_allocation(alloc, &res, e);
 	if (err)
 		goto rollback;
-
-	if (nc->has_runtime_mac) {
-		memcpy(mac, nc->runtime_mac, 6);
-		macp = mac;
-	} else if (nc->has_mac_prefix && first_ip(&res, 4)) {
-		struct in_addr a;
-		char bare[64];
-
-		bare_address(first_ip(&res, 4)->address, bare, sizeof(bare));
-		inet_pton(AF_INET, bare, &a);
-		memcpy(mac, nc->mac_prefix, 2);
-		memcpy(mac + 2, &a.s_addr, 4);
-		macp = mac;
-	}
-	err = link_macvlan_create(host, nc, &m, ns.pod_fd, env->ifname, macp, e);
-	if (err)
-		goto rollback;
-	created = true;
 
 	err = netns_enter(ns.pod_fd);
 	if (err) {
@@ -398,7 +423,7 @@ int cmd_add(const struct netconf *nc, const struct cni_env *env, struct json_obj
 	in_pod = true;
 	snprintf(res.ifname, sizeof(res.ifname), "%s", env->ifname);
 	snprintf(res.sandbox, sizeof(res.sandbox), "%s", env->netns);
-	err = configure_pod_side(nc, env, &res, e);
+	err = configure_pod_side(nc, env, mac_from_prefix(nc, &res, mac) ? mac : NULL, &res, e);
 	if (err)
 		goto rollback;
 	netns_enter(ns.host_fd);
@@ -474,7 +499,9 @@ out:
 	return err;
 }
 
-int cmd_del(const struct netconf *nc, const struct cni_env *env, struct cni_error *e)
+/* DEL without the agent's help (it is away, or too old for nic.delete):
+ * delete the link here, then release, or queue the release for it. */
+static int del_here(const struct netconf *nc, const struct cni_env *env, struct cni_error *e)
 {
 	struct netns_pair ns = { -1, -1 };
 	struct json_object *args, *res = NULL;
@@ -509,6 +536,24 @@ int cmd_del(const struct netconf *nc, const struct cni_env *env, struct cni_erro
 		if (!queue_release(nc, env))
 			return 0;
 	}
+	return err;
+}
+
+int cmd_del(const struct netconf *nc, const struct cni_env *env, struct cni_error *e)
+{
+	struct json_object *args = key_args(nc, env), *res = NULL;
+	int err;
+
+	/* Deleting the link waits for an RCU grace period (~16 ms): the agent
+	 * does it after answering, and releases the addresses only once the
+	 * link is gone. */
+	if (env->netns && *env->netns)
+		json_object_object_add(args, "netns", json_object_new_string(env->netns));
+	err = agent_call(nc, "nic.delete", args, &res, e);
+	json_object_put(args);
+	json_object_put(res);
+	if (err && (e->code == CNI_ERR_TRY_AGAIN || !strcmp(e->agent_code, CTL_ERR_UNKNOWN_OP)))
+		return del_here(nc, env, e);
 	return err;
 }
 

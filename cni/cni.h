@@ -33,6 +33,7 @@ struct cni_error {
 	int code; /* 0: none */
 	char msg[256];
 	char details[512];
+	char agent_code[32]; /* the agent's error code when it answered one */
 };
 
 int cni_fail(struct cni_error *e, int code, const char *msg, const char *fmt, ...)

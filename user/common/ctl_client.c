@@ -87,15 +87,12 @@ static void copy_field(char *dst, size_t size, struct json_object *obj, const ch
 		snprintf(dst, size, "%s", json_object_get_string(v));
 }
 
-int ctl_request(struct ctl_conn *conn, const char *op, struct json_object *args, int timeout_ms,
-		struct json_object **result, struct ctl_error *err)
+int ctl_send(struct ctl_conn *conn, const char *op, struct json_object *args, int timeout_ms)
 {
-	struct json_object *req, *resp = NULL, *ok, *v;
+	struct json_object *req;
 	const char *text;
-	char *line;
 	int ret;
 
-	*result = NULL;
 	req = json_object_new_object();
 	if (!req)
 		return -ENOMEM;
@@ -107,9 +104,17 @@ int ctl_request(struct ctl_conn *conn, const char *op, struct json_object *args,
 	if (!ret)
 		ret = ctl_write_all(conn->fd, "\n", 1, timeout_ms);
 	json_object_put(req);
-	if (ret)
-		return ret;
+	return ret;
+}
 
+int ctl_receive(struct ctl_conn *conn, int timeout_ms, struct json_object **result,
+		struct ctl_error *err)
+{
+	struct json_object *resp = NULL, *ok, *v;
+	char *line;
+	int ret;
+
+	*result = NULL;
 	ret = ctl_read_line(&conn->reader, conn->fd, timeout_ms, timeout_ms, &line);
 	if (ret == 0)
 		return -ECONNRESET;
@@ -138,6 +143,16 @@ int ctl_request(struct ctl_conn *conn, const char *op, struct json_object *args,
 out:
 	json_object_put(resp);
 	return ret;
+}
+
+int ctl_request(struct ctl_conn *conn, const char *op, struct json_object *args, int timeout_ms,
+		struct json_object **result, struct ctl_error *err)
+{
+	int ret;
+
+	*result = NULL;
+	ret = ctl_send(conn, op, args, timeout_ms);
+	return ret ? ret : ctl_receive(conn, timeout_ms, result, err);
 }
 
 int ctl_call(const char *socket_path, const char *op, struct json_object *args, int timeout_ms,

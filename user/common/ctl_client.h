@@ -27,6 +27,13 @@ void ctl_close(struct ctl_conn *conn);
 int ctl_request(struct ctl_conn *conn, const char *op, struct json_object *args, int timeout_ms,
 		struct json_object **result, struct ctl_error *err);
 
+/* ctl_request in two halves, so that a caller can work while the agent
+ * does (the CNI plugin creates the link while the allocation is made
+ * durable). */
+int ctl_send(struct ctl_conn *conn, const char *op, struct json_object *args, int timeout_ms);
+int ctl_receive(struct ctl_conn *conn, int timeout_ms, struct json_object **result,
+		struct ctl_error *err);
+
 /* ctl_connect + ctl_request + ctl_close. */
 int ctl_call(const char *socket_path, const char *op, struct json_object *args, int timeout_ms,
 	     struct json_object **result, struct ctl_error *err);
