@@ -270,19 +270,21 @@ static int configure_pod_side(const struct netconf *nc, const struct cni_env *en
 	sysctl_ifset("ipv6/conf", env->ifname, "accept_ra", "0");
 	sysctl_ifset("ipv6/conf", env->ifname, "accept_dad", "0");
 
-	if (want_mac) {
-		err = link_set_mac(pod, env->ifname, want_mac);
-		if (err) {
-			err = cni_fail(e, RAILNET_ERR_LINK, "cannot set the MAC address",
-				       "%s from podMACPrefix: %s", env->ifname, strerror(-err));
-			goto out;
-		}
-	}
 	err = link_get(pod, env->ifname, &ifindex, res->mac, &res->mtu);
 	if (err) {
 		err = cni_fail(e, RAILNET_ERR_LINK, "interface vanished", "%s: %s", env->ifname,
 			       strerror(-err));
 		goto out;
+	}
+	if (want_mac) {
+		err = link_set_mac(pod, ifindex, want_mac);
+		if (err) {
+			err = cni_fail(e, RAILNET_ERR_LINK, "cannot set the MAC address",
+				       "%s from podMACPrefix: %s", env->ifname, strerror(-err));
+			goto out;
+		}
+		snprintf(res->mac, sizeof(res->mac), "%02x:%02x:%02x:%02x:%02x:%02x", want_mac[0],
+			 want_mac[1], want_mac[2], want_mac[3], want_mac[4], want_mac[5]);
 	}
 	parse_mac(res->mac, mac);
 	for (size_t i = 0; i < res->nips; i++) {

@@ -140,14 +140,14 @@ int link_get(struct nl_sock *pod, const char *ifname, int *ifindex, char mac[18]
 	return 0;
 }
 
-int link_set_mac(struct nl_sock *pod, const char *ifname, const unsigned char mac[6])
+int link_set_mac(struct nl_sock *pod, int ifindex, const unsigned char mac[6])
 {
 	struct rtnl_link *link = rtnl_link_alloc(), *change = rtnl_link_alloc();
 	struct nl_addr *lladdr = nl_addr_build(AF_LLC, mac, 6);
 	int err = -ENOMEM;
 
 	if (link && change && lladdr) {
-		rtnl_link_set_name(link, ifname);
+		rtnl_link_set_ifindex(link, ifindex);
 		rtnl_link_set_addr(change, lladdr);
 		err = rtnl_link_change(pod, link, change, 0) < 0 ? -EIO : 0;
 	}

@@ -38,7 +38,7 @@ int link_macvlan_create(struct nl_sock *host, const struct netconf *nc,
 /* In the pod netns: */
 int link_get(struct nl_sock *pod, const char *ifname, int *ifindex, char mac[18], int *mtu);
 int link_set_up(struct nl_sock *pod, int ifindex);
-int link_set_mac(struct nl_sock *pod, const char *ifname, const unsigned char mac[6]);
+int link_set_mac(struct nl_sock *pod, int ifindex, const unsigned char mac[6]);
 int link_delete(struct nl_sock *pod, const char *ifname);
 int link_addr_add(struct nl_sock *pod, int ifindex, const char *cidr);
 int link_route_add(struct nl_sock *pod, int ifindex, const char *dst, const char *gw,
