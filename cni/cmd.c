@@ -357,7 +357,8 @@ static bool mac_from_prefix(const struct netconf *nc, const struct cni_result *r
 	struct in_addr a;
 	char bare[64];
 
-	if (!nc->has_mac_prefix || !v4)
+	/* The runtime's MAC (set at creation) wins. */
+	if (!nc->has_mac_prefix || nc->has_runtime_mac || !v4)
 		return false;
 	bare_address(v4->address, bare, sizeof(bare));
 	if (inet_pton(AF_INET, bare, &a) != 1)

@@ -149,6 +149,7 @@ static int op_ipam_allocate(struct agent *agent, struct json_object *args,
 	if (!ret)
 		ret = parse_pool_names(args, &req, err);
 	if (!ret) {
+		nic_teardown_wait(agent->teardown, &req.key);
 		ret = ipam_allocate(agent->ipam, &req, leases, &n, &kind, msg, sizeof(msg));
 		if (ret)
 			ctl_fail(err, ipam_error_codes[kind], ret, "%s", msg);

@@ -173,6 +173,16 @@ static bool in_flight(struct nic_teardown *t, const struct ipam_key *key)
 	return false;
 }
 
+void nic_teardown_wait(struct nic_teardown *t, const struct ipam_key *key)
+{
+	if (!t)
+		return;
+	pthread_mutex_lock(&t->lock);
+	while (in_flight(t, key))
+		pthread_cond_wait(&t->done, &t->lock);
+	pthread_mutex_unlock(&t->lock);
+}
+
 int nic_teardown_start(struct nic_teardown *t, const struct ipam_key *key, const char *netns_path,
 		       bool *deferred, struct json_object *released)
 {

@@ -29,6 +29,10 @@ void nic_teardown_close(struct nic_teardown *t);
 int nic_teardown_start(struct nic_teardown *t, const struct ipam_key *key, const char *netns_path,
 		       bool *deferred, struct json_object *released);
 
+/* Returns once no teardown of @key is in flight: an ADD that reuses the key
+ * must not have its allocation released under it by the DEL before. */
+void nic_teardown_wait(struct nic_teardown *t, const struct ipam_key *key);
+
 /* Finishes the teardowns a previous run left pending; returns how many. */
 int nic_teardown_recover(struct nic_teardown *t);
 
