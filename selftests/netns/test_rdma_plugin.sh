@@ -113,6 +113,20 @@ tap_eq "attach again (idempotent) answers the index at once" \
 	'{"device":"mlx5_0","port":1,"gidIndex":3}' "$(ctl_op rdma.attach "$attach")"
 tap_ok "railnetctl rdma shows the pod NIC with its HCA and GID index" \
 	bash -c "'$LAB_BUILD/railnetctl' --socket '$(agent_sock 1)' rdma | grep -E 'c0ffee000001 +net1 +rail1 +ens1f0np0 +mlx5_0 +1 +3 '"
+# railnetd restarts: the attached pod NICs come back from its state dir (the
+# CNI plugin does not call again for running pods), but not one whose pod
+# netns vanished while railnetd was away.
+gone='{"network":"rail1","containerID":"c0ffee000002","ifName":"net2","netns":"'"$tmp"'/netns-of-a-deleted-pod",
+ "master":"ens1f0np0","rdmaResourceName":"railnet.io/roce","ips":[{"address":"172.16.11.22/24"}]}'
+tap_eq "a second pod NIC attaches" '{"device":"mlx5_0","port":1,"gidIndex":null}' \
+	"$(ctl_op rdma.attach "$gone")"
+agent_stop 1
+tap_ok "railnetd restarts" agent_start 1 "$conf"
+for ((i = 0; i < 50; i++)); do [ "$(gid_of)" = "[3]" ] && break; sleep 0.1; done
+tap_eq "after the restart the pod NIC is attached again, its GID index found again" "[3]" "$(gid_of)"
+tap_eq "... and the one whose netns is gone was dropped" "[]" \
+	"$(railnetctl_n 1 -o json rdma | python3 -c 'import json,sys
+print([a["containerID"] for a in json.load(sys.stdin)["attachments"] if a["ifName"] == "net2"])')"
 alloc_of() {
 	railnetctl_n 1 -o json rdma | python3 -c 'import json,sys
 print([(r["allocated"], r["free"]) for r in json.load(sys.stdin)["resources"] if r["name"] == "railnet.io/roce"])'

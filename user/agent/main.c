@@ -194,8 +194,8 @@ int main(int argc, char **argv)
 		if (err)
 			goto out;
 	}
-	err = rdma_open_section(json_object_object_get(agent.cfg.root, "rdma"), &agent.rdma, errbuf,
-				sizeof(errbuf));
+	err = rdma_open_section(json_object_object_get(agent.cfg.root, "rdma"), agent.cfg.state_dir,
+				&agent.rdma, errbuf, sizeof(errbuf));
 	if (!err)
 		err = rdma_metrics_register(agent.rdma, agent.metrics);
 	if (err) {

@@ -4,6 +4,7 @@
 #include <arpa/inet.h>
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <linux/rtnetlink.h>
 #include <poll.h>
@@ -93,6 +94,8 @@ struct rdma {
 	pthread_t thread;
 	bool thread_started;
 	long long last_scan_ms;
+	char *state_file;
+	bool loading; /* attachments_load replays: nothing to save yet */
 };
 
 static long long now_ms(void)
@@ -706,6 +709,116 @@ static void attachment_result(const struct attachment *a, struct json_object *re
 			       a->gid_index >= 0 ? json_object_new_int(a->gid_index) : NULL);
 }
 
+/* --- attachments across restarts ------------------------------------------------ */
+
+/* Writes every attachment to the state file (write, fsync, rename), so that
+ * a restarted railnetd still counts the pod NICs and finds their GIDs.
+ * Under the lock.  A failure is logged: the accounting stays right in
+ * memory, only a restart would lose it. */
+static void attachments_save(struct rdma *r)
+{
+	struct json_object *arr;
+	char tmp[PATH_MAX];
+	const char *text;
+	int fd, err = 0;
+	size_t len;
+
+	if (!r->state_file || r->loading)
+		return;
+	arr = json_object_new_array();
+	for (const struct attachment *a = r->attachments; a; a = a->next) {
+		struct json_object *o = json_object_new_object(), *ips = json_object_new_array();
+		char addr[INET6_ADDRSTRLEN];
+
+		json_object_object_add(o, "network", json_object_new_string(a->network));
+		json_object_object_add(o, "containerID", json_object_new_string(a->container_id));
+		json_object_object_add(o, "ifName", json_object_new_string(a->ifname));
+		json_object_object_add(o, "netns", json_object_new_string(a->netns));
+		json_object_object_add(o, "master", json_object_new_string(a->master));
+		json_object_object_add(o, "rdmaResourceName", json_object_new_string(a->resource));
+		for (size_t i = 0; i < a->naddrs; i++)
+			if (inet_ntop(a->families[i], a->addrs[i], addr, sizeof(addr)))
+				json_object_array_add(ips, json_object_new_string(addr));
+		json_object_object_add(o, "ips", ips);
+		json_object_object_add(o, "since", json_object_new_int64((int64_t)a->since));
+		json_object_array_add(arr, o);
+	}
+	text = json_object_to_json_string_ext(arr, JSON_C_TO_STRING_PLAIN);
+	len = strlen(text);
+	snprintf(tmp, sizeof(tmp), "%s.tmp", r->state_file);
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd < 0 || write(fd, text, len) != (ssize_t)len || write(fd, "\n", 1) != 1 || fsync(fd))
+		err = -errno;
+	if (fd >= 0 && close(fd) && !err)
+		err = -errno;
+	if (!err && rename(tmp, r->state_file))
+		err = -errno;
+	if (err) {
+		log_warn("rdma_state_save_failed", "file=%s err=\"%s\"", r->state_file, strerror(-err));
+		unlink(tmp);
+	}
+	json_object_put(arr);
+}
+
+/* Re-attaches the pod NICs of the state file, dropping those whose network
+ * namespace is gone (their pod was deleted while railnetd was away). */
+static void attachments_load(struct rdma *r)
+{
+	struct json_object *arr = json_object_from_file(r->state_file);
+	size_t kept = 0, dropped = 0;
+
+	if (!arr) {
+		if (access(r->state_file, F_OK) == 0)
+			log_warn("rdma_state_unreadable", "file=%s", r->state_file);
+		return;
+	}
+	r->loading = true;
+	for (size_t i = 0; json_object_is_type(arr, json_type_array) &&
+			   i < json_object_array_length(arr); i++) {
+		struct json_object *o = json_object_array_get_idx(arr, i), *ips, *v;
+		struct rdma_attach_req req = { 0 };
+		struct json_object *res = json_object_new_object();
+		char errbuf[256];
+		bool not_found;
+		struct stat st;
+
+#define FIELD(k) (json_object_object_get_ex(o, k, &v) ? json_object_get_string(v) : NULL)
+		req.network = FIELD("network");
+		req.container_id = FIELD("containerID");
+		req.ifname = FIELD("ifName");
+		req.netns = FIELD("netns");
+		req.master = FIELD("master");
+		req.resource = FIELD("rdmaResourceName");
+#undef FIELD
+		if (req.resource && !req.resource[0])
+			req.resource = NULL;
+		if (json_object_object_get_ex(o, "ips", &ips))
+			for (size_t k = 0; k < json_object_array_length(ips) && k < 4; k++)
+				req.addrs[req.naddrs++] =
+					json_object_get_string(json_object_array_get_idx(ips, k));
+		if (!req.network || !req.container_id || !req.ifname || !req.master) {
+			dropped++;
+		} else if (req.netns && req.netns[0] == '/' && stat(req.netns, &st) && errno == ENOENT) {
+			log_info("rdma_attachment_gone", "container=%.12s ifname=%s netns=%s",
+				 req.container_id, req.ifname, req.netns);
+			dropped++;
+		} else if (rdma_attach(r, &req, res, &not_found, errbuf, sizeof(errbuf))) {
+			log_warn("rdma_attachment_dropped", "container=%.12s ifname=%s err=\"%s\"",
+				 req.container_id, req.ifname, errbuf);
+			dropped++;
+		} else {
+			kept++;
+		}
+		json_object_put(res);
+	}
+	r->loading = false;
+	json_object_put(arr);
+	log_info("rdma_state_loaded", "file=%s attachments=%zu dropped=%zu", r->state_file, kept,
+		 dropped);
+	if (dropped)
+		attachments_save(r);
+}
+
 int rdma_attach(struct rdma *r, const struct rdma_attach_req *req, struct json_object *result,
 		bool *not_found, char *errbuf, size_t errlen)
 {
@@ -778,9 +891,11 @@ int rdma_attach(struct rdma *r, const struct rdma_attach_req *req, struct json_o
 	a->naddrs = fresh.naddrs;
 	log_info("rdma_attached", "container=%.12s ifname=%s master=%s device=%s port=%u resource=%s",
 		 a->container_id, a->ifname, a->master, a->hca, a->port, a->resource);
+	attachments_save(r);
 	/* The kernel adds the NIC's GID moments after its address: wait a
-	 * little, then leave it to the module's tick. */
-	deadline = now_ms() + r->opts.gid_wait_ms;
+	 * little, then leave it to the module's tick (a replay at start does
+	 * not wait). */
+	deadline = r->loading ? 0 : now_ms() + r->opts.gid_wait_ms;
 	while (!gid_resolve(r, a) && now_ms() < deadline) {
 		pthread_mutex_unlock(&r->lock);
 		usleep(20 * 1000);
@@ -821,6 +936,7 @@ bool rdma_detach(struct rdma *r, const char *network, const char *container_id,
 			 a->ifname, a->hca);
 		free(a);
 		found = true;
+		attachments_save(r);
 		break;
 	}
 	pthread_mutex_unlock(&r->lock);
@@ -1039,6 +1155,8 @@ int rdma_start(struct rdma_config *cfg, const struct rdma_options *opts, struct 
 	memset(cfg, 0, sizeof(*cfg));
 	r->opts.netns_mode = opts && opts->netns_mode ? opts->netns_mode : rdma_netns_mode_netlink;
 	r->opts.gid_wait_ms = opts && opts->gid_wait_ms ? opts->gid_wait_ms : 300;
+	if (opts && opts->state_file && !(r->state_file = strdup(opts->state_file)))
+		goto fail;
 	r->wake_fd = r->link_fd = -1;
 	pthread_mutex_init(&r->lock, NULL);
 	r->res = calloc(r->cfg.nresources ? r->cfg.nresources : 1, sizeof(*r->res));
@@ -1059,6 +1177,8 @@ int rdma_start(struct rdma_config *cfg, const struct rdma_options *opts, struct 
 	err = rescan(r);
 	if (err)
 		goto fail;
+	if (r->state_file)
+		attachments_load(r);
 	r->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	r->link_fd = link_monitor_open();
 	if (r->wake_fd < 0 || r->link_fd < 0) {
@@ -1113,13 +1233,16 @@ void rdma_stop(struct rdma *r)
 	rdma_inventory_free(&r->inv);
 	free(r->res);
 	rdma_config_free(&r->cfg);
+	free(r->state_file);
 	pthread_mutex_destroy(&r->lock);
 	free(r);
 }
 
-int rdma_open_section(struct json_object *section, struct rdma **out, char *errbuf,
-		      size_t errlen)
+int rdma_open_section(struct json_object *section, const char *state_dir, struct rdma **out,
+		      char *errbuf, size_t errlen)
 {
+	struct rdma_options opts = { 0 };
+	char state_file[PATH_MAX];
 	struct rdma_config cfg;
 	int err;
 
@@ -1129,7 +1252,11 @@ int rdma_open_section(struct json_object *section, struct rdma **out, char *errb
 		rdma_config_free(&cfg);
 		return err;
 	}
-	err = rdma_start(&cfg, NULL, out);
+	if (state_dir) {
+		snprintf(state_file, sizeof(state_file), "%s/rdma.json", state_dir);
+		opts.state_file = state_file;
+	}
+	err = rdma_start(&cfg, &opts, out);
 	if (err)
 		snprintf(errbuf, errlen, "rdma: cannot start: %s", strerror(-err));
 	rdma_config_free(&cfg);

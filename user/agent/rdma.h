@@ -23,14 +23,18 @@ struct rdma_options {
 	/* How long rdma.attach waits for the pod NIC's GID before answering
 	 * with a pending index (default 300 ms). */
 	int gid_wait_ms;
+	/* Where the attached pod NICs are kept across restarts (NULL: in
+	 * memory only). */
+	const char *state_file;
 };
 
 struct metrics;
 
 /* Parses the configuration's "rdma" section (@section may be NULL) and
- * starts the module; *out stays NULL when the section is absent. */
-int rdma_open_section(struct json_object *section, struct rdma **out, char *errbuf,
-		      size_t errlen);
+ * starts the module, keeping its pod NICs in @state_dir/rdma.json; *out
+ * stays NULL when the section is absent. */
+int rdma_open_section(struct json_object *section, const char *state_dir, struct rdma **out,
+		      char *errbuf, size_t errlen);
 
 /* Adds the RDMA series (port counters and state, resources, pod NICs) to
  * the metrics endpoint; @metrics may be NULL. */
