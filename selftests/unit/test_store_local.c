@@ -223,7 +223,8 @@ static void test_compaction_replaces_the_log(void **state)
 
 	append_n(st, 0, 500);
 	assert_int_equal(st->ops->backlog(st), 500);
-	assert_int_equal(st->ops->compact(st, dump_evens, NULL), 0);
+	assert_int_equal(st->ops->compact_begin(st, dump_evens, NULL), 0);
+	assert_int_equal(st->ops->compact_finish(st), 0);
 	assert_int_equal(st->ops->backlog(st), 5);
 	snprintf(tmp, sizeof(tmp), "%s.tmp", log_path(state));
 	assert_int_equal(access(tmp, F_OK), -1);
@@ -233,6 +234,33 @@ static void test_compaction_replaces_the_log(void **state)
 	st = open_replay(state, &seen);
 	assert_int_equal(seen.n, 6);
 	assert_int_equal(seen.last, 100);
+	st->ops->close(st);
+}
+
+/* Appends made between begin and finish - the snapshot is being written -
+ * follow the snapshot in the compacted log, in order, and every one that was
+ * synced before finish stays synced. */
+static void test_appends_during_compaction_are_kept(void **state)
+{
+	struct seen seen;
+	struct store *st = open_replay(state, &seen);
+
+	append_n(st, 0, 300);
+	assert_int_equal(st->ops->compact_begin(st, dump_evens, NULL), 0);
+	/* over the switch threshold, so that finish copies some unlocked */
+	append_n(st, 1000, 5000);
+	assert_int_equal(st->ops->compact_finish(st), 0);
+	assert_int_equal(st->ops->backlog(st), 5 + 5000);
+	append_n(st, 9000, 1);
+	/* a second compaction while the first's records are in the log */
+	assert_int_equal(st->ops->compact_begin(st, dump_evens, NULL), 0);
+	append_n(st, 6000, 3);
+	assert_int_equal(st->ops->compact_finish(st), 0);
+	st->ops->close(st);
+
+	st = open_replay(state, &seen);
+	assert_int_equal(seen.n, 5 + 3);
+	assert_int_equal(seen.last, 6002);
 	st->ops->close(st);
 }
 
@@ -279,6 +307,77 @@ static void test_concurrent_appends_and_syncs(void **state)
 	st->ops->close(st);
 }
 
+/* Writers that append under a lock, as the IPAM does, and sync unlocked,
+ * while compactions run: every record appended after a compaction began is
+ * in the log, and no sync fails. */
+struct locked_writers {
+	struct store *st;
+	pthread_mutex_t lock; /* the IPAM's lock: appends and compact_begin */
+	int appended;
+};
+
+static int dump_nothing(void *ctx, struct store *snap, store_emit_fn emit)
+{
+	return 0;
+}
+
+static void *locked_writer_main(void *arg)
+{
+	struct locked_writers *lw = arg;
+
+	for (int i = 0; i < 400; i++) {
+		struct json_object *rec = json_object_new_object();
+		uint64_t seq;
+		int err;
+
+		pthread_mutex_lock(&lw->lock);
+		json_object_object_add(rec, "i", json_object_new_int(lw->appended++));
+		err = lw->st->ops->append(lw->st, rec, &seq);
+		pthread_mutex_unlock(&lw->lock);
+		json_object_put(rec);
+		if (err || lw->st->ops->sync(lw->st, seq))
+			return (void *)1;
+	}
+	return NULL;
+}
+
+static void test_compaction_under_concurrent_writers(void **state)
+{
+	struct locked_writers lw = { .lock = PTHREAD_MUTEX_INITIALIZER };
+	struct seen seen;
+	int compactions = 0;
+	pthread_t tid[8];
+	int before = 0;
+	void *ret;
+
+	lw.st = open_replay(state, &seen);
+	for (int i = 0; i < 8; i++)
+		assert_int_equal(pthread_create(&tid[i], NULL, locked_writer_main, &lw), 0);
+	for (int c = 0; c < 5; c++) {
+		usleep(2000);
+		pthread_mutex_lock(&lw.lock);
+		if (lw.appended > 8 * 400 - 50) { /* compact only while they write */
+			pthread_mutex_unlock(&lw.lock);
+			break;
+		}
+		assert_int_equal(lw.st->ops->compact_begin(lw.st, dump_nothing, NULL), 0);
+		before = lw.appended;
+		pthread_mutex_unlock(&lw.lock);
+		assert_int_equal(lw.st->ops->compact_finish(lw.st), 0);
+		compactions++;
+	}
+	for (int i = 0; i < 8; i++) {
+		assert_int_equal(pthread_join(tid[i], &ret), 0);
+		assert_null(ret);
+	}
+	lw.st->ops->close(lw.st);
+	lw.st = open_replay(state, &seen);
+	assert_true(compactions > 0);
+	assert_int_equal(seen.n, 8 * 400 - before);
+	assert_int_equal(seen.last, 8 * 400 - 1);
+	lw.st->ops->close(lw.st);
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup_dir, teardown_dir)
 
 int main(void)
@@ -290,6 +389,8 @@ int main(void)
 		T(test_corrupt_tail_is_dropped),
 		T(test_bad_header_is_refused),
 		T(test_compaction_replaces_the_log),
+		T(test_appends_during_compaction_are_kept),
+		T(test_compaction_under_concurrent_writers),
 		T(test_concurrent_appends_and_syncs),
 	};
 

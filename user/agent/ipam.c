@@ -629,9 +629,20 @@ static int dump_state(void *ctx, struct store *snap, store_emit_fn emit)
 	return err;
 }
 
+/* The log holds more than twice the live records (and over 1024). */
+static bool compaction_due(struct ipam *ipam)
+{
+	uint64_t backlog = ipam->store->ops->backlog(ipam->store);
+
+	return backlog > 1024 && backlog > 2 * (uint64_t)ipam->nallocs + 64;
+}
+
+/* Snapshots the state under the lock; the store writes it out unlocked,
+ * while allocations go on. */
 static void *compactor_main(void *arg)
 {
 	struct ipam *ipam = arg;
+	int err;
 
 	pthread_mutex_lock(&ipam->lock);
 	while (!ipam->stopping) {
@@ -640,7 +651,13 @@ static void *compactor_main(void *arg)
 			continue;
 		}
 		ipam->compact_wanted = false;
-		ipam->store->ops->compact(ipam->store, dump_state, ipam);
+		if (!compaction_due(ipam))
+			continue; /* asked during the previous compaction */
+		err = ipam->store->ops->compact_begin(ipam->store, dump_state, ipam);
+		pthread_mutex_unlock(&ipam->lock);
+		if (!err)
+			ipam->store->ops->compact_finish(ipam->store);
+		pthread_mutex_lock(&ipam->lock);
 	}
 	pthread_mutex_unlock(&ipam->lock);
 	return NULL;
@@ -649,9 +666,7 @@ static void *compactor_main(void *arg)
 /* Called with the lock held, after an append. */
 static void maybe_compact(struct ipam *ipam)
 {
-	uint64_t backlog = ipam->store->ops->backlog(ipam->store);
-
-	if (backlog > 1024 && backlog > 2 * (uint64_t)ipam->nallocs + 64) {
+	if (compaction_due(ipam)) {
 		ipam->compact_wanted = true;
 		pthread_cond_signal(&ipam->compact_cond);
 	}

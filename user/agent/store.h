@@ -25,9 +25,14 @@ struct store_ops {
 	/* Returns once every record up to @seq (STORE_SEQ_WRITTEN: every
 	 * record appended so far) is durable. */
 	int (*sync)(struct store *store, uint64_t seq);
-	/* Replaces the log by what @dump emits; the caller keeps the state
-	 * @dump reads from stable (and appends nothing) meanwhile. */
-	int (*compact)(struct store *store, store_dump_fn dump, void *ctx);
+	/* Compaction, in two steps so that neither the caller nor appends wait
+	 * for its I/O.  begin: @dump emits the live state, which the caller
+	 * keeps stable (it appends nothing) until begin returns; records
+	 * appended afterwards follow that snapshot.  finish, with the caller's
+	 * lock released: replaces the log by the snapshot and those records.
+	 * Every begin that returns 0 is followed by one finish. */
+	int (*compact_begin)(struct store *store, store_dump_fn dump, void *ctx);
+	int (*compact_finish)(struct store *store);
 	/* Records appended since the last compaction. */
 	uint64_t (*backlog)(struct store *store);
 	void (*close)(struct store *store);

@@ -7,8 +7,15 @@
  * one that arrives while a sync runs waits for it and then syncs everything
  * written meanwhile (group commit).  At start the log is replayed up to the
  * first record that is torn or corrupt - a crash while appending - and
- * truncated there.  Compaction writes a snapshot to ipam.log.tmp, fsyncs it,
- * renames it over the log and fsyncs the directory.
+ * truncated there.
+ *
+ * Compaction holds up neither the caller nor the appends: compact_begin
+ * encodes the live state into memory (under the caller's lock, so no record
+ * slips between) and from then on every append is also copied aside;
+ * compact_finish writes the snapshot and the copies to ipam.log.tmp, and
+ * only for the last few copies takes the store lock: it switches appends to
+ * the new file there, then - unlocked, as a sync in progress that later syncs
+ * wait for - fdatasyncs it, renames it over the log and fsyncs the directory.
  */
 #include "agent/store.h"
 
@@ -30,18 +37,60 @@
 #define LOG_MAGIC "RNIPAM1\n"
 #define LOG_MAGIC_LEN 8
 
+/* A growable byte buffer. */
+struct bytes {
+	unsigned char *p;
+	size_t len, cap;
+};
+
+static int bytes_put(struct bytes *b, const void *data, size_t len)
+{
+	if (b->len + len > b->cap) {
+		size_t cap = b->cap ? b->cap : 4096;
+		unsigned char *p;
+
+		while (cap < b->len + len)
+			cap *= 2;
+		p = realloc(b->p, cap);
+		if (!p)
+			return -ENOMEM;
+		b->p = p;
+		b->cap = cap;
+	}
+	memcpy(b->p + b->len, data, len);
+	b->len += len;
+	return 0;
+}
+
+static void bytes_free(struct bytes *b)
+{
+	free(b->p);
+	memset(b, 0, sizeof(*b));
+}
+
+/* Below this many copied bytes compact_finish takes the lock to switch. */
+#define COMPACT_SWITCH_BYTES (64 * 1024)
+
 struct store_local {
 	struct store base;
 	char path[PATH_MAX];
 	char tmp_path[PATH_MAX];
 	char dir[PATH_MAX];
 	int fd;
-	pthread_mutex_t lock; /* fd, written, synced, syncing, backlog */
+	pthread_mutex_t lock; /* everything below */
 	pthread_cond_t synced_cond;
 	uint64_t written;     /* sequence number of the last record written */
 	uint64_t synced;      /* ... of the last record known durable */
 	bool syncing;         /* a sync or a compaction holds the fd */
+	int failed;           /* a compaction lost the log: every sync fails */
 	uint64_t backlog;
+	/* A compaction between begin and finish. */
+	bool capturing;
+	int capture_err;      /* a copy could not be kept: the compaction is off */
+	struct bytes capture; /* appends since begin */
+	uint64_t captured;
+	struct bytes snap;    /* the state at begin, as a log */
+	uint64_t snap_records;
 };
 
 #define to_local(s) ((struct store_local *)(s))
@@ -249,6 +298,10 @@ static int local_append(struct store *s, struct json_object *record, uint64_t *s
 	if (!err) {
 		*seq = ++st->written;
 		st->backlog++;
+		if (st->capturing && !st->capture_err) {
+			st->capture_err = bytes_put(&st->capture, buf, len);
+			st->captured++;
+		}
 	}
 	pthread_mutex_unlock(&st->lock);
 	free(buf);
@@ -265,6 +318,10 @@ static int local_sync(struct store *s, uint64_t seq)
 	if (seq == STORE_SEQ_WRITTEN)
 		seq = st->written;
 	while (st->synced < seq) {
+		if (st->failed) {
+			err = st->failed;
+			break;
+		}
 		if (st->syncing) {
 			pthread_cond_wait(&st->synced_cond, &st->lock);
 			continue;
@@ -288,7 +345,7 @@ static int local_sync(struct store *s, uint64_t seq)
 
 struct snapshot {
 	struct store base; /* emit() receives this */
-	int fd;
+	struct bytes out;
 	uint64_t records;
 };
 
@@ -302,62 +359,130 @@ static int snapshot_emit(struct store *s, struct json_object *record)
 	err = encode_record(record, &buf, &len);
 	if (err)
 		return err;
-	err = write_all(snap->fd, buf, len);
+	err = bytes_put(&snap->out, buf, len);
 	free(buf);
 	if (!err)
 		snap->records++;
 	return err;
 }
 
-static int local_compact(struct store *s, store_dump_fn dump, void *ctx)
+static int local_compact_begin(struct store *s, store_dump_fn dump, void *ctx)
 {
 	struct store_local *st = to_local(s);
-	struct snapshot snap = { .fd = -1 };
-	int err, old_fd;
+	struct snapshot snap = { 0 };
+	int err;
 
 	pthread_mutex_lock(&st->lock);
-	while (st->syncing)
-		pthread_cond_wait(&st->synced_cond, &st->lock);
-	st->syncing = true;
+	err = st->capturing ? -EBUSY : 0;
 	pthread_mutex_unlock(&st->lock);
-
-	snap.fd = open(st->tmp_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	if (snap.fd < 0) {
-		err = -errno;
-		goto out;
-	}
-	err = write_all(snap.fd, LOG_MAGIC, LOG_MAGIC_LEN);
+	if (err)
+		return err;
+	/* The caller's lock keeps appends out while the state is encoded. */
+	err = bytes_put(&snap.out, LOG_MAGIC, LOG_MAGIC_LEN);
 	if (!err)
 		err = dump(ctx, &snap.base, snapshot_emit);
-	if (!err && fsync(snap.fd) < 0)
+	if (err) {
+		bytes_free(&snap.out);
+		return err;
+	}
+	pthread_mutex_lock(&st->lock);
+	st->snap = snap.out;
+	st->snap_records = snap.records;
+	st->capturing = true;
+	st->capture_err = 0;
+	st->captured = 0;
+	pthread_mutex_unlock(&st->lock);
+	return 0;
+}
+
+/* Ends a capture without a switch: the old log goes on. */
+static int compact_abort(struct store_local *st, int fd, int err)
+{
+	pthread_mutex_lock(&st->lock);
+	st->capturing = false;
+	bytes_free(&st->capture);
+	bytes_free(&st->snap);
+	pthread_mutex_unlock(&st->lock);
+	if (fd >= 0) {
+		close(fd);
+		unlink(st->tmp_path);
+	}
+	log_err("store_compact_failed", "path=%s err=\"%s\"", st->path, strerror(-err));
+	return err;
+}
+
+static int local_compact_finish(struct store *s)
+{
+	struct store_local *st = to_local(s);
+	struct bytes chunk = { 0 };
+	uint64_t target, records;
+	int err, fd, old_fd;
+
+	fd = open(st->tmp_path, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return compact_abort(st, -1, -errno);
+	err = write_all(fd, st->snap.p, st->snap.len);
+	if (!err && fdatasync(fd) < 0)
 		err = -errno;
+	if (err)
+		return compact_abort(st, fd, err);
+
+	/* Copy what was appended meanwhile, unlocked while there is a lot. */
+	pthread_mutex_lock(&st->lock);
+	while (!st->capture_err && st->capture.len > COMPACT_SWITCH_BYTES) {
+		chunk = st->capture;
+		memset(&st->capture, 0, sizeof(st->capture));
+		pthread_mutex_unlock(&st->lock);
+		err = write_all(fd, chunk.p, chunk.len);
+		bytes_free(&chunk);
+		if (err)
+			return compact_abort(st, fd, err);
+		pthread_mutex_lock(&st->lock);
+	}
+	/* A sync in flight on the old file finishes first. */
+	while (st->syncing)
+		pthread_cond_wait(&st->synced_cond, &st->lock);
+	err = st->capture_err;
+	if (!err)
+		err = write_all(fd, st->capture.p, st->capture.len);
+	if (err) {
+		pthread_mutex_unlock(&st->lock);
+		return compact_abort(st, fd, err);
+	}
+	/* The switch: appends go to the new file, whose sync is this one. */
+	old_fd = st->fd;
+	st->fd = fd;
+	records = st->snap_records + st->captured;
+	st->backlog = records;
+	st->capturing = false;
+	bytes_free(&st->capture);
+	bytes_free(&st->snap);
+	st->syncing = true;
+	target = st->written;
+	pthread_mutex_unlock(&st->lock);
+
+	err = fdatasync(fd) < 0 ? -errno : 0;
 	if (!err && rename(st->tmp_path, st->path) < 0)
 		err = -errno;
 	if (!err)
 		err = fsync_dir(st->dir);
-	if (err) {
-		close(snap.fd);
-		unlink(st->tmp_path);
-		goto out;
-	}
-	pthread_mutex_lock(&st->lock);
-	old_fd = st->fd;
-	st->fd = snap.fd;
-	/* Everything written so far is in the snapshot, which is durable. */
-	st->synced = st->written;
-	st->backlog = snap.records;
-	pthread_mutex_unlock(&st->lock);
-	close(old_fd);
-	log_info("store_compacted", "path=%s records=%llu", st->path,
-		 (unsigned long long)snap.records);
-out:
-	if (err)
-		log_err("store_compact_failed", "path=%s err=\"%s\"", st->path, strerror(-err));
+
 	pthread_mutex_lock(&st->lock);
 	st->syncing = false;
+	if (err)
+		st->failed = err; /* appends since the switch are in a file that is not the log */
+	else if (target > st->synced)
+		st->synced = target;
 	pthread_cond_broadcast(&st->synced_cond);
 	pthread_mutex_unlock(&st->lock);
-	return err;
+	close(old_fd);
+	if (err) {
+		log_err("store_compact_failed", "path=%s err=\"%s\" state=\"%s\"", st->path,
+			strerror(-err), "the log is lost: no allocation is acknowledged until a restart");
+		return err;
+	}
+	log_info("store_compacted", "path=%s records=%llu", st->path, (unsigned long long)records);
+	return 0;
 }
 
 static uint64_t local_backlog(struct store *s)
@@ -381,6 +506,8 @@ static void local_close(struct store *s)
 		fdatasync(st->fd);
 		close(st->fd);
 	}
+	bytes_free(&st->capture);
+	bytes_free(&st->snap);
 	pthread_mutex_destroy(&st->lock);
 	pthread_cond_destroy(&st->synced_cond);
 	free(st);
@@ -391,7 +518,8 @@ static const struct store_ops local_ops = {
 	.replay = local_replay,
 	.append = local_append,
 	.sync = local_sync,
-	.compact = local_compact,
+	.compact_begin = local_compact_begin,
+	.compact_finish = local_compact_finish,
 	.backlog = local_backlog,
 	.close = local_close,
 };
