@@ -150,4 +150,9 @@ tap_ok "rdma.attach on a master without RDMA says so (not_found)" \
 mode=$(railnetctl_n 1 -o json rdma | python3 -c 'import json,sys; print(json.load(sys.stdin)["netnsMode"])')
 tap_ok "the RDMA netns mode is reported ($mode)" \
 	grep -qxE 'shared|exclusive|RDMA subsystem not present' <<<"$mode"
+bad=$tmp/bad.json
+sed 's/"resourceName":"ib"/"resourceName":"i-b"/' "$conf" >"$bad"
+out=$(ip netns exec "$node" "$LAB_BUILD/railnetd" --config "$bad" 2>&1)
+tap_ok "a bad rdma section is refused at load, naming the entry and field" \
+	grep -q 'rdma.configList\[1\].resourceName: .*i-b.* contains invalid characters' <<<"$out"
 tap_done

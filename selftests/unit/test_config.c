@@ -19,7 +19,8 @@ static void test_valid_config_and_defaults(void **state)
 {
 	struct json_object *root = json_tokener_parse(
 		"{\"nodeName\":\"worker1\",\"metrics\":{\"listen\":\"0.0.0.0:9711\"},"
-		"\"store\":{\"type\":\"local\"},\"datapath\":{\"anything\":1},\"rdma\":{},"
+		"\"store\":{\"type\":\"local\"},\"datapath\":{\"anything\":1},"
+		"\"rdma\":{\"configList\":[{\"resourceName\":\"r\",\"devices\":[\"ens1f0np0\"]}]},"
 		"\"pools\":[{\"name\":\"gpu1-net11\",\"subnet\":\"172.16.11.0/24\","
 		"\"ips\":[\"172.16.11.1-172.16.11.200\",\"172.16.11.210\"],"
 		"\"excludeIPs\":[\"172.16.11.100\"],\"gateway\":\"172.16.11.254\","

@@ -10,6 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "agent/rdma_config.h"
 #include "common/protocol.h"
 
 /* Top-level keys: the agent's own, then the sections other modules read. */
@@ -423,6 +424,16 @@ int agent_config_parse(struct json_object *root, struct agent_config *cfg, char 
 	err = parse_pools(&ps, root, &cfg->ipam);
 	if (err)
 		goto err;
+	/* the module reads its section when it starts; a bad one is refused here,
+	 * at load and on reload alike */
+	{
+		struct rdma_config rdma;
+
+		err = rdma_config_parse(json_object_object_get(root, "rdma"), &rdma, errbuf, errlen);
+		rdma_config_free(&rdma);
+		if (err)
+			goto err;
+	}
 
 	if (!cfg->node_name) {
 		const char *env = getenv("NODE_NAME");

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -259,6 +260,7 @@ static int srv_stream_close(nghttp2_session *s, int32_t stream_id, uint32_t code
 int grpc_conn_new(int fd, const struct grpc_server_ops *ops, void *ctx, struct grpc_conn **out)
 {
 	nghttp2_settings_entry settings[] = { { NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, 64 } };
+	struct timeval send_timeout = { .tv_sec = 1 };
 	nghttp2_session_callbacks *cbs;
 	struct grpc_conn *conn;
 	int err = -ENOMEM;
@@ -272,6 +274,8 @@ int grpc_conn_new(int fd, const struct grpc_server_ops *ops, void *ctx, struct g
 	nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs, srv_data);
 	nghttp2_session_callbacks_set_on_frame_recv_callback(cbs, srv_frame);
 	nghttp2_session_callbacks_set_on_stream_close_callback(cbs, srv_stream_close);
+	/* a peer that stops reading must not stall the thread that serves it */
+	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &send_timeout, sizeof(send_timeout));
 	conn->fd = fd;
 	conn->ops = ops;
 	conn->ctx = ctx;

@@ -196,8 +196,8 @@ int main(int argc, char **argv)
 	}
 	err = rdma_open_section(json_object_object_get(agent.cfg.root, "rdma"), agent.cfg.state_dir,
 				&agent.rdma, errbuf, sizeof(errbuf));
-	if (!err)
-		err = rdma_metrics_register(agent.rdma, agent.metrics);
+	if (!err && (err = rdma_metrics_register(agent.rdma, agent.metrics)))
+		snprintf(errbuf, sizeof(errbuf), "rdma: metrics: %s", strerror(-err));
 	if (err) {
 		log_err("rdma_start_failed", "err=\"%s\"", errbuf);
 		goto out;
