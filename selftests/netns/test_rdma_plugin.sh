@@ -75,12 +75,12 @@ tap_eq "GetPreferredAllocation: the required device first, then available ones" 
 kubelet prestart railnet.io/roce roce-1
 tap_ok "PreStartContainer answers" wait_event 'e["event"] == "prestart"'
 
+# ens1f0np0 (dev_port 0) is mlx5_0's port 1; port 2 stays ACTIVE meanwhile
 fake_rdma_port_state "$root" mlx5_0 1 DOWN
-fake_rdma_port_state "$root" mlx5_0 2 DOWN
-tap_ok "ports down in the tree -> ListAndWatch reports the devices unhealthy" \
+tap_ok "the selected NIC's port down (the HCA's other port up) -> ListAndWatch reports the devices unhealthy" \
 	wait_event 'e["event"] == "devices" and e["resource"] == "railnet.io/roce" and [d["health"] for d in e["devices"]] == ["Unhealthy"] * 3'
-fake_rdma_port_state "$root" mlx5_0 2 ACTIVE
-tap_ok "one port back up -> healthy again" \
+fake_rdma_port_state "$root" mlx5_0 1 ACTIVE
+tap_ok "the port back up -> healthy again" \
 	wait_event 'e["event"] == "devices" and e["resource"] == "railnet.io/roce" and [d["health"] for d in e["devices"]] == ["Healthy"] * 3' 2
 
 kubelet restart

@@ -108,21 +108,28 @@ static long long now_ms(void)
 
 /* --- resources over the inventory ------------------------------------------------ */
 
-static bool hca_active(const struct rdma_hca *hca)
-{
-	for (size_t p = 0; p < hca->nports; p++)
-		if (hca->ports[p].state == RDMA_PORT_ACTIVE)
-			return true;
-	return false;
-}
-
-/* Healthy while every selected HCA has an ACTIVE port (and there is one). */
+/* Healthy while the port of every selected netdev is ACTIVE on its HCA (and
+ * there is one): a pod NIC's traffic leaves through its master's port, and
+ * another port of a multi-port HCA being up does not carry it. */
 static bool resource_healthy(const struct rdma *r, const struct resource *res)
 {
-	for (size_t i = 0; i < res->nhcas; i++)
-		if (!hca_active(&r->inv.hcas[res->hcas[i]]))
-			return false;
-	return res->nhcas > 0;
+	bool any = false;
+
+	for (size_t c = 0; c < r->inv.nnics; c++) {
+		const struct rdma_nic *nic = &r->inv.nics[c];
+
+		if (!rdma_nic_matches(nic, &res->rc->sel))
+			continue;
+		for (size_t h = 0; h < nic->nhcas; h++) {
+			const struct rdma_hca *hca = &r->inv.hcas[nic->hcas[h]];
+			const struct rdma_port *port = rdma_hca_port(hca, rdma_nic_port(nic, hca));
+
+			if (!port || port->state != RDMA_PORT_ACTIVE)
+				return false;
+			any = true;
+		}
+	}
+	return any;
 }
 
 static bool resource_has_hca(const struct rdma *r, const struct resource *res, const char *name)
