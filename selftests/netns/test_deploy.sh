@@ -42,9 +42,14 @@ tap_eq "every node's config passes railnetd --check-config" "$n" "$ok"
 tap_ok "at least two nodes in the example" test "$n" -ge 2
 
 # A config naming a wrong address is caught by the same check.
-sed 's/"172.16.1.1-172.16.1.254"/"172.16.1.1-172.16.1.256"/' "$tmp/$(ls "$tmp" | head -1)" >"$tmp/bad.conf"
+first=$(ls "$tmp"/*.json | head -1)
+sed 's/"172.16.1.1-172.16.1.254"/"172.16.1.1-172.16.1.256"/' "$first" >"$tmp/bad.conf"
 tap_eq "--check-config names the bad field" 'pools[0].ips[0]' \
 	"$("$B/railnetd" --check-config --config "$tmp/bad.conf" 2>&1 | grep -o 'pools\[0\]\.ips\[0\]' | head -1)"
+
+sed 's/"rdmaHcaMax": 500/"rdmaHcaMax": "many"/' "$first" >"$tmp/bad.conf"
+tap_eq "--check-config also checks the rdma section" 'rdma.configList[0].rdmaHcaMax' \
+	"$("$B/railnetd" --check-config --config "$tmp/bad.conf" 2>&1 | grep -o 'rdma\.configList\[0\]\.rdmaHcaMax' | head -1)"
 
 tap_ok "no two nodes hand out the same address" $PY - "$tmp" <<'PY'
 import glob, ipaddress, json, sys
