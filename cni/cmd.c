@@ -335,6 +335,47 @@ out:
 	return err;
 }
 
+/* {"address","gateway","pool"} of each of @res's addresses, as the agent's
+ * per-NIC ops take them. */
+static struct json_object *ips_args(const struct cni_result *res)
+{
+	struct json_object *ips = json_object_new_array();
+
+	for (size_t i = 0; i < res->nips; i++) {
+		struct json_object *ip = json_object_new_object();
+
+		json_object_object_add(ip, "address", json_object_new_string(res->ips[i].address));
+		json_object_object_add(ip, "gateway", json_object_new_string(res->ips[i].gateway));
+		json_object_array_add(ips, ip);
+	}
+	return ips;
+}
+
+/* Counts the NIC against its RDMA shared-device resource and links it to
+ * the HCA behind the master (agent op rdma.attach). */
+static int rdma_attach(const struct netconf *nc, const struct cni_env *env,
+		       const struct cni_result *res, struct cni_error *e)
+{
+	struct json_object *args = key_args(nc, env), *out = NULL;
+	int err;
+
+	json_object_object_add(args, "netns", json_object_new_string(env->netns));
+	json_object_object_add(args, "master", json_object_new_string(nc->master));
+	json_object_object_add(args, "rdmaResourceName", json_object_new_string(nc->rdma_resource));
+	json_object_object_add(args, "ips", ips_args(res));
+	err = agent_call(nc, "rdma.attach", args, &out, e);
+	json_object_put(args);
+	json_object_put(out);
+	if (err && e->agent_code[0]) {
+		char why[sizeof(e->details)];
+
+		snprintf(why, sizeof(why), "%s", e->details);
+		return cni_fail(e, RAILNET_ERR_AGENT, "cannot attach the NIC to its RDMA device",
+				"rdmaResourceName %s: %s", nc->rdma_resource, why);
+	}
+	return err;
+}
+
 static struct json_object *allocate_args(const struct netconf *nc, const struct cni_env *env)
 {
 	struct json_object *args = key_args(nc, env), *pools = json_object_new_object();
@@ -431,6 +472,11 @@ int cmd_add(const struct netconf *nc, const struct cni_env *env, struct json_obj
 		goto rollback;
 	netns_enter(ns.host_fd);
 	in_pod = false;
+	if (nc->rdma_resource[0]) {
+		err = rdma_attach(nc, env, &res, e);
+		if (err)
+			goto rollback;
+	}
 
 	*out = cni_result_json(nc->cni_version, &res);
 	err = 0;
@@ -552,6 +598,15 @@ int cmd_del(const struct netconf *nc, const struct cni_env *env, struct cni_erro
 	 * link is gone. */
 	if (env->netns && *env->netns)
 		json_object_object_add(args, "netns", json_object_new_string(env->netns));
+	if (nc->rdma_resource[0]) {
+		/* Best effort: detach is idempotent, and an agent that is away
+		 * forgets attachments whose netns is gone. */
+		struct cni_error ignored;
+
+		if (!agent_call(nc, "rdma.detach", args, &res, &ignored))
+			json_object_put(res);
+		res = NULL;
+	}
 	err = agent_call(nc, "nic.delete", args, &res, e);
 	json_object_put(args);
 	json_object_put(res);

@@ -9,9 +9,10 @@ set -u
 . "$(dirname "$0")/../lib/tap.sh"
 . "$(dirname "$0")/../lib/lab.sh"
 . "$(dirname "$0")/../lib/agent.sh"
+. "$(dirname "$0")/../lib/fake_rdma.sh"
 
 if ! why=$(lab_require); then tap_skip "cni plugin" "$why"; tap_done; exit; fi
-trap 'lab_down; rm -f "$TAP_LOG"' EXIT
+trap 'agent_stop 1; lab_down; rm -f "$TAP_LOG"' EXIT
 lab_up 1 2
 agent_start 1 || exit 1
 
@@ -145,4 +146,26 @@ tap_ok "CHECK passes" lab_cni 1 10 net1 CHECK "$(conf 1 "\"prevResult\":$out")"
 lab_in "$pod" ip route del default dev net1
 tap_eq "CHECK fails with error 107 naming the missing route" "107" \
 	"$(lab_cni 1 10 net1 CHECK "$(conf 1 "\"prevResult\":$out")" | code)"
+
+# --- RDMA: a NIC of a network with rdmaResourceName is counted -------------
+# A fake sysfs where ens1f0np0 is mlx5_0's port (selftests/lib/fake_rdma.sh);
+# rail 2's master has no HCA there.
+agent_stop 1
+root=$LAB_DIR/rdma-root
+mkdir -p "$LAB_DIR/device-plugins"
+fake_rdma_standard "$root"
+agent_start 1 "$(agent_config 1 "\"rdma\":{\"sysfsRoot\":\"$root/sys\",\"devRoot\":\"$root/dev\",
+ \"devicePluginDir\":\"$LAB_DIR/device-plugins\",\"configList\":[{\"resourcePrefix\":\"railnet.io\",
+ \"resourceName\":\"roce\",\"rdmaHcaMax\":3,\"selectors\":{\"vendors\":[\"15b3\"]}}]}")" || exit 1
+rdma_nics() { railnetctl_n 1 rdma | grep -c " $1 .*mlx5_0"; }
+lab_pod_add 1 11
+tap_ok "ADD with rdmaResourceName" lab_cni 1 11 net1 ADD "$(conf 1 '"rdmaResourceName":"railnet.io/roce"')"
+tap_eq "... attaches the NIC to the master's HCA" "1" "$(rdma_nics net1)"
+tap_ok "DEL" lab_cni 1 11 net1 DEL "$(conf 1 '"rdmaResourceName":"railnet.io/roce"')"
+tap_eq "... detaches it" "0" "$(rdma_nics net1)"
+out=$(lab_cni 1 11 net2 ADD "$(conf 2 '"rdmaResourceName":"railnet.io/roce"')")
+tap_eq "a master without an HCA is error 106 naming the master" "106" "$(echo "$out" | code)"
+tap_ok "... with the agent's reason" grep -q "ens2f0np0 has no RDMA device" <<<"$out"
+tap_ok "... and rolls the NIC back" wait_until 40 test "$(links_in "$(lab_pod_ns 1 11)")" = 0
+tap_ok "... and its address" wait_until 40 no_allocation pod-1-11
 tap_done
