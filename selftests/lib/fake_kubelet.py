@@ -12,6 +12,7 @@ ListAndWatch.  Events go to stdout as JSON lines; commands come on stdin:
   preferred RESOURCE SIZE AVAIL,..  MUST,..   -> {"event":"preferred","ids":[...]}
   prestart RESOURCE ID...        -> {"event":"prestart"}
   restart                        -> kubelet.sock removed, plugins' sockets wiped, served again
+  rebind                         -> only kubelet.sock removed and served again
   quit
 
 usage: fake_kubelet.py DIR PROTO_DIR
@@ -111,10 +112,11 @@ def command(words, server):
         stub(words[1]).PreStartContainer(pb.PreStartContainerRequest(devices_ids=words[2:]),
                                          timeout=5)
         emit(event="prestart")
-    elif words[0] == "restart":
+    elif words[0] in ("restart", "rebind"):
         server.stop(0).wait()
-        for name in os.listdir(plugin_dir):  # the kubelet wipes the directory
-            os.unlink(os.path.join(plugin_dir, name))
+        if words[0] == "restart":  # the kubelet wipes the directory
+            for name in os.listdir(plugin_dir):
+                os.unlink(os.path.join(plugin_dir, name))
         return serve()
     return server
 

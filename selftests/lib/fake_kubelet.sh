@@ -3,7 +3,7 @@
 # kubelet's device manager) from bash.  Source it.
 #
 #   fake_kubelet_start PLUGIN_DIR WORK_DIR   serves PLUGIN_DIR/kubelet.sock; events in WORK_DIR
-#   fake_kubelet CMD...                      allocate|preferred|prestart|restart (see the .py)
+#   fake_kubelet CMD...                      allocate|preferred|prestart|restart|rebind (see the .py)
 #   fake_kubelet_wait PYEXPR [N]             waits (5 s) for N events matching PYEXPR over `e`;
 #                                            prints the last as JSON
 #   fake_kubelet_stop

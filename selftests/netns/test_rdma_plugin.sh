@@ -41,7 +41,7 @@ wait_event() { fake_kubelet_wait "$@"; }
 
 port=$((20000 + RANDOM % 20000))
 conf=$(agent_config 1 "\"metrics\":{\"listen\":\"127.0.0.1:$port\"},
- \"rdma\":{\"periodicUpdateInterval\":1,\"sysfsRoot\":\"$root/sys\",\"devRoot\":\"$root/dev\",
+ \"rdma\":{\"periodicUpdateInterval\":0,\"sysfsRoot\":\"$root/sys\",\"devRoot\":\"$root/dev\",
   \"devicePluginDir\":\"$dp\",\"configList\":[
   {\"resourcePrefix\":\"railnet.io\",\"resourceName\":\"roce\",\"rdmaHcaMax\":3,
    \"selectors\":{\"vendors\":[\"15b3\"],\"linkTypes\":[\"ether\"]}},
@@ -89,6 +89,9 @@ tap_ok "kubelet restart (directory wiped, kubelet.sock recreated) -> the plugin 
 tap_ok "... on a recreated endpoint socket, and the new kubelet follows ListAndWatch" \
 	wait_event 'e["event"] == "devices" and e["resource"] == "railnet.io/roce" and [d["health"] for d in e["devices"]] == ["Healthy"] * 3' 3
 tap_ok "the endpoint socket exists again" test -S "$dp/railnet-roce.sock"
+kubelet rebind
+tap_ok "kubelet.sock alone recreated -> the plugin registers again" \
+	wait_event 'e["event"] == "register" and e["resource"] == "railnet.io/roce"' 3
 
 # rdma.attach / rdma.detach as the CNI plugin calls them
 ctl_op() { # <op> <args-json>: the result, compact
@@ -150,6 +153,21 @@ tap_ok "rdma.attach on a master without RDMA says so (not_found)" \
 mode=$(railnetctl_n 1 -o json rdma | python3 -c 'import json,sys; print(json.load(sys.stdin)["netnsMode"])')
 tap_ok "the RDMA netns mode is reported ($mode)" \
 	grep -qxE 'shared|exclusive|RDMA subsystem not present' <<<"$mode"
+# hot-plug: a second RoCE NIC appears; no periodic rescans are configured,
+# the netdev's RTM_NEWLINK (here a veth in the node) triggers one
+fake_rdma_nic "$root" ens2f0np0 0000:af:00.0 15b3 1017 mlx5_core
+fake_rdma_hca "$root" 0000:af:00.0 mlx5_2 1 Ethernet 2
+lab_in "$node" ip link add rdmahp0 type veth peer name rdmahp1
+hcas_of() {
+	railnetctl_n 1 -o json rdma | python3 -c 'import json,sys
+print([r["devices"] for r in json.load(sys.stdin)["resources"] if r["name"] == "railnet.io/roce"])'
+}
+for ((i = 0; i < 30; i++)); do [ "$(hcas_of)" = "[['mlx5_0', 'mlx5_2']]" ] && break; sleep 0.1; done
+tap_eq "a netdev hot-plug rescans: the new HCA joins the resource" "[['mlx5_0', 'mlx5_2']]" "$(hcas_of)"
+kubelet allocate railnet.io/roce roce-2
+tap_ok "... and Allocate hands out its uverbs too" \
+	wait_event 'e["event"] == "allocate" and any(d["container_path"] == "/dev/infiniband/uverbs2" for d in e["devices"])'
+
 bad=$tmp/bad.json
 sed 's/"resourceName":"ib"/"resourceName":"i-b"/' "$conf" >"$bad"
 out=$(ip netns exec "$node" "$LAB_BUILD/railnetd" --config "$bad" 2>&1)

@@ -49,7 +49,10 @@ struct resource {
 	bool dirty; /* device list or health changed since the kubelet heard */
 	int listen_fd;
 	ino_t sock_ino;
-	ino_t kubelet_ino; /* the kubelet.sock we registered with; 0: not registered */
+	/* the kubelet.sock we registered with (inode and ctime: a new socket may
+	 * reuse the inode number of the one it replaces); ino 0: not registered */
+	ino_t kubelet_ino;
+	struct timespec kubelet_ctime;
 	unsigned int register_failures; /* in a row, to log the first and then rarely */
 	struct watcher *watchers;
 	unsigned long long allocate_calls, devices_allocated;
@@ -93,7 +96,8 @@ struct rdma {
 	bool stopping;
 	pthread_t thread;
 	bool thread_started;
-	long long last_scan_ms;
+	long long last_scan_ms; /* under the lock */
+	bool rescan_due;	/* a netdev came or went: rescan at the next tick */
 	char *state_file;
 	bool loading; /* attachments_load replays: nothing to save yet */
 };
@@ -194,8 +198,8 @@ static int rescan(struct rdma *r)
 	rdma_inventory_free(&r->inv);
 	r->inv = inv;
 	resources_select(r);
-	pthread_mutex_unlock(&r->lock);
 	r->last_scan_ms = now_ms();
+	pthread_mutex_unlock(&r->lock);
 	log_debug("rdma_rescanned", "nics=%zu hcas=%zu", inv.nnics, inv.nhcas);
 	return 0;
 }
@@ -569,7 +573,7 @@ static int endpoint_open(struct rdma *r, struct resource *res)
 	return 0;
 }
 
-static int kubelet_register(struct rdma *r, struct resource *res, ino_t kubelet_ino)
+static int kubelet_register(struct rdma *r, struct resource *res, const struct stat *kubelet)
 {
 	V1beta1__RegisterRequest req = V1BETA1__REGISTER_REQUEST__INIT;
 	V1beta1__DevicePluginOptions opts = V1BETA1__DEVICE_PLUGIN_OPTIONS__INIT;
@@ -603,7 +607,8 @@ static int kubelet_register(struct rdma *r, struct resource *res, ino_t kubelet_
 		return err;
 	res->register_failures = 0;
 	pthread_mutex_lock(&r->lock);
-	res->kubelet_ino = kubelet_ino;
+	res->kubelet_ino = kubelet->st_ino;
+	res->kubelet_ctime = kubelet->st_ctim;
 	pthread_mutex_unlock(&r->lock);
 	log_info("rdma_registered", "resource=%s endpoint=%s kubelet=%s", res->full_name,
 		 res->sock_name, path);
@@ -631,8 +636,10 @@ static void kubelet_watch(struct rdma *r)
 			if (endpoint_open(r, res))
 				continue;
 		}
-		if (kubelet_up && res->kubelet_ino != st.st_ino)
-			kubelet_register(r, res, st.st_ino);
+		if (kubelet_up && (res->kubelet_ino != st.st_ino ||
+				   res->kubelet_ctime.tv_sec != st.st_ctim.tv_sec ||
+				   res->kubelet_ctime.tv_nsec != st.st_ctim.tv_nsec))
+			kubelet_register(r, res, &st);
 	}
 }
 
@@ -849,6 +856,12 @@ int rdma_attach(struct rdma *r, const struct rdma_attach_req *req, struct json_o
 	fresh.naddrs = req->naddrs;
 	pthread_mutex_lock(&r->lock);
 	nic = rdma_nic_by_name(&r->inv, req->master);
+	if (!nic) { /* a master plugged in since the last scan */
+		pthread_mutex_unlock(&r->lock);
+		rescan(r);
+		pthread_mutex_lock(&r->lock);
+		nic = rdma_nic_by_name(&r->inv, req->master);
+	}
 	if (req->resource && !(res = resource_by_name(r, req->resource))) {
 		snprintf(errbuf, errlen, "no RDMA resource %s is configured", req->resource);
 		goto bad;
@@ -1107,7 +1120,7 @@ static void *rdma_loop(void *arg)
 		if (pfds[0].revents && read(r->wake_fd, &v, sizeof(v)) == sizeof(v) && r->stopping)
 			break;
 		if (pfds[1].revents && link_events(r->link_fd))
-			refresh(r, true);
+			r->rescan_due = true; /* CNI ADDs come in bursts: once per tick */
 		for (size_t i = first_res; i < first_conn; i++)
 			if (pfds[i].revents & POLLIN)
 				conn_accept(r, &r->res[i - first_res]);
@@ -1120,9 +1133,13 @@ static void *rdma_loop(void *arg)
 		}
 		now = now_ms();
 		if (now >= next_tick) {
-			bool full = r->cfg.update_interval_s > 0 &&
-				    now - r->last_scan_ms >= r->cfg.update_interval_s * 1000;
+			bool full;
 
+			pthread_mutex_lock(&r->lock);
+			full = r->rescan_due || (r->cfg.update_interval_s > 0 &&
+						 now - r->last_scan_ms >= r->cfg.update_interval_s * 1000);
+			pthread_mutex_unlock(&r->lock);
+			r->rescan_due = false;
 			refresh(r, full);
 			gids_resolve_pending(r);
 			kubelet_watch(r);
