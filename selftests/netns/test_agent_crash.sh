@@ -16,7 +16,8 @@ sock=$(agent_sock 1)
 LOAD=$LAB_BUILD/bench/ipam_load
 OPS=${CRASH_OPS:-2000}
 conf=$(agent_config 1)
-jq '.pools += [{"name":"big","subnet":"10.50.0.0/16","ips":["10.50.0.1-10.50.15.254"]}]' \
+# Compaction every few dozen records, so that kills land in it too.
+jq '.store.compactRecords = 64 | .pools += [{"name":"big","subnet":"10.50.0.0/16","ips":["10.50.0.1-10.50.15.254"]}]' \
 	"$conf" >"$conf.new" && mv "$conf.new" "$conf"
 journal=$(lab_node_dir 1)/journal
 
@@ -39,7 +40,7 @@ agent_stop 1 >/dev/null 2>&1
 tap_eq "the agent always came back after kill -9" "0" "$start_failures"
 tap_ok "$(acked) operations acknowledged (target $OPS)" test "$(acked)" -ge "$OPS"
 tap_ok "the agent was killed mid-load several times ($kills kills in $runs runs)" test "$kills" -ge 5
-tap_diag "torn tails recovered: $(grep -c store_torn_tail "$(lab_node_dir 1)/railnetd.log")"
+tap_diag "torn tails recovered: $(grep -c store_torn_tail "$(lab_node_dir 1)/railnetd.log"), compactions: $(grep -c store_compacted "$(lab_node_dir 1)/railnetd.log")"
 
 tap_ok "restarted: the store replays" agent_start 1 "$conf"
 TAP_LOG_KEEP=$(mktemp)

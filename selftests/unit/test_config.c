@@ -77,6 +77,7 @@ static const struct {
 	{ "{\"store\":{\"type\":\"etcd3\"}}", "store.type: \"etcd3\" is not a store" },
 	{ "{\"metrics\":{\"listen\":\"9711\"}}", "metrics.listen: \"9711\" is not host:port" },
 	{ "{\"reconcile\":{\"graceMs\":-1}}", "reconcile.graceMs: must be a non-negative integer" },
+	{ "{\"store\":{\"compactRecords\":\"many\"}}", "store.compactRecords: must be a non-negative integer (records)" },
 	{ "{\"pools\":{}}", "pools: must be an array" },
 	{ "{\"pools\":[{\"subnet\":\"172.16.11.0/24\"," IPS "}]}", "pools[0].name: is required" },
 	{ "{\"pools\":[{\"name\":\"GPU_1\",\"subnet\":\"172.16.11.0/24\"," IPS "}]}",

@@ -77,15 +77,16 @@ static int get_array(struct parser *ps, struct json_object *obj, const char *key
 	return 0;
 }
 
-static int get_ms(struct parser *ps, struct json_object *obj, const char *key, const char *path,
-		  long long *out)
+/* A non-negative integer counted in @unit; absent leaves *out alone. */
+static int get_count(struct parser *ps, struct json_object *obj, const char *key,
+		     const char *path, const char *unit, long long *out)
 {
 	struct json_object *v;
 
 	if (!json_object_object_get_ex(obj, key, &v))
 		return 0;
 	if (!json_object_is_type(v, json_type_int) || json_object_get_int64(v) < 0)
-		return fail(ps, path, "must be a non-negative integer (milliseconds)");
+		return fail(ps, path, "must be a non-negative integer (%s)", unit);
 	*out = json_object_get_int64(v);
 	return 0;
 }
@@ -365,6 +366,7 @@ int agent_config_parse(struct json_object *root, struct agent_config *cfg, char 
 	memset(cfg, 0, sizeof(*cfg));
 	cfg->reconcile_interval_ms = 30000;
 	cfg->reconcile_grace_ms = 60000;
+	cfg->ipam.compact_records = 1024;
 	cfg->root = json_object_get(root);
 	if (!json_object_is_type(root, json_type_object)) {
 		err = fail(&ps, "(root)", "must be a JSON object");
@@ -400,6 +402,9 @@ int agent_config_parse(struct json_object *root, struct agent_config *cfg, char 
 			goto err;
 		}
 		err = get_string(&ps, v, "type", "store.type", false, &cfg->store_type);
+		if (!err)
+			err = get_count(&ps, v, "compactRecords", "store.compactRecords", "records",
+					&cfg->ipam.compact_records);
 		if (err)
 			goto err;
 	}
@@ -415,9 +420,11 @@ int agent_config_parse(struct json_object *root, struct agent_config *cfg, char 
 			err = fail(&ps, "reconcile", "must be an object");
 			goto err;
 		}
-		err = get_ms(&ps, v, "intervalMs", "reconcile.intervalMs", &cfg->reconcile_interval_ms);
+		err = get_count(&ps, v, "intervalMs", "reconcile.intervalMs", "milliseconds",
+				&cfg->reconcile_interval_ms);
 		if (!err)
-			err = get_ms(&ps, v, "graceMs", "reconcile.graceMs", &cfg->reconcile_grace_ms);
+			err = get_count(&ps, v, "graceMs", "reconcile.graceMs", "milliseconds",
+					&cfg->reconcile_grace_ms);
 		if (err)
 			goto err;
 	}

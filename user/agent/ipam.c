@@ -63,6 +63,7 @@ struct ipam {
 	pthread_t compactor;
 	pthread_cond_t compact_cond;
 	bool compact_wanted, stopping, compactor_started;
+	long long compact_records;
 };
 
 static const char *const error_names[IPAM_ERR_MAX] = {
@@ -629,12 +630,13 @@ static int dump_state(void *ctx, struct store *snap, store_emit_fn emit)
 	return err;
 }
 
-/* The log holds more than twice the live records (and over 1024). */
+/* The log holds more than twice the live records (and over compactRecords). */
 static bool compaction_due(struct ipam *ipam)
 {
 	uint64_t backlog = ipam->store->ops->backlog(ipam->store);
 
-	return backlog > 1024 && backlog > 2 * (uint64_t)ipam->nallocs + 64;
+	return backlog > (uint64_t)ipam->compact_records &&
+	       backlog > 2 * (uint64_t)ipam->nallocs + 64;
 }
 
 /* Snapshots the state under the lock; the store writes it out unlocked,
@@ -755,6 +757,7 @@ int ipam_open(struct store *store, const char *node_name, const struct ipam_conf
 	if (err)
 		goto err;
 	pools_adopt(ipam, pools, cfg->npools);
+	ipam->compact_records = cfg->compact_records;
 	err = store->ops->replay(store, apply_record, ipam);
 	if (err) {
 		snprintf(errbuf, errlen, "replaying the %s store: %s", store->ops->name,
@@ -843,6 +846,7 @@ int ipam_reconfigure(struct ipam *ipam, const struct ipam_config *cfg, char *err
 		}
 	}
 	pools_adopt(ipam, pools, cfg->npools);
+	ipam->compact_records = cfg->compact_records;
 	pthread_mutex_unlock(&ipam->lock);
 	return 0;
 }

@@ -37,6 +37,9 @@ struct ipam_config {
 	size_t npools;
 	struct iprange *reserved;
 	size_t nreserved;
+	/* Compact the store once it holds this many records since the last
+	 * compaction (and twice the live ones). */
+	long long compact_records;
 };
 
 void ipam_config_free(struct ipam_config *cfg);
