@@ -73,6 +73,8 @@ static void test_errors_name_entry_and_field(void **state)
 		  "rdma.configList[1].resourceName: \"a\" already exists" },
 		{ "{\"configList\":[{\"resourceName\":\"a\",\"rdmaHcaMax\":-1,\"devices\":[\"x\"]}]}",
 		  "rdma.configList[0].rdmaHcaMax: must be >= 0" },
+		{ "{\"configList\":[{\"resourceName\":\"a\",\"rdmaHcaMax\":10001,\"devices\":[\"x\"]}]}",
+		  "rdma.configList[0].rdmaHcaMax: 10001 is above the limit of 10000" },
 		{ "{\"configList\":[{\"resourceName\":\"a\"}]}",
 		  "rdma.configList[0]: neither \"selectors\" nor the deprecated \"devices\"" },
 		{ "{\"configList\":[{\"resourceName\":\"a\",\"devices\":[\"x\"],"

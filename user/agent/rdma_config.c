@@ -201,6 +201,8 @@ static int parse_resource(struct rparser *ps, struct json_object *obj, size_t id
 	err = get_nonneg(ps, obj, "rdmaHcaMax", p, &rc->hca_max);
 	if (err)
 		return err;
+	if (rc->hca_max > RDMA_MAX_HCA_MAX)
+		return fail(ps, p, "%lld is above the limit of %d", rc->hca_max, RDMA_MAX_HCA_MAX);
 	if (json_object_object_get_ex(obj, "selectors", &v) &&
 	    !json_object_is_type(v, json_type_null)) {
 		snprintf(p, sizeof(p), "%s.selectors", path);

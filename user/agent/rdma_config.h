@@ -13,6 +13,7 @@
 #define RDMA_DEFAULT_INTERVAL_S	    60
 #define RDMA_DEFAULT_PLUGIN_DIR	    "/var/lib/kubelet/device-plugins"
 #define RDMA_MAX_RESOURCES	    64
+#define RDMA_MAX_HCA_MAX	    10000 /* keeps ListAndWatch well under gRPC's 4 MiB */
 
 struct rdma_strv {
 	char **v;
