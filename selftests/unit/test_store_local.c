@@ -11,6 +11,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -378,6 +380,38 @@ static void test_compaction_under_concurrent_writers(void **state)
 	lw.st->ops->close(lw.st);
 }
 
+/* A write cut short (the disk full; here the file size limit) leaves no
+ * partial record behind that would hide the records appended after it. */
+static void test_partial_write_is_cut_back(void **state)
+{
+	struct rlimit old, lim;
+	struct json_object *rec;
+	struct seen seen;
+	struct store *st = open_replay(state, &seen);
+	uint64_t seq;
+	off_t size;
+
+	append_n(st, 0, 3);
+	size = file_size(log_path(state));
+	signal(SIGXFSZ, SIG_IGN);
+	assert_int_equal(getrlimit(RLIMIT_FSIZE, &old), 0);
+	lim = old;
+	lim.rlim_cur = (rlim_t)size + 10; /* room for a part of the next record */
+	assert_int_equal(setrlimit(RLIMIT_FSIZE, &lim), 0);
+	rec = json_tokener_parse("{\"i\":100,\"pad\":\"xxxxxxxxxxxxxxxxxxxx\"}");
+	assert_int_not_equal(st->ops->append(st, rec, &seq), 0);
+	json_object_put(rec);
+	assert_int_equal(setrlimit(RLIMIT_FSIZE, &old), 0);
+	assert_int_equal(file_size(log_path(state)), size);
+	append_n(st, 3, 2); /* the store goes on */
+	st->ops->close(st);
+
+	st = open_replay(state, &seen);
+	assert_int_equal(seen.n, 5);
+	assert_int_equal(seen.last, 4);
+	st->ops->close(st);
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup_dir, teardown_dir)
 
 int main(void)
@@ -391,6 +425,7 @@ int main(void)
 		T(test_compaction_replaces_the_log),
 		T(test_appends_during_compaction_are_kept),
 		T(test_compaction_under_concurrent_writers),
+		T(test_partial_write_is_cut_back),
 		T(test_concurrent_appends_and_syncs),
 	};
 

@@ -283,6 +283,25 @@ static int encode_record(struct json_object *record, unsigned char **out, size_t
 	return 0;
 }
 
+/* Appends one encoded record, or nothing: a write cut short (disk full)
+ * is cut back off, for a later record after a partial one would be lost
+ * at replay with it.  Called with the lock held. */
+static int write_one(struct store_local *st, const unsigned char *buf, size_t len)
+{
+	off_t end = lseek(st->fd, 0, SEEK_END);
+	int err;
+
+	if (end < 0)
+		return -errno;
+	err = write_all(st->fd, buf, len);
+	if (err && ftruncate(st->fd, end) < 0) {
+		st->failed = -errno;
+		log_err("store_failed", "path=%s err=\"cannot cut a partial record: %s\"", st->path,
+			strerror(errno));
+	}
+	return err;
+}
+
 static int local_append(struct store *s, struct json_object *record, uint64_t *seq)
 {
 	struct store_local *st = to_local(s);
@@ -294,7 +313,9 @@ static int local_append(struct store *s, struct json_object *record, uint64_t *s
 	if (err)
 		return err;
 	pthread_mutex_lock(&st->lock);
-	err = write_all(st->fd, buf, len);
+	err = st->failed;
+	if (!err)
+		err = write_one(st, buf, len);
 	if (!err) {
 		*seq = ++st->written;
 		st->backlog++;
@@ -335,6 +356,14 @@ static int local_sync(struct store *s, uint64_t seq)
 		st->syncing = false;
 		if (!err && target > st->synced)
 			st->synced = target;
+		/* After a failed fdatasync the kernel may have dropped the dirty
+		 * pages and will not say so again: nothing written since the
+		 * last good sync can be acknowledged any more. */
+		if (err && !st->failed) {
+			st->failed = err;
+			log_err("store_failed", "path=%s err=\"fdatasync: %s\" state=\"%s\"", st->path,
+				strerror(-err), "no allocation is acknowledged until a restart");
+		}
 		pthread_cond_broadcast(&st->synced_cond);
 		if (err)
 			break;
