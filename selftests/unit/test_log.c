@@ -54,6 +54,21 @@ static void test_json_line_turns_pairs_into_fields(void **state)
 	free(out);
 }
 
+static void emit_quoting_message(void)
+{
+	log_err("config_invalid", "config=%s err=\"%s\" next=%d", "a.json",
+		"pools[0].ips[1]: \"172.16.11.300\" is not an IPv4 address", 1);
+}
+
+static void test_json_keeps_a_message_that_quotes_whole(void **state)
+{
+	char *out = capture(LOG_FMT_JSON, LOG_LVL_INFO, emit_quoting_message);
+
+	assert_non_null(strstr(out, "\"err\":\"pools[0].ips[1]: \\\"172.16.11.300\\\" is not an IPv4 address\",\"next\":\"1\"}"));
+	assert_null(strstr(out, "detail"));
+	free(out);
+}
+
 static void test_level_filters(void **state)
 {
 	char *quiet = capture(LOG_FMT_TEXT, LOG_LVL_INFO, emit_debug);
@@ -83,6 +98,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_text_line_has_level_event_and_context),
 		cmocka_unit_test(test_json_line_turns_pairs_into_fields),
+		cmocka_unit_test(test_json_keeps_a_message_that_quotes_whole),
 		cmocka_unit_test(test_level_filters),
 		cmocka_unit_test(test_parse_names),
 	};

@@ -78,6 +78,26 @@ static void json_put_string(FILE *f, const char *s, size_t len)
 	fputc('"', f);
 }
 
+/* Whether the '"' at @q ends a quoted value: it is followed by the end or by
+ * " key=".  So a message quoted whole that quotes something itself
+ * (err="pools[0].ips[1]: "x" is not ...") stays one field. */
+static bool closes_value(const char *q)
+{
+	const char *k;
+
+	if (*q != '"')
+		return false;
+	if (!q[1])
+		return true;
+	if (q[1] != ' ')
+		return false;
+	k = q + 2;
+	while ((*k >= 'a' && *k <= 'z') || (*k >= 'A' && *k <= 'Z') || (*k >= '0' && *k <= '9') ||
+	       *k == '_')
+		k++;
+	return k > q + 2 && *k == '=';
+}
+
 /* Writes the logfmt pairs of @ctx as JSON fields: key=value, key="a b". */
 static void json_put_context(FILE *f, const char *ctx)
 {
@@ -110,7 +130,7 @@ static void json_put_context(FILE *f, const char *ctx)
 			char unq[1024];
 			size_t n = 0;
 
-			for (end = val + 1; *end && *end != '"'; end++) {
+			for (end = val + 1; *end && !closes_value(end); end++) {
 				if (*end == '\\' && (end[1] == '"' || end[1] == '\\'))
 					end++;
 				if (n < sizeof(unq))
