@@ -12,6 +12,7 @@
  */
 #include "vmlinux.h"
 
+#include <bpf/bpf_core_read.h>
 #include <bpf/bpf_endian.h>
 #include <bpf/bpf_helpers.h>
 
@@ -21,7 +22,7 @@
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
 /* Set by the loader before load. */
-const volatile bool rn_netns_cookie = true; /* bpf_get_netns_cookie() works in tc */
+const volatile bool rn_netns_cookie = true; /* key by netns (false: by address only) */
 const volatile bool rn_fast_redirect = true; /* rewrite MACs to the learnt gateway */
 const volatile __u64 rn_seen_granularity_ns = 1000000; /* bounds writes to rn_gw_v1 */
 
@@ -81,9 +82,18 @@ struct l3 {
 	bool nd;      /* ARP-like: neighbour discovery */
 };
 
+/* The netns cookie of the device the packet is on.  bpf_get_netns_cookie()
+ * in tc (6.15+) answers from skb->sk, the init netns on ingress: read the
+ * device's netns instead, through CO-RE (5.12+, where net_cookie is a u64). */
 static __always_inline __u64 netns_of(struct __sk_buff *skb)
 {
-	return rn_netns_cookie ? bpf_get_netns_cookie(skb) : 0;
+	struct sk_buff *kskb = (struct sk_buff *)skb;
+	struct net_device *dev;
+
+	if (!rn_netns_cookie || !bpf_core_field_exists(struct net, net_cookie))
+		return 0;
+	dev = BPF_CORE_READ(kskb, dev);
+	return dev ? BPF_CORE_READ(dev, nd_net.net, net_cookie) : 0;
 }
 
 /* Parses an untagged IPv4/IPv6 header; false for anything else. */

@@ -35,6 +35,7 @@ struct agent {
 	struct metrics *metrics; /* NULL when metrics.listen is unset */
 	struct rdma *rdma;	 /* NULL without an "rdma" section */
 	struct nic_teardown *teardown;
+	struct datapath *datapath; /* NULL when datapath.enabled is false */
 };
 
 /* An op handler: fills @result (an empty object) or @err, returns 0 or a

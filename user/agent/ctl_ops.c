@@ -8,6 +8,7 @@
 
 #include "agent/agent.h"
 #include "agent/rdma.h"
+#include "agent/datapath.h"
 #include "common/protocol.h"
 
 #ifndef RAILNET_VERSION
@@ -404,6 +405,10 @@ static const struct ctl_op ctl_ops[] = {
 	{ "ipam.allocations", op_ipam_allocations },
 	{ "status", op_status },
 	{ "nic.delete", op_nic_delete },
+	{ "datapath.attach", datapath_op_attach },
+	{ "datapath.detach", datapath_op_detach },
+	{ "datapath.get", datapath_op_get },
+	{ "datapath.list", datapath_op_list },
 };
 
 const struct ctl_op *ctl_op_find(const char *name)

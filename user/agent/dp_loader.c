@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <linux/types.h>
@@ -24,9 +25,29 @@
 #define DP_BPF_TCX_EGRESS 47
 #define DP_BPF_LINK_TYPE_TCX 11
 
+#ifndef SO_NETNS_COOKIE
+#define SO_NETNS_COOKIE 71
+#endif
+
 /* tc filter identity of railnet's clsact filters. */
 #define DP_TC_HANDLE 0x5241
 #define DP_TC_PRIORITY 0x5241
+
+/* Userspace learns a pod's netns cookie by SO_NETNS_COOKIE (5.14+); the
+ * programs key by it only if it does. */
+static bool netns_cookie_works(void)
+{
+	__u64 cookie = 0;
+	socklen_t len = sizeof(cookie);
+	int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	bool ok;
+
+	if (fd < 0)
+		return false;
+	ok = !getsockopt(fd, SOL_SOCKET, SO_NETNS_COOKIE, &cookie, &len) && cookie;
+	close(fd);
+	return ok;
+}
 
 int dp_load(const char *bpffs, const struct dp_knobs *knobs, struct datapath_bpf **skel)
 {
@@ -44,8 +65,7 @@ int dp_load(const char *bpffs, const struct dp_knobs *knobs, struct datapath_bpf
 	if (!bpffs)
 		bpf_object__for_each_map(map, s->obj)
 			bpf_map__set_pin_path(map, NULL);
-	s->rodata->rn_netns_cookie =
-		libbpf_probe_bpf_helper(BPF_PROG_TYPE_SCHED_CLS, BPF_FUNC_get_netns_cookie, NULL) > 0;
+	s->rodata->rn_netns_cookie = netns_cookie_works();
 	s->rodata->rn_fast_redirect = knobs->fast_redirect;
 	err = datapath_bpf__load(s);
 	if (err) {
@@ -56,7 +76,7 @@ int dp_load(const char *bpffs, const struct dp_knobs *knobs, struct datapath_bpf
 	}
 	if (!s->rodata->rn_netns_cookie)
 		log_warn("datapath_no_netns_cookie",
-			 "detail=\"kernel lacks bpf_get_netns_cookie in tc: pods are told apart by address only\"");
+			 "detail=\"kernel < 5.14 has no SO_NETNS_COOKIE: pods are told apart by address only\"");
 	*skel = s;
 	return 0;
 }

@@ -14,6 +14,7 @@
 #include "agent/agent_metrics.h"
 #include "agent/rdma.h"
 #include "agent/ctl_server.h"
+#include "agent/datapath.h"
 #include "agent/release_queue.h"
 #include "common/log.h"
 
@@ -119,6 +120,7 @@ int main(int argc, char **argv)
 	enum log_level level = LOG_LVL_INFO;
 	enum log_format format = LOG_FMT_TEXT;
 	struct ctl_server *server = NULL;
+	struct datapath_config dp_cfg;
 	struct agent agent = { 0 };
 	struct store *store = NULL;
 	char errbuf[512];
@@ -187,10 +189,22 @@ int main(int argc, char **argv)
 		log_err("ipam_open_failed", "err=\"%s\"", errbuf);
 		goto out;
 	}
+	err = datapath_config_parse(agent.cfg.root, &dp_cfg, errbuf, sizeof(errbuf));
+	if (err) {
+		log_err("config_invalid", "config=%s err=\"%s\"", config_path, errbuf);
+		goto out;
+	}
+	if (dp_cfg.enabled) {
+		err = datapath_open(agent.cfg.bpffs, agent.cfg.state_dir, &dp_cfg, &agent.datapath);
+		if (err)
+			goto out;
+	}
 	if (agent.cfg.metrics_listen) {
 		err = metrics_start(agent.cfg.metrics_listen, &agent.metrics);
 		if (!err)
 			err = agent_metrics_register(&agent);
+		if (!err && agent.datapath)
+			err = metrics_register(agent.metrics, datapath_collect, agent.datapath);
 		if (err)
 			goto out;
 	}
@@ -220,6 +234,7 @@ out:
 	metrics_stop(agent.metrics);
 	rdma_stop(agent.rdma);
 	nic_teardown_close(agent.teardown);
+	datapath_close(agent.datapath);
 	ipam_close(agent.ipam);
 	agent_config_free(&agent.cfg);
 	pthread_rwlock_destroy(&agent.reload_lock);

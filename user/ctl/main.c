@@ -191,6 +191,100 @@ static int cmd_release(const struct ctl_opts *o, int argc, char **argv)
 	return ret ? 1 : 0;
 }
 
+static const char *ips_of(struct json_object *e, char *buf, size_t len)
+{
+	struct json_object *ips = json_object_object_get(e, "ips");
+	size_t n = 0;
+
+	buf[0] = '\0';
+	for (size_t i = 0; ips && i < json_object_array_length(ips); i++)
+		n += (size_t)snprintf(buf + n, n < len ? len - n : 0, "%s%s", i ? "," : "",
+				      str(json_object_array_get_idx(ips, i), "address"));
+	return buf;
+}
+
+static int cmd_datapath(const struct ctl_opts *o, int argc, char **argv)
+{
+	struct json_object *r, *entries;
+	char ips[128];
+
+	if (call(o, "datapath.list", NULL, &r))
+		return 1;
+	entries = json_object_object_get(r, "entries");
+	if (o->json) {
+		print_json(entries);
+		json_object_put(r);
+		return 0;
+	}
+	printf("hooks: %s\n", str(r, "hooks"));
+	printf("%-4s %-28s %-6s %-34s %10s %10s %10s %10s %9s %6s\n", "ID", "POD", "NIC", "ADDRESSES",
+	       "RX PKTS", "TX PKTS", "RX BYTES", "TX BYTES", "REDIRECTS", "DROPS");
+	for (size_t i = 0; i < json_object_array_length(entries); i++) {
+		struct json_object *e = json_object_array_get_idx(entries, i);
+		struct json_object *c = json_object_object_get(e, "counters");
+		char pod[160];
+
+		snprintf(pod, sizeof(pod), "%s/%s", str(e, "podNamespace"), str(e, "podName"));
+		printf("%-4s %-28s %-6s %-34s %10s %10s %10s %10s %9s %6llu\n", str(e, "id"), pod,
+		       str(e, "ifName"), ips_of(e, ips, sizeof(ips)), str(c, "rxPackets"),
+		       str(c, "txPackets"), str(c, "rxBytes"), str(c, "txBytes"), str(c, "redirects"),
+		       (unsigned long long)(json_object_get_uint64(json_object_object_get(c, "dropsRedirect")) +
+					    json_object_get_uint64(json_object_object_get(c, "dropsNicGone"))));
+	}
+	json_object_put(r);
+	return 0;
+}
+
+static int cmd_gateways(const struct ctl_opts *o, int argc, char **argv)
+{
+	struct json_object *r, *entries, *all = json_object_new_array();
+
+	if (call(o, "datapath.list", NULL, &r)) {
+		json_object_put(all);
+		return 1;
+	}
+	entries = json_object_object_get(r, "entries");
+	if (!o->json)
+		printf("%-28s %-6s %-5s %-22s %-8s %-18s %12s %9s\n", "POD", "NIC", "FAM", "GATEWAY",
+		       "STATE", "MAC", "LAST SEEN", "RTT");
+	for (size_t i = 0; i < json_object_array_length(entries); i++) {
+		struct json_object *e = json_object_array_get_idx(entries, i);
+		struct json_object *gws = json_object_object_get(e, "gateways");
+		char pod[160], seen[32], rtt[32];
+
+		snprintf(pod, sizeof(pod), "%s/%s", str(e, "podNamespace"), str(e, "podName"));
+		for (size_t g = 0; g < json_object_array_length(gws); g++) {
+			struct json_object *gw = json_object_array_get_idx(gws, g), *v;
+
+			if (o->json) {
+				struct json_object *row = json_object_get(gw);
+
+				json_object_object_add(row, "pod", json_object_new_string(pod));
+				json_object_object_add(row, "ifName", json_object_new_string(str(e, "ifName")));
+				json_object_array_add(all, row);
+				continue;
+			}
+			snprintf(seen, sizeof(seen), "%s", json_object_object_get_ex(gw, "lastSeenMsAgo", &v) ?
+				 json_object_get_string(v) : "never");
+			if (strcmp(seen, "never"))
+				strncat(seen, "ms ago", sizeof(seen) - strlen(seen) - 1);
+			snprintf(rtt, sizeof(rtt), "%s", json_object_object_get_ex(gw, "rttUs", &v) ?
+				 json_object_get_string(v) : "-");
+			if (strcmp(rtt, "-"))
+				strncat(rtt, "us", sizeof(rtt) - strlen(rtt) - 1);
+			printf("%-28s %-6s %-5s %-22s %-8s %-18s %12s %9s\n", pod, str(e, "ifName"),
+			       str(gw, "family"), str(gw, "address"), str(gw, "state"),
+			       json_object_object_get_ex(gw, "mac", &v) ? json_object_get_string(v) : "-",
+			       seen, rtt);
+		}
+	}
+	if (o->json)
+		print_json(all);
+	json_object_put(all);
+	json_object_put(r);
+	return 0;
+}
+
 /* Any op with JSON args: for scripts, tests and ops the CLI has no verb for. */
 static int cmd_call(const struct ctl_opts *o, int argc, char **argv)
 {
@@ -293,6 +387,8 @@ static const struct command commands[] = {
 	{ "pools", "", "per pool: subnet, gateway, total, used, free, exhausted", cmd_pools },
 	{ "allocations", "[--pool P]", "every address held, with its pod and NIC", cmd_allocations },
 	{ "release", "<container> <ifname> [--network N]", "release what a pod NIC holds", cmd_release },
+	{ "datapath", "", "pod rail NICs in the eBPF datapath, with counters", cmd_datapath },
+	{ "gateways", "", "each pod NIC's gateway: state, MAC, last seen, probe RTT", cmd_gateways },
 	{ "call", "<op> ['{json args}']", "send any op (docs/protocol.md), print its result", cmd_call },
 	{ "rdma", "", "RDMA devices, resources, pod NICs with HCA and GID index", cmd_rdma },
 };

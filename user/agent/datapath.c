@@ -1,0 +1,1303 @@
+// SPDX-License-Identifier: Apache-2.0
+/* The agent's datapath module (datapath.h). */
+#include "agent/datapath.h"
+
+#include <arpa/inet.h>
+#include <bpf/bpf.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/magic.h>
+#include <net/if.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <sys/vfs.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "agent/agent.h"
+#include "agent/dp_loader.h"
+#include "agent/dp_probe.h"
+#include "agent/metrics.h"
+#include "common/log.h"
+#include "common/protocol.h"
+
+#ifndef SO_NETNS_COOKIE
+#define SO_NETNS_COOKIE 71
+#endif
+#ifndef BPF_FS_MAGIC
+#define BPF_FS_MAGIC 0xcafe4a11
+#endif
+
+#define NSEC_PER_MSEC 1000000ULL
+
+/* A pod rail NIC. */
+struct dp_entry {
+	__u32 id;
+	char network[128];
+	char container_id[128];
+	char ifname[IFNAMSIZ];
+	char netns_path[256];
+	char pod_namespace[128];
+	char pod_name[128];
+	char pool[RN_FAM_MAX][64];
+	int eth0_ifindex; /* 0: the pod has no eth0 */
+	__u64 attached_ns; /* CLOCK_MONOTONIC */
+	struct rn_nic nic;
+};
+
+struct datapath {
+	struct datapath_config cfg;
+	char *bpffs;
+	char *records_dir;
+	int bpffs_fd; /* flock()ed while the pin dir changes */
+	struct datapath_bpf *skel;
+	struct dp_maps maps;
+	enum dp_attach_mode mode;
+
+	pthread_mutex_t lock; /* entries and the maps' content */
+	struct dp_entry *entries[RN_MAX_NICS];
+	size_t nentries;
+
+	pthread_t prober;
+	bool prober_running, stopping;
+	pthread_cond_t wake;
+};
+
+static __u64 now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (__u64)ts.tv_sec * 1000000000ULL + (__u64)ts.tv_nsec;
+}
+
+/* --- configuration ------------------------------------------------------ */
+
+static int section(struct json_object *root, const char *name, struct json_object **out,
+		   char *errbuf, size_t errlen)
+{
+	*out = NULL;
+	if (!root || !json_object_object_get_ex(root, name, out))
+		return 0;
+	if (!json_object_is_type(*out, json_type_object)) {
+		snprintf(errbuf, errlen, "%s: must be an object", name);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static int get_bool(struct json_object *obj, const char *key, const char *path, bool *out,
+		    char *errbuf, size_t errlen)
+{
+	struct json_object *v;
+
+	if (!obj || !json_object_object_get_ex(obj, key, &v))
+		return 0;
+	if (!json_object_is_type(v, json_type_boolean)) {
+		snprintf(errbuf, errlen, "%s: must be true or false", path);
+		return -EINVAL;
+	}
+	*out = json_object_get_boolean(v);
+	return 0;
+}
+
+static int get_int(struct json_object *obj, const char *key, const char *path, long long lo,
+		   long long hi, long long *out, char *errbuf, size_t errlen)
+{
+	struct json_object *v;
+
+	if (!obj || !json_object_object_get_ex(obj, key, &v))
+		return 0;
+	if (!json_object_is_type(v, json_type_int) || json_object_get_int64(v) < lo ||
+	    json_object_get_int64(v) > hi) {
+		snprintf(errbuf, errlen, "%s: must be an integer in [%lld, %lld]", path, lo, hi);
+		return -EINVAL;
+	}
+	*out = json_object_get_int64(v);
+	return 0;
+}
+
+int datapath_config_parse(struct json_object *root, struct datapath_config *cfg, char *errbuf,
+			  size_t errlen)
+{
+	struct json_object *dp, *gw;
+	long long down_after = 3;
+	int err;
+
+	*cfg = (struct datapath_config){ .enabled = true, .fast_redirect = true,
+					 .probe_interval_ms = 1000, .down_after = 3 };
+	err = section(root, "datapath", &dp, errbuf, errlen);
+	if (!err)
+		err = section(root, "gateway", &gw, errbuf, errlen);
+	if (!err)
+		err = get_bool(dp, "enabled", "datapath.enabled", &cfg->enabled, errbuf, errlen);
+	if (!err)
+		err = get_bool(dp, "fastRedirect", "datapath.fastRedirect", &cfg->fast_redirect,
+			       errbuf, errlen);
+	if (!err)
+		err = get_int(gw, "probeIntervalMs", "gateway.probeIntervalMs", 50, 3600000,
+			      &cfg->probe_interval_ms, errbuf, errlen);
+	/* Under 2 a gateway would flap between probes. */
+	if (!err)
+		err = get_int(gw, "downAfter", "gateway.downAfter", 2, 1000, &down_after, errbuf,
+			      errlen);
+	cfg->down_after = (int)down_after;
+	return err;
+}
+
+/* --- running code inside a pod's network namespace ---------------------- */
+
+struct netns_call {
+	const char *path;
+	int (*fn)(void *arg);
+	void *arg;
+	int ret;
+};
+
+static void *netns_thread(void *p)
+{
+	struct netns_call *call = p;
+	int fd = open(call->path, O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0) {
+		call->ret = -errno;
+		return NULL;
+	}
+	/* Only this short-lived thread moves: the agent's other threads stay. */
+	call->ret = setns(fd, CLONE_NEWNET) ? -errno : call->fn(call->arg);
+	close(fd);
+	return NULL;
+}
+
+static int in_netns(const char *path, int (*fn)(void *arg), void *arg)
+{
+	struct netns_call call = { path, fn, arg, 0 };
+	pthread_t t;
+	int err = pthread_create(&t, NULL, netns_thread, &call);
+
+	if (err)
+		return -err;
+	pthread_join(t, NULL);
+	return call.ret;
+}
+
+/* What the pod's netns tells about a rail NIC; set up the NIC's sysctls. */
+struct pod_probe {
+	const char *ifname;
+	int want_ifindex;
+	__u64 netns;
+	int ifindex, eth0_ifindex;
+	__u8 mac[6];
+};
+
+static int write_sysctl(const char *path, const char *value)
+{
+	int fd = open(path, O_WRONLY | O_CLOEXEC), err = 0;
+
+	if (fd < 0)
+		return -errno;
+	if (write(fd, value, strlen(value)) < 0)
+		err = -errno;
+	close(fd);
+	return err;
+}
+
+static int pod_probe_fn(void *arg)
+{
+	struct pod_probe *pp = arg;
+	socklen_t len = sizeof(pp->netns);
+	struct ifreq ifr = { 0 };
+	char path[128];
+	int fd, err = 0;
+
+	pp->ifindex = (int)if_nametoindex(pp->ifname);
+	if (!pp->ifindex)
+		return -ENODEV;
+	if (pp->want_ifindex && pp->want_ifindex != pp->ifindex)
+		return -ESTALE;
+	pp->eth0_ifindex = (int)if_nametoindex("eth0");
+	fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	if (getsockopt(fd, SOL_SOCKET, SO_NETNS_COOKIE, &pp->netns, &len))
+		pp->netns = 0; /* kernel < 5.14: the programs use 0 as well */
+	snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "%s", pp->ifname);
+	if (ioctl(fd, SIOCGIFHWADDR, &ifr))
+		err = -errno;
+	else
+		memcpy(pp->mac, ifr.ifr_hwaddr.sa_data, 6);
+	close(fd);
+	/* Replies from other rails' subnets arrive on this NIC while the
+	 * main table routes their sources by eth0: loose reverse-path check. */
+	snprintf(path, sizeof(path), "/proc/sys/net/ipv4/conf/%s/rp_filter", pp->ifname);
+	if (!err)
+		err = write_sysctl(path, "2");
+	return err;
+}
+
+struct hook_job {
+	struct datapath *dp;
+	const struct dp_entry *e;
+	bool attach;
+	bool eth0; /* the pod's eth0 egress too */
+};
+
+static void link_pin(const struct datapath *dp, __u64 netns, int ifindex, enum dp_hook hook,
+		     char *buf, size_t len)
+{
+	snprintf(buf, len, "%s/%s/%llx-%d-%s", dp->bpffs, RN_PIN_LINKS_DIR,
+		 (unsigned long long)netns, ifindex, hook == DP_HOOK_INGRESS ? "in" : "out");
+}
+
+static int hook_fn(void *arg)
+{
+	struct hook_job *job = arg;
+	struct datapath *dp = job->dp;
+	const struct dp_entry *e = job->e;
+	struct {
+		int ifindex;
+		enum dp_hook hook;
+		int prog;
+	} hooks[3] = {
+		{ (int)e->nic.ifindex, DP_HOOK_EGRESS, bpf_program__fd(dp->skel->progs.rn_egress) },
+		{ (int)e->nic.ifindex, DP_HOOK_INGRESS, bpf_program__fd(dp->skel->progs.rn_ingress) },
+		{ e->eth0_ifindex, DP_HOOK_EGRESS, bpf_program__fd(dp->skel->progs.rn_egress) },
+	};
+	int n = job->eth0 && e->eth0_ifindex ? 3 : 2, err = 0;
+	char pin[512];
+
+	for (int i = 0; i < n; i++) {
+		int ret;
+
+		link_pin(dp, e->nic.netns, hooks[i].ifindex, hooks[i].hook, pin, sizeof(pin));
+		if (job->attach)
+			ret = dp_hook_attach(dp->mode, hooks[i].prog, hooks[i].ifindex, hooks[i].hook,
+					     pin);
+		else
+			ret = dp_hook_detach(dp->mode, hooks[i].ifindex, hooks[i].hook, pin);
+		if (ret && !err)
+			err = ret;
+		if (ret && job->attach)
+			break;
+	}
+	return err;
+}
+
+/* Removes an entry's tcx links, whose pins need no netns. */
+static void unpin_links(struct datapath *dp, const struct dp_entry *e, bool eth0)
+{
+	char pin[512];
+
+	if (dp->mode != DP_MODE_TCX)
+		return;
+	link_pin(dp, e->nic.netns, (int)e->nic.ifindex, DP_HOOK_EGRESS, pin, sizeof(pin));
+	unlink(pin);
+	link_pin(dp, e->nic.netns, (int)e->nic.ifindex, DP_HOOK_INGRESS, pin, sizeof(pin));
+	unlink(pin);
+	if (eth0 && e->eth0_ifindex) {
+		link_pin(dp, e->nic.netns, e->eth0_ifindex, DP_HOOK_EGRESS, pin, sizeof(pin));
+		unlink(pin);
+	}
+}
+
+static int hooks_apply(struct datapath *dp, const struct dp_entry *e, bool attach, bool eth0)
+{
+	struct hook_job job = { dp, e, attach, eth0 };
+	int err = in_netns(e->netns_path, hook_fn, &job);
+
+	if (!attach && err == -ENOENT)
+		unpin_links(dp, e, eth0); /* the pod is gone, its devices with it */
+	return !attach && err == -ENOENT ? 0 : err;
+}
+
+/* --- records in stateDir ------------------------------------------------ */
+
+static void hex(char *out, const __u8 *b, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		sprintf(out + 2 * i, "%02x", b[i]);
+}
+
+static int unhex(const char *s, __u8 *b, size_t n)
+{
+	if (!s || strlen(s) != 2 * n)
+		return -EINVAL;
+	for (size_t i = 0; i < n; i++) {
+		unsigned int v;
+
+		if (sscanf(s + 2 * i, "%2x", &v) != 1)
+			return -EINVAL;
+		b[i] = (__u8)v;
+	}
+	return 0;
+}
+
+static void record_path(const struct datapath *dp, __u32 id, char *buf, size_t len)
+{
+	snprintf(buf, len, "%s/%u.json", dp->records_dir, id);
+}
+
+static int record_save(const struct datapath *dp, const struct dp_entry *e)
+{
+	struct json_object *o = json_object_new_object();
+	char nic_hex[2 * sizeof(struct rn_nic) + 1], path[512], tmp[520];
+	const char *text;
+	int fd, err = 0;
+
+	hex(nic_hex, (const __u8 *)&e->nic, sizeof(e->nic));
+	json_object_object_add(o, "layout", json_object_new_int(RN_LAYOUT_VERSION));
+	json_object_object_add(o, "id", json_object_new_int64(e->id));
+	json_object_object_add(o, "network", json_object_new_string(e->network));
+	json_object_object_add(o, "containerID", json_object_new_string(e->container_id));
+	json_object_object_add(o, "ifName", json_object_new_string(e->ifname));
+	json_object_object_add(o, "netns", json_object_new_string(e->netns_path));
+	json_object_object_add(o, "podNamespace", json_object_new_string(e->pod_namespace));
+	json_object_object_add(o, "podName", json_object_new_string(e->pod_name));
+	json_object_object_add(o, "poolV4", json_object_new_string(e->pool[RN_FAM_V4]));
+	json_object_object_add(o, "poolV6", json_object_new_string(e->pool[RN_FAM_V6]));
+	json_object_object_add(o, "eth0Ifindex", json_object_new_int(e->eth0_ifindex));
+	json_object_object_add(o, "attachedNs", json_object_new_int64((int64_t)e->attached_ns));
+	json_object_object_add(o, "nic", json_object_new_string(nic_hex));
+	text = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN);
+
+	record_path(dp, e->id, path, sizeof(path));
+	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		err = -errno;
+		goto out;
+	}
+	if (write(fd, text, strlen(text)) != (ssize_t)strlen(text) || fsync(fd))
+		err = errno ? -errno : -EIO;
+	close(fd);
+	if (!err && rename(tmp, path))
+		err = -errno;
+	if (err)
+		unlink(tmp);
+out:
+	json_object_put(o);
+	return err;
+}
+
+static void copy_str(char *dst, size_t len, struct json_object *o, const char *key)
+{
+	struct json_object *v;
+
+	dst[0] = '\0';
+	if (json_object_object_get_ex(o, key, &v) && json_object_is_type(v, json_type_string))
+		snprintf(dst, len, "%s", json_object_get_string(v));
+}
+
+static int record_load(const char *path, struct dp_entry *e)
+{
+	struct json_object *o = json_object_from_file(path), *v;
+	int err = -EINVAL;
+
+	if (!o)
+		return -EINVAL;
+	if (!json_object_object_get_ex(o, "id", &v))
+		goto out;
+	e->id = (__u32)json_object_get_int64(v);
+	copy_str(e->network, sizeof(e->network), o, "network");
+	copy_str(e->container_id, sizeof(e->container_id), o, "containerID");
+	copy_str(e->ifname, sizeof(e->ifname), o, "ifName");
+	copy_str(e->netns_path, sizeof(e->netns_path), o, "netns");
+	copy_str(e->pod_namespace, sizeof(e->pod_namespace), o, "podNamespace");
+	copy_str(e->pod_name, sizeof(e->pod_name), o, "podName");
+	copy_str(e->pool[RN_FAM_V4], sizeof(e->pool[0]), o, "poolV4");
+	copy_str(e->pool[RN_FAM_V6], sizeof(e->pool[0]), o, "poolV6");
+	if (json_object_object_get_ex(o, "eth0Ifindex", &v))
+		e->eth0_ifindex = json_object_get_int(v);
+	if (json_object_object_get_ex(o, "attachedNs", &v))
+		e->attached_ns = (__u64)json_object_get_int64(v);
+	/* The nic blob is in this layout's format: an older one would need a
+	 * converter here, keyed by "layout". */
+	if (!json_object_object_get_ex(o, "layout", &v) ||
+	    json_object_get_int(v) != RN_LAYOUT_VERSION ||
+	    !json_object_object_get_ex(o, "nic", &v) ||
+	    unhex(json_object_get_string(v), (__u8 *)&e->nic, sizeof(e->nic)))
+		goto out;
+	err = e->id && e->id < RN_MAX_NICS && e->network[0] && e->container_id[0] && e->ifname[0] ?
+		      0 : -EINVAL;
+out:
+	json_object_put(o);
+	return err;
+}
+
+/* --- entries ------------------------------------------------------------ */
+
+static struct dp_entry *find_entry(struct datapath *dp, const char *network, const char *cid,
+				   const char *ifname)
+{
+	for (__u32 id = 1; id < RN_MAX_NICS; id++) {
+		struct dp_entry *e = dp->entries[id];
+
+		if (e && !strcmp(e->network, network) && !strcmp(e->container_id, cid) &&
+		    !strcmp(e->ifname, ifname))
+			return e;
+	}
+	return NULL;
+}
+
+static __u32 free_id(const struct datapath *dp)
+{
+	for (__u32 id = 1; id < RN_MAX_NICS; id++)
+		if (!dp->entries[id])
+			return id;
+	return 0;
+}
+
+/* Another entry of the same pod still needs its eth0 hook. */
+static bool pod_has_other(const struct datapath *dp, const struct dp_entry *e)
+{
+	for (__u32 id = 1; id < RN_MAX_NICS; id++) {
+		const struct dp_entry *o = dp->entries[id];
+
+		if (o && o != e && o->nic.netns == e->nic.netns)
+			return true;
+	}
+	return false;
+}
+
+/* --- open / close ------------------------------------------------------- */
+
+static int mkdir_p(const char *path)
+{
+	char buf[512];
+
+	snprintf(buf, sizeof(buf), "%s", path);
+	for (char *p = buf + 1; *p; p++) {
+		if (*p != '/')
+			continue;
+		*p = '\0';
+		if (mkdir(buf, 0700) && errno != EEXIST)
+			return -errno;
+		*p = '/';
+	}
+	return mkdir(buf, 0700) && errno != EEXIST ? -errno : 0;
+}
+
+static int load_records(struct datapath *dp)
+{
+	DIR *dir = opendir(dp->records_dir);
+	struct dirent *de;
+	char path[512];
+
+	if (!dir)
+		return -errno;
+	while ((de = readdir(dir))) {
+		struct dp_entry *e;
+		size_t len = strlen(de->d_name);
+
+		if (len < 6 || strcmp(de->d_name + len - 5, ".json"))
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", dp->records_dir, de->d_name);
+		e = calloc(1, sizeof(*e));
+		if (!e) {
+			closedir(dir);
+			return -ENOMEM;
+		}
+		if (record_load(path, e) || dp->entries[e->id]) {
+			log_warn("datapath_record_ignored", "path=%s", path);
+			free(e);
+			continue;
+		}
+		dp->entries[e->id] = e;
+		dp->nentries++;
+	}
+	closedir(dir);
+	return 0;
+}
+
+/* Puts every recorded pod NIC back: map entries (@fresh: the maps are new)
+ * and hooks switched to this agent's programs.  A pod whose netns is gone
+ * is dropped. */
+static void restore_entries(struct datapath *dp, bool fresh)
+{
+	size_t restored = 0, dropped = 0;
+
+	for (__u32 id = 1; id < RN_MAX_NICS; id++) {
+		struct dp_entry *e = dp->entries[id];
+		char path[512];
+		int err;
+
+		if (!e)
+			continue;
+		err = access(e->netns_path, F_OK) ? -errno : 0;
+		if (!err)
+			err = dp_nic_publish(&dp->maps, id, &e->nic, fresh);
+		if (!err)
+			err = hooks_apply(dp, e, true, e->eth0_ifindex != 0);
+		if (!err) {
+			restored++;
+			continue;
+		}
+		log_warn("datapath_entry_dropped", "pod=%s/%s ifname=%s netns=%s err=\"%s\"",
+			 e->pod_namespace, e->pod_name, e->ifname, e->netns_path, strerror(-err));
+		dp_nic_unpublish(&dp->maps, id, &e->nic);
+		unpin_links(dp, e, !pod_has_other(dp, e));
+		record_path(dp, id, path, sizeof(path));
+		unlink(path);
+		dp->entries[id] = NULL;
+		dp->nentries--;
+		free(e);
+		dropped++;
+	}
+	if (restored || dropped)
+		log_info("datapath_restored", "entries=%zu dropped=%zu maps=%s", restored, dropped,
+			 fresh ? "new" : "reused");
+}
+
+static void *prober_main(void *arg);
+
+int datapath_open(const char *bpffs, const char *state_dir, const struct datapath_config *cfg,
+		  struct datapath **out)
+{
+	struct dp_knobs knobs = { .fast_redirect = cfg->fast_redirect };
+	char path[512], **stale = NULL;
+	struct datapath *dp;
+	struct statfs sfs;
+	bool reused;
+	int err;
+
+	dp = calloc(1, sizeof(*dp));
+	if (!dp)
+		return -ENOMEM;
+	dp->cfg = *cfg;
+	dp->bpffs_fd = -1;
+	pthread_mutex_init(&dp->lock, NULL);
+	pthread_cond_init(&dp->wake, NULL);
+	dp->bpffs = strdup(bpffs);
+	snprintf(path, sizeof(path), "%s/datapath", state_dir);
+	dp->records_dir = strdup(path);
+	if (!dp->bpffs || !dp->records_dir) {
+		err = -ENOMEM;
+		goto fail;
+	}
+	err = mkdir_p(bpffs);
+	if (!err && (statfs(bpffs, &sfs) || sfs.f_type != BPF_FS_MAGIC))
+		err = -ENOTDIR;
+	if (err) {
+		log_err("datapath_bpffs_invalid", "bpffs=%s err=\"%s\"", bpffs,
+			err == -ENOTDIR ? "not a bpf filesystem" : strerror(-err));
+		goto fail;
+	}
+	snprintf(path, sizeof(path), "%s/%s", bpffs, RN_PIN_LINKS_DIR);
+	err = mkdir_p(path);
+	if (!err)
+		err = mkdir_p(dp->records_dir);
+	if (err)
+		goto fail;
+	dp->bpffs_fd = open(bpffs, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dp->bpffs_fd < 0 || flock(dp->bpffs_fd, LOCK_EX)) {
+		err = -errno;
+		goto fail;
+	}
+
+	snprintf(path, sizeof(path), "%s/%s", bpffs, RN_PIN_NIC);
+	reused = !access(path, F_OK);
+	err = dp_load(bpffs, &knobs, &dp->skel);
+	if (err)
+		goto unlock;
+	err = dp_maps_open(dp->skel, &dp->maps);
+	if (!err)
+		err = dp_pin_programs(dp->skel, bpffs);
+	if (!err)
+		err = dp_stale_pins(bpffs, &stale);
+	if (!err)
+		err = load_records(dp);
+	if (err)
+		goto unlock;
+	dp->mode = dp_attach_mode(bpf_program__fd(dp->skel->progs.rn_egress));
+	restore_entries(dp, !reused);
+	for (size_t i = 0; stale[i]; i++) {
+		/* The records rebuilt the new maps and the hooks now run
+		 * programs bound to them: the old layout is unused. */
+		snprintf(path, sizeof(path), "%s/%s", bpffs, stale[i]);
+		unlink(path);
+		log_info("datapath_layout_migrated", "removed=%s layout=%d", stale[i],
+			 RN_LAYOUT_VERSION);
+	}
+	dp_names_free(stale);
+	flock(dp->bpffs_fd, LOCK_UN);
+
+	err = pthread_create(&dp->prober, NULL, prober_main, dp);
+	if (err) {
+		err = -err;
+		goto fail;
+	}
+	dp->prober_running = true;
+	log_info("datapath_ready", "bpffs=%s hooks=%s entries=%zu maps=%s fast_redirect=%d",
+		 bpffs, dp->mode == DP_MODE_TCX ? "tcx" : "clsact", dp->nentries,
+		 reused ? "reused" : "new", cfg->fast_redirect);
+	*out = dp;
+	return 0;
+unlock:
+	dp_names_free(stale);
+	flock(dp->bpffs_fd, LOCK_UN);
+fail:
+	datapath_close(dp);
+	return err;
+}
+
+void datapath_close(struct datapath *dp)
+{
+	if (!dp)
+		return;
+	if (dp->prober_running) {
+		pthread_mutex_lock(&dp->lock);
+		dp->stopping = true;
+		pthread_cond_signal(&dp->wake);
+		pthread_mutex_unlock(&dp->lock);
+		pthread_join(dp->prober, NULL);
+	}
+	for (__u32 id = 1; id < RN_MAX_NICS; id++)
+		free(dp->entries[id]);
+	dp_maps_close(&dp->maps);
+	datapath_bpf__destroy(dp->skel);
+	if (dp->bpffs_fd >= 0)
+		close(dp->bpffs_fd);
+	pthread_cond_destroy(&dp->wake);
+	pthread_mutex_destroy(&dp->lock);
+	free(dp->bpffs);
+	free(dp->records_dir);
+	free(dp);
+}
+
+/* --- gateways and the prober ---------------------------------------------- */
+
+enum gw_state {
+	GW_UNKNOWN,
+	GW_UP,
+	GW_DOWN,
+};
+
+static const char *const gw_state_names[] = { "unknown", "up", "down" };
+static const char *const family_names[RN_FAM_MAX] = { "ipv4", "ipv6" };
+
+static bool has_gateway(const struct rn_nic *nic, int family)
+{
+	return nic->flags & (family == RN_FAM_V6 ? RN_NIC_GW6 : RN_NIC_GW4);
+}
+
+/* Up: a sign within downAfter intervals.  Down: none for that long.
+ * Unknown: never a sign, and attached more recently than that. */
+static enum gw_state gw_state_of(const struct datapath *dp, const struct dp_entry *e,
+				 const struct rn_gw *gw, __u64 now)
+{
+	__u64 window = (__u64)dp->cfg.down_after * (__u64)dp->cfg.probe_interval_ms *
+		       NSEC_PER_MSEC;
+	__u64 seen = gw->last_seen_ns;
+
+	if (seen && now - seen <= window)
+		return GW_UP;
+	if (!seen && now - e->attached_ns <= window)
+		return GW_UNKNOWN;
+	return GW_DOWN;
+}
+
+struct probe_job {
+	__u32 id;
+	int family;
+	char netns_path[256];
+	struct rn_nic nic;
+	__u8 gw_mac[6];
+	bool mac_valid;
+};
+
+static int probe_fn(void *arg)
+{
+	const struct probe_job *job = arg;
+
+	return dp_probe_send(job->family, &job->nic, job->mac_valid ? job->gw_mac : NULL);
+}
+
+/* Gateways with no sign for an interval and no probe pending; under lock. */
+static size_t probe_jobs(struct datapath *dp, struct probe_job *jobs, size_t max, __u64 now)
+{
+	__u64 interval = (__u64)dp->cfg.probe_interval_ms * NSEC_PER_MSEC;
+	size_t n = 0;
+
+	for (__u32 id = 1; id < RN_MAX_NICS && n < max; id++) {
+		const struct dp_entry *e = dp->entries[id];
+
+		for (int f = 0; e && f < RN_FAM_MAX && n < max; f++) {
+			const struct rn_gw *gw = &dp->maps.gw_mem[id * RN_FAM_MAX + f];
+
+			if (!has_gateway(&e->nic, f) || now - gw->last_seen_ns < interval ||
+			    (gw->probe_sent_ns && now - gw->probe_sent_ns < interval))
+				continue;
+			jobs[n] = (struct probe_job){ .id = id, .family = f, .nic = e->nic,
+						      .mac_valid = gw->mac_valid };
+			memcpy(jobs[n].gw_mac, gw->mac, 6);
+			snprintf(jobs[n].netns_path, sizeof(jobs[n].netns_path), "%s",
+				 e->netns_path);
+			n++;
+		}
+	}
+	return n;
+}
+
+static void *prober_main(void *arg)
+{
+	struct datapath *dp = arg;
+	size_t max = 2 * RN_MAX_NICS;
+	struct probe_job *jobs = calloc(max, sizeof(*jobs));
+
+	if (!jobs) {
+		log_err("gateway_prober_failed", "err=\"%s\"", strerror(ENOMEM));
+		return NULL;
+	}
+	pthread_mutex_lock(&dp->lock);
+	while (!dp->stopping) {
+		struct timespec until;
+		size_t n;
+
+		clock_gettime(CLOCK_REALTIME, &until);
+		until.tv_nsec += (long)(dp->cfg.probe_interval_ms % 1000) * 1000000L;
+		until.tv_sec += dp->cfg.probe_interval_ms / 1000 + until.tv_nsec / 1000000000L;
+		until.tv_nsec %= 1000000000L;
+		pthread_cond_timedwait(&dp->wake, &dp->lock, &until);
+		if (dp->stopping)
+			break;
+		n = probe_jobs(dp, jobs, max, now_ns());
+		pthread_mutex_unlock(&dp->lock);
+		for (size_t i = 0; i < n; i++) {
+			struct rn_gw *gw = &dp->maps.gw_mem[jobs[i].id * RN_FAM_MAX + jobs[i].family];
+			int err;
+
+			gw->probe_sent_ns = now_ns();
+			err = in_netns(jobs[i].netns_path, probe_fn, &jobs[i]);
+			if (err)
+				log_debug("gateway_probe_failed", "netns=%s family=%s err=\"%s\"",
+					  jobs[i].netns_path, family_names[jobs[i].family],
+					  strerror(-err));
+		}
+		pthread_mutex_lock(&dp->lock);
+	}
+	pthread_mutex_unlock(&dp->lock);
+	free(jobs);
+	return NULL;
+}
+
+/* --- JSON views ------------------------------------------------------------ */
+
+static void addr_str(int family, const __u8 *addr, char *buf, size_t len)
+{
+	inet_ntop(family == RN_FAM_V6 ? AF_INET6 : AF_INET, addr, buf, (socklen_t)len);
+}
+
+static struct json_object *gateways_json(const struct datapath *dp, const struct dp_entry *e,
+					 __u64 now)
+{
+	struct json_object *arr = json_object_new_array();
+
+	for (int f = 0; f < RN_FAM_MAX; f++) {
+		const struct rn_gw *gw = &dp->maps.gw_mem[e->id * RN_FAM_MAX + f];
+		struct json_object *o;
+		char buf[INET6_ADDRSTRLEN];
+
+		if (!has_gateway(&e->nic, f))
+			continue;
+		o = json_object_new_object();
+		addr_str(f, f == RN_FAM_V6 ? e->nic.gw6 : e->nic.gw4, buf, sizeof(buf));
+		json_object_object_add(o, "family", json_object_new_string(family_names[f]));
+		json_object_object_add(o, "address", json_object_new_string(buf));
+		json_object_object_add(o, "state",
+				       json_object_new_string(gw_state_names[gw_state_of(dp, e, gw, now)]));
+		if (gw->mac_valid) {
+			snprintf(buf, sizeof(buf), "%02x:%02x:%02x:%02x:%02x:%02x", gw->mac[0],
+				 gw->mac[1], gw->mac[2], gw->mac[3], gw->mac[4], gw->mac[5]);
+			json_object_object_add(o, "mac", json_object_new_string(buf));
+		}
+		if (gw->last_seen_ns)
+			json_object_object_add(o, "lastSeenMsAgo",
+					       json_object_new_int64((int64_t)((now - gw->last_seen_ns) /
+									       NSEC_PER_MSEC)));
+		if (gw->rtt_ns)
+			json_object_object_add(o, "rttUs",
+					       json_object_new_int64((int64_t)(gw->rtt_ns / 1000)));
+		json_object_array_add(arr, o);
+	}
+	return arr;
+}
+
+static void entry_to_json(const struct datapath *dp, const struct dp_entry *e,
+			  struct json_object *o)
+{
+	struct json_object *ips = json_object_new_array(), *c;
+	struct rn_stats st;
+	char buf[INET6_ADDRSTRLEN + 8];
+
+	json_object_object_add(o, "id", json_object_new_int64(e->id));
+	json_object_object_add(o, "network", json_object_new_string(e->network));
+	json_object_object_add(o, "containerID", json_object_new_string(e->container_id));
+	json_object_object_add(o, "ifName", json_object_new_string(e->ifname));
+	json_object_object_add(o, "podNamespace", json_object_new_string(e->pod_namespace));
+	json_object_object_add(o, "podName", json_object_new_string(e->pod_name));
+	json_object_object_add(o, "netns", json_object_new_string(e->netns_path));
+	json_object_object_add(o, "ifindex", json_object_new_int((int)e->nic.ifindex));
+	json_object_object_add(o, "hooks",
+			       json_object_new_string(dp->mode == DP_MODE_TCX ? "tcx" : "clsact"));
+	for (int f = 0; f < RN_FAM_MAX; f++) {
+		struct json_object *ip;
+		bool v6 = f == RN_FAM_V6;
+
+		if (!(e->nic.flags & (v6 ? RN_NIC_V6 : RN_NIC_V4)))
+			continue;
+		ip = json_object_new_object();
+		addr_str(f, v6 ? e->nic.addr6 : e->nic.addr4, buf, sizeof(buf));
+		snprintf(buf + strlen(buf), 8, "/%u", v6 ? e->nic.plen6 : e->nic.plen4);
+		json_object_object_add(ip, "address", json_object_new_string(buf));
+		if (has_gateway(&e->nic, f)) {
+			addr_str(f, v6 ? e->nic.gw6 : e->nic.gw4, buf, sizeof(buf));
+			json_object_object_add(ip, "gateway", json_object_new_string(buf));
+		}
+		json_object_object_add(ip, "pool", json_object_new_string(e->pool[f]));
+		json_object_array_add(ips, ip);
+	}
+	json_object_object_add(o, "ips", ips);
+	if (!dp_stats_sum(&dp->maps, e->id, &st)) {
+		c = json_object_new_object();
+		json_object_object_add(c, "rxPackets", json_object_new_uint64(st.rx_packets));
+		json_object_object_add(c, "rxBytes", json_object_new_uint64(st.rx_bytes));
+		json_object_object_add(c, "txPackets", json_object_new_uint64(st.tx_packets));
+		json_object_object_add(c, "txBytes", json_object_new_uint64(st.tx_bytes));
+		json_object_object_add(c, "redirects", json_object_new_uint64(st.redirects));
+		json_object_object_add(c, "redirectsFast", json_object_new_uint64(st.redirects_fast));
+		json_object_object_add(c, "redirectErrors", json_object_new_uint64(st.redirect_errors));
+		json_object_object_add(c, "dropsRedirect",
+				       json_object_new_uint64(st.drops[RN_DROP_REDIRECT]));
+		json_object_object_add(c, "dropsNicGone",
+				       json_object_new_uint64(st.drops[RN_DROP_NIC_GONE]));
+		json_object_object_add(o, "counters", c);
+	}
+	json_object_object_add(o, "gateways", gateways_json(dp, e, now_ns()));
+}
+
+/* --- control ops ------------------------------------------------------------ */
+
+static int arg_string(struct json_object *args, const char *key, bool required, char *out,
+		      size_t len, struct ctl_error *err)
+{
+	struct json_object *v;
+
+	out[0] = '\0';
+	if (!json_object_object_get_ex(args, key, &v) || json_object_is_type(v, json_type_null))
+		return required ? ctl_fail(err, CTL_ERR_BAD_REQUEST, -EINVAL, "%s is required", key) :
+				  0;
+	if (!json_object_is_type(v, json_type_string))
+		return ctl_fail(err, CTL_ERR_BAD_REQUEST, -EINVAL, "%s must be a string", key);
+	if ((size_t)json_object_get_string_len(v) >= len || (required && !json_object_get_string_len(v)))
+		return ctl_fail(err, CTL_ERR_BAD_REQUEST, -EINVAL, "%s must be 1 to %zu characters",
+				key, len - 1);
+	memcpy(out, json_object_get_string(v), (size_t)json_object_get_string_len(v) + 1);
+	return 0;
+}
+
+static int parse_key(struct json_object *args, struct dp_entry *e, struct ctl_error *err)
+{
+	int ret = arg_string(args, "network", true, e->network, sizeof(e->network), err);
+
+	if (!ret)
+		ret = arg_string(args, "containerID", true, e->container_id, sizeof(e->container_id),
+				 err);
+	if (!ret)
+		ret = arg_string(args, "ifName", true, e->ifname, sizeof(e->ifname), err);
+	return ret;
+}
+
+/* ips: [{"address":"a/len","gateway":"g","pool":"p"}], one per family. */
+static int parse_ips(struct json_object *args, struct dp_entry *e, struct ctl_error *err)
+{
+	struct json_object *ips;
+	size_t n;
+
+	if (!json_object_object_get_ex(args, "ips", &ips) ||
+	    !json_object_is_type(ips, json_type_array) || !(n = json_object_array_length(ips)))
+		return ctl_fail(err, CTL_ERR_BAD_REQUEST, -EINVAL,
+				"ips must be a non-empty array of {address, gateway, pool}");
+	for (size_t i = 0; i < n; i++) {
+		struct json_object *ip = json_object_array_get_idx(ips, i);
+		char addr[INET6_ADDRSTRLEN + 8], gw[INET6_ADDRSTRLEN], *slash, *end;
+		struct dp_entry tmp = { 0 };
+		__u8 bytes[16], gwb[16];
+		int f, family;
+		long plen;
+
+		if (!json_object_is_type(ip, json_type_object) ||
+		    arg_string(ip, "address", true, addr, sizeof(addr), err) ||
+		    arg_string(ip, "gateway", false, gw, sizeof(gw), err) ||
+		    arg_string(ip, "pool", false, tmp.pool[0], sizeof(tmp.pool[0]), err))
+			return ctl_fail(err, CTL_ERR_BAD_REQUEST, -EINVAL,
+					"ips[%zu]: must be {\"address\":\"a/len\",\"gateway\":..,\"pool\":..}", i);
+		slash = strchr(addr, '/');
+		if (!slash)
+			return ctl_fail(err, CTL_ERR_BAD_REQUEST, -EINVAL,
+					"ips[%zu].address %s: needs a prefix length", i, addr);
+		*slash = '\0';
+		family = strchr(addr, ':') ? AF_INET6 : AF_INET;
+		f = family == AF_INET6 ? RN_FAM_V6 : RN_FAM_V4;
+		plen = strtol(slash + 1, &end, 10);
+		if (inet_pton(family, addr, bytes) != 1 || *end || plen < 0 ||
+		    plen > (f == RN_FAM_V6 ? 128 : 32))
+			return ctl_fail(err, CTL_ERR_BAD_REQUEST, -EINVAL,
+					"ips[%zu].address %s/%s: not an address/prefix", i, addr,
+					slash + 1);
+		if (gw[0] && inet_pton(family, gw, gwb) != 1)
+			return ctl_fail(err, CTL_ERR_BAD_REQUEST, -EINVAL,
+					"ips[%zu].gateway %s: not an IPv%d address", i, gw,
+					f == RN_FAM_V6 ? 6 : 4);
+		if (e->nic.flags & (f == RN_FAM_V6 ? RN_NIC_V6 : RN_NIC_V4))
+			return ctl_fail(err, CTL_ERR_BAD_REQUEST, -EINVAL,
+					"ips[%zu]: a NIC holds one address per family", i);
+		memcpy(e->pool[f], tmp.pool[0], sizeof(e->pool[f]));
+		if (f == RN_FAM_V6) {
+			e->nic.flags |= RN_NIC_V6 | (gw[0] ? RN_NIC_GW6 : 0);
+			memcpy(e->nic.addr6, bytes, 16);
+			memcpy(e->nic.gw6, gwb, gw[0] ? 16 : 0);
+			e->nic.plen6 = (__u8)plen;
+		} else {
+			e->nic.flags |= RN_NIC_V4 | (gw[0] ? RN_NIC_GW4 : 0);
+			memcpy(e->nic.addr4, bytes, 4);
+			memcpy(e->nic.gw4, gwb, gw[0] ? 4 : 0);
+			e->nic.plen4 = (__u8)plen;
+		}
+	}
+	return 0;
+}
+
+static struct datapath *datapath_of(struct agent *agent, struct ctl_error *err, int *ret)
+{
+	if (!agent->datapath)
+		*ret = ctl_fail(err, CTL_ERR_INTERNAL, -EOPNOTSUPP,
+				"the datapath is disabled on this node (datapath.enabled)");
+	return agent->datapath;
+}
+
+/* Drops entry @e: maps first, then hooks (eth0's with the pod's last NIC),
+ * then its record. */
+static void entry_remove(struct datapath *dp, struct dp_entry *e)
+{
+	char path[512];
+	int err;
+
+	dp_nic_unpublish(&dp->maps, e->id, &e->nic);
+	err = hooks_apply(dp, e, false, !pod_has_other(dp, e));
+	if (err)
+		log_warn("datapath_detach_hooks_failed", "pod=%s/%s ifname=%s err=\"%s\"",
+			 e->pod_namespace, e->pod_name, e->ifname, strerror(-err));
+	record_path(dp, e->id, path, sizeof(path));
+	unlink(path);
+	dp->entries[e->id] = NULL;
+	dp->nentries--;
+}
+
+int datapath_op_attach(struct agent *agent, struct json_object *args, struct json_object *result,
+		       struct ctl_error *err)
+{
+	struct dp_entry *req = calloc(1, sizeof(*req)), *old;
+	struct pod_probe pp = { 0 };
+	struct json_object *v;
+	struct datapath *dp;
+	int ret = 0;
+
+	if (!req)
+		return -ENOMEM;
+	dp = datapath_of(agent, err, &ret);
+	if (!ret)
+		ret = parse_key(args, req, err);
+	if (!ret)
+		ret = arg_string(args, "netns", true, req->netns_path, sizeof(req->netns_path), err);
+	if (!ret)
+		ret = arg_string(args, "podNamespace", false, req->pod_namespace,
+				 sizeof(req->pod_namespace), err);
+	if (!ret)
+		ret = arg_string(args, "podName", false, req->pod_name, sizeof(req->pod_name), err);
+	if (!ret)
+		ret = parse_ips(args, req, err);
+	if (!ret && json_object_object_get_ex(args, "ifindex", &v)) {
+		if (!json_object_is_type(v, json_type_int) || json_object_get_int(v) <= 0)
+			ret = ctl_fail(err, CTL_ERR_BAD_REQUEST, -EINVAL,
+				       "ifindex must be a positive integer");
+		pp.want_ifindex = json_object_get_int(v);
+	}
+	if (ret) {
+		free(req);
+		return ret;
+	}
+
+	pp.ifname = req->ifname;
+	ret = in_netns(req->netns_path, pod_probe_fn, &pp);
+	if (ret) {
+		ret = ctl_fail(err, ret == -ENOENT || ret == -ENODEV || ret == -ESTALE ?
+				     CTL_ERR_BAD_REQUEST : CTL_ERR_INTERNAL, ret,
+			       ret == -ENOENT ? "netns %s does not exist" :
+			       ret == -ENODEV ? "netns %s has no interface %s" :
+			       ret == -ESTALE ? "netns %s: %s's ifindex is not the one given" :
+						"netns %s, %s: %s",
+			       req->netns_path, req->ifname, strerror(-ret));
+		free(req);
+		return ret;
+	}
+	req->nic.netns = pp.netns;
+	req->nic.ifindex = (__u32)pp.ifindex;
+	req->nic.flags |= RN_NIC_ACTIVE;
+	memcpy(req->nic.mac, pp.mac, 6);
+	req->eth0_ifindex = pp.eth0_ifindex;
+	req->attached_ns = now_ns();
+
+	pthread_mutex_lock(&dp->lock);
+	flock(dp->bpffs_fd, LOCK_EX);
+	old = find_entry(dp, req->network, req->container_id, req->ifname);
+	req->id = old ? old->id : free_id(dp);
+	if (!req->id) {
+		ret = ctl_fail(err, CTL_ERR_INTERNAL, -ENOSPC, "all %d datapath slots are in use",
+			       RN_MAX_NICS - 1);
+		goto unlock;
+	}
+	if (old && (old->nic.netns != req->nic.netns || old->nic.ifindex != req->nic.ifindex ||
+		    memcmp(old->nic.addr4, req->nic.addr4, 4) ||
+		    memcmp(old->nic.addr6, req->nic.addr6, 16)))
+		dp_nic_unpublish(&dp->maps, old->id, &old->nic); /* its keys change */
+	if (old)
+		req->attached_ns = old->attached_ns;
+	ret = dp_nic_publish(&dp->maps, req->id, &req->nic, !old);
+	if (!ret)
+		ret = hooks_apply(dp, req, true, true);
+	if (!ret)
+		ret = record_save(dp, req);
+	if (ret) {
+		ctl_fail(err, CTL_ERR_INTERNAL, ret, "attaching %s in %s: %s", req->ifname,
+			 req->netns_path, strerror(-ret));
+		if (!old) {
+			dp_nic_unpublish(&dp->maps, req->id, &req->nic);
+			hooks_apply(dp, req, false, !pod_has_other(dp, req));
+		}
+		goto unlock;
+	}
+	if (!old)
+		dp->nentries++;
+	dp->entries[req->id] = req;
+	free(old);
+	entry_to_json(dp, req, result);
+	log_info("datapath_attached", "pod=%s/%s ifname=%s netns=%s id=%u ifindex=%u",
+		 req->pod_namespace, req->pod_name, req->ifname, req->netns_path, req->id,
+		 req->nic.ifindex);
+	req = NULL;
+unlock:
+	flock(dp->bpffs_fd, LOCK_UN);
+	pthread_mutex_unlock(&dp->lock);
+	free(req);
+	return ret;
+}
+
+int datapath_op_detach(struct agent *agent, struct json_object *args, struct json_object *result,
+		       struct ctl_error *err)
+{
+	struct dp_entry key = { 0 }, *e;
+	struct datapath *dp;
+	int ret = 0;
+
+	dp = datapath_of(agent, err, &ret);
+	if (!ret)
+		ret = parse_key(args, &key, err);
+	if (ret)
+		return ret;
+	pthread_mutex_lock(&dp->lock);
+	flock(dp->bpffs_fd, LOCK_EX);
+	e = find_entry(dp, key.network, key.container_id, key.ifname);
+	if (e) {
+		entry_remove(dp, e);
+		log_info("datapath_detached", "pod=%s/%s ifname=%s id=%u", e->pod_namespace,
+			 e->pod_name, e->ifname, e->id);
+		free(e);
+	}
+	flock(dp->bpffs_fd, LOCK_UN);
+	pthread_mutex_unlock(&dp->lock);
+	json_object_object_add(result, "detached", json_object_new_boolean(e != NULL));
+	return 0;
+}
+
+int datapath_op_get(struct agent *agent, struct json_object *args, struct json_object *result,
+		    struct ctl_error *err)
+{
+	struct dp_entry key = { 0 }, *e;
+	struct datapath *dp;
+	int ret = 0;
+
+	dp = datapath_of(agent, err, &ret);
+	if (!ret)
+		ret = parse_key(args, &key, err);
+	if (ret)
+		return ret;
+	pthread_mutex_lock(&dp->lock);
+	e = find_entry(dp, key.network, key.container_id, key.ifname);
+	if (e)
+		entry_to_json(dp, e, result);
+	pthread_mutex_unlock(&dp->lock);
+	if (!e)
+		return ctl_fail(err, CTL_ERR_NOT_FOUND, -ENOENT,
+				"no datapath entry for network %s, container %s, %s", key.network,
+				key.container_id, key.ifname);
+	return 0;
+}
+
+int datapath_op_list(struct agent *agent, struct json_object *args, struct json_object *result,
+		     struct ctl_error *err)
+{
+	struct json_object *arr;
+	struct datapath *dp;
+	int ret = 0;
+
+	dp = datapath_of(agent, err, &ret);
+	if (ret)
+		return ret;
+	arr = json_object_new_array();
+	pthread_mutex_lock(&dp->lock);
+	for (__u32 id = 1; id < RN_MAX_NICS; id++) {
+		struct json_object *o;
+
+		if (!dp->entries[id])
+			continue;
+		o = json_object_new_object();
+		entry_to_json(dp, dp->entries[id], o);
+		json_object_array_add(arr, o);
+	}
+	pthread_mutex_unlock(&dp->lock);
+	json_object_object_add(result, "hooks",
+			       json_object_new_string(dp->mode == DP_MODE_TCX ? "tcx" : "clsact"));
+	json_object_object_add(result, "entries", arr);
+	return 0;
+}
+
+/* --- Prometheus ------------------------------------------------------------- */
+
+struct counter_family {
+	const char *name, *help;
+	size_t offset;
+};
+
+#define COUNTER(field, metric, text) { "railnet_datapath_" metric "_total", text, \
+				       offsetof(struct rn_stats, field) }
+
+static const struct counter_family counter_families[] = {
+	COUNTER(rx_packets, "rx_packets", "Packets received by a pod rail NIC."),
+	COUNTER(rx_bytes, "rx_bytes", "Bytes received by a pod rail NIC."),
+	COUNTER(tx_packets, "tx_packets", "Packets sent by a pod rail NIC, redirected ones included."),
+	COUNTER(tx_bytes, "tx_bytes", "Bytes sent by a pod rail NIC, redirected ones included."),
+	COUNTER(redirects, "return_path_redirects",
+		"Packets of the NIC's addresses that were leaving by another interface and were redirected to it."),
+	COUNTER(redirects_fast, "return_path_fast_redirects",
+		"Return-path redirects that used the learnt gateway MAC (no neighbour lookup)."),
+	COUNTER(redirect_errors, "return_path_redirect_errors",
+		"Return-path redirects the kernel refused."),
+};
+
+static const char *const drop_reason_names[RN_DROP_MAX] = {
+	[RN_DROP_REDIRECT] = "redirect_refused",
+	[RN_DROP_NIC_GONE] = "nic_detaching",
+};
+
+static void pools_label(const struct dp_entry *e, char *buf, size_t len)
+{
+	snprintf(buf, len, "%s%s%s", e->pool[RN_FAM_V4],
+		 e->pool[RN_FAM_V4][0] && e->pool[RN_FAM_V6][0] ? "," : "", e->pool[RN_FAM_V6]);
+}
+
+void datapath_collect(void *ctx, struct metrics_writer *w)
+{
+	struct datapath *dp = ctx;
+	size_t nf = sizeof(counter_families) / sizeof(counter_families[0]);
+	struct rn_stats *stats;
+	__u64 now = now_ns();
+	char pool[160];
+
+	pthread_mutex_lock(&dp->lock);
+	metrics_family(w, "railnet_datapath_nics", "gauge", "Pod rail NICs in the datapath maps.");
+	metrics_sample(w, "railnet_datapath_nics", (double)dp->nentries, "hooks",
+		       dp->mode == DP_MODE_TCX ? "tcx" : "clsact", NULL);
+	stats = calloc(RN_MAX_NICS, sizeof(*stats));
+	if (!stats)
+		goto out;
+	for (__u32 id = 1; id < RN_MAX_NICS; id++)
+		if (dp->entries[id])
+			dp_stats_sum(&dp->maps, id, &stats[id]);
+	for (size_t f = 0; f <= nf; f++) {
+		bool drops = f == nf;
+		const char *name = drops ? "railnet_datapath_drops_total" : counter_families[f].name;
+
+		metrics_family(w, name, "counter",
+			       drops ? "Packets the datapath dropped, by reason." :
+				       counter_families[f].help);
+		for (__u32 id = 1; id < RN_MAX_NICS; id++) {
+			const struct dp_entry *e = dp->entries[id];
+
+			if (!e)
+				continue;
+			pools_label(e, pool, sizeof(pool));
+			for (int r = 0; drops && r < RN_DROP_MAX; r++)
+				metrics_sample_u64(w, name, stats[id].drops[r], "namespace",
+						   e->pod_namespace, "pod", e->pod_name, "interface",
+						   e->ifname, "pool", pool, "reason",
+						   drop_reason_names[r], NULL);
+			if (!drops)
+				metrics_sample_u64(w, name,
+						   *(const __u64 *)((const char *)&stats[id] +
+								    counter_families[f].offset),
+						   "namespace", e->pod_namespace, "pod", e->pod_name,
+						   "interface", e->ifname, "pool", pool, NULL);
+		}
+	}
+	free(stats);
+
+	for (int m = 0; m < 3; m++) {
+		static const char *const names[3] = { "railnet_gateway_up",
+						      "railnet_gateway_rtt_seconds",
+						      "railnet_gateway_last_seen_seconds" };
+		static const char *const helps[3] = {
+			"1 when a pod NIC's gateway gave a sign within gateway.downAfter probe intervals, 0 when it did not, -1 before the first sign.",
+			"Round trip of the last answered ARP/NS probe to a pod NIC's gateway.",
+			"Seconds since a frame from a pod NIC's gateway was last seen.",
+		};
+		const char *name = names[m];
+
+		metrics_family(w, name, "gauge", helps[m]);
+		for (__u32 id = 1; id < RN_MAX_NICS; id++) {
+			const struct dp_entry *e = dp->entries[id];
+
+			for (int f = 0; e && f < RN_FAM_MAX; f++) {
+				const struct rn_gw *gw = &dp->maps.gw_mem[id * RN_FAM_MAX + f];
+				char gwaddr[INET6_ADDRSTRLEN];
+				double v;
+
+				if (!has_gateway(&e->nic, f) || (m == 1 && !gw->rtt_ns) ||
+				    (m == 2 && !gw->last_seen_ns))
+					continue;
+				addr_str(f, f == RN_FAM_V6 ? e->nic.gw6 : e->nic.gw4, gwaddr,
+					 sizeof(gwaddr));
+				if (m == 0) {
+					enum gw_state s = gw_state_of(dp, e, gw, now);
+
+					v = s == GW_UP ? 1 : s == GW_DOWN ? 0 : -1;
+				} else if (m == 1) {
+					v = (double)gw->rtt_ns / 1e9;
+				} else {
+					v = (double)(now - gw->last_seen_ns) / 1e9;
+				}
+				metrics_sample(w, name, v, "namespace", e->pod_namespace, "pod",
+					       e->pod_name, "interface", e->ifname, "family",
+					       family_names[f], "gateway", gwaddr, NULL);
+			}
+		}
+	}
+out:
+	pthread_mutex_unlock(&dp->lock);
+}

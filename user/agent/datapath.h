@@ -1,0 +1,53 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* The agent's datapath module (docs/datapath.md): pod rail NICs as entries
+ * of the pinned maps, the tc hooks in the pods, the gateway prober, the
+ * datapath's Prometheus series and its control ops.
+ *
+ * Entries are kept in stateDir/datapath/<id>.json as well as in the maps:
+ * a restarted railnetd reuses the pinned maps and hooks (pods forward all
+ * along), takes its pod metadata from the records, and switches the hooks
+ * to its own programs atomically; after an incompatible layout change it
+ * rebuilds the new maps from the records before switching.
+ */
+#ifndef RAILNET_AGENT_DATAPATH_H
+#define RAILNET_AGENT_DATAPATH_H
+
+#include <json-c/json.h>
+#include <stdbool.h>
+
+#include "common/ctl_client.h"
+
+struct agent;
+struct datapath;
+struct metrics_writer;
+
+struct datapath_config {
+	bool enabled;               /* datapath.enabled (default true) */
+	bool fast_redirect;         /* datapath.fastRedirect (default true) */
+	long long probe_interval_ms; /* gateway.probeIntervalMs (default 1000) */
+	int down_after;             /* gateway.downAfter intervals (default 3) */
+};
+
+/* The "datapath" and "gateway" sections of the agent's configuration. */
+int datapath_config_parse(struct json_object *root, struct datapath_config *cfg, char *errbuf,
+			  size_t errlen);
+
+int datapath_open(const char *bpffs, const char *state_dir, const struct datapath_config *cfg,
+		  struct datapath **dp);
+/* Stops the prober; maps, programs and hooks stay for the next agent. */
+void datapath_close(struct datapath *dp);
+
+/* Prometheus collector (ctx: the datapath). */
+void datapath_collect(void *ctx, struct metrics_writer *w);
+
+/* Control ops (docs/protocol.md). */
+int datapath_op_attach(struct agent *agent, struct json_object *args, struct json_object *result,
+		       struct ctl_error *err);
+int datapath_op_detach(struct agent *agent, struct json_object *args, struct json_object *result,
+		       struct ctl_error *err);
+int datapath_op_get(struct agent *agent, struct json_object *args, struct json_object *result,
+		    struct ctl_error *err);
+int datapath_op_list(struct agent *agent, struct json_object *args, struct json_object *result,
+		     struct ctl_error *err);
+
+#endif
