@@ -1099,16 +1099,23 @@ unlock:
 	return ret;
 }
 
+/* The datapath and the (network, containerID, ifName) of a request. */
+static int keyed_request(struct agent *agent, struct json_object *args, struct dp_entry *key,
+			 struct datapath **dp, struct ctl_error *err)
+{
+	int ret = 0;
+
+	*dp = datapath_of(agent, err, &ret);
+	return ret ? ret : parse_key(args, key, err);
+}
+
 int datapath_op_detach(struct agent *agent, struct json_object *args, struct json_object *result,
 		       struct ctl_error *err)
 {
 	struct dp_entry key = { 0 }, *e;
 	struct datapath *dp;
-	int ret = 0;
+	int ret = keyed_request(agent, args, &key, &dp, err);
 
-	dp = datapath_of(agent, err, &ret);
-	if (!ret)
-		ret = parse_key(args, &key, err);
 	if (ret)
 		return ret;
 	pthread_mutex_lock(&dp->lock);
@@ -1131,11 +1138,8 @@ int datapath_op_get(struct agent *agent, struct json_object *args, struct json_o
 {
 	struct dp_entry key = { 0 }, *e;
 	struct datapath *dp;
-	int ret = 0;
+	int ret = keyed_request(agent, args, &key, &dp, err);
 
-	dp = datapath_of(agent, err, &ret);
-	if (!ret)
-		ret = parse_key(args, &key, err);
 	if (ret)
 		return ret;
 	pthread_mutex_lock(&dp->lock);
