@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
+# The datapath outlives railnetd: kill -9 and restart under 100 pps of
+# cross-rail pings on every rail loses no packet, the new agent switches the
+# hooks to its own programs and keeps the pods' metadata; a layout change
+# (maps of another version pinned) is migrated under traffic too.
+set -u
+. "$(dirname "$0")/../lib/tap.sh"
+. "$(dirname "$0")/../lib/lab.sh"
+. "$(dirname "$0")/../lib/agent.sh"
+. "$(dirname "$0")/../lib/datapath.sh"
+
+if ! why=$(lab_require); then tap_skip "datapath restart" "$why"; tap_done; exit; fi
+TAP_LOG=$(mktemp)
+trap 'agent_stop 1; agent_stop 2; lab_down; rm -f "$TAP_LOG" "$TAP_LOG".ping*' EXIT
+RAILS=2
+lab_up 2 $RAILS
+for n in 1 2; do agent_start "$n" || exit 1; done
+lab_pod_add 1 1; lab_pod_add 2 1
+for ((r = 1; r <= RAILS; r++)); do
+	dp_pod_nic 1 1 "$r" && dp_pod_nic 2 1 "$r" || { tap_ok "pods set up" false; tap_done; exit; }
+done
+bpffs=$(lab_node_dir 1)/bpffs
+conf=$(lab_node_dir 1)/railnetd.json
+
+# 100 pps from the peer's NIC on the other rail to pod 1/1's net$r, for 3 s:
+# every reply needs the return path.
+pings_start() {
+	ping_pids=()
+	for ((r = 1; r <= RAILS; r++)); do
+		lab_in "$(lab_pod_ns 2 1)" ping -q -i 0.01 -c 300 -W 1 -I "net$((r % RAILS + 1))" \
+			"$(dp_addr4 1 1 "$r")" >"$TAP_LOG.ping$r" 2>&1 &
+		ping_pids+=($!)
+	done
+}
+pings_check() { # <what>
+	wait "${ping_pids[@]}"
+	for ((r = 1; r <= RAILS; r++)); do
+		tap_eq "$1: rail $r, 300 of 300 replies" "300" \
+			"$(sed -n 's/.* \([0-9]*\) received.*/\1/p' "$TAP_LOG.ping$r")"
+	done
+}
+prog_of_link() { bpftool link show pinned "$1" -j | jq -r .prog_id; }
+link_out=$(ls "$bpffs"/links/*-out | head -1)
+
+old_prog=$(prog_of_link "$link_out")
+pings_start
+sleep 0.5
+agent_kill9 1
+sleep 0.3
+agent_start 1 "$conf" >/dev/null
+pings_check "kill -9 + restart under 100 pps"
+tap_eq "the hooks now run the new agent's program" \
+	"$(bpftool prog show pinned "$bpffs/rn_egress" -j | jq -r .id)" "$(prog_of_link "$link_out")"
+tap_ok "... which is not the old one ($old_prog)" test "$(prog_of_link "$link_out")" != "$old_prog"
+tap_eq "pod metadata survived the restart" "default/pod-1-1 net1" \
+	"$(railnetctl_n 1 -o json datapath | jq -r '.[] | select(.ifName=="net1") | "\(.podNamespace)/\(.podName) \(.ifName)"')"
+tap_ok "counters survived the restart (maps reused)" \
+	test "$(dp_get 1 1 1 .counters.redirects)" -ge 300
+
+# A layout change: the running maps' pins are gone (a new version would not
+# find them under its names) and maps of another version are pinned.
+agent_stop 1
+for m in rn_addr rn_ifc rn_nic rn_gw rn_stats; do rm -f "$bpffs/${m}_v1"; done
+bpftool map create "$bpffs/rn_nic_v0" type array key 4 value 8 entries 1 name rn_nic_v0
+pings_start
+sleep 0.5
+agent_start 1 "$conf" >/dev/null
+pings_check "layout migration under 100 pps"
+tap_ok "the old layout's pins are removed" test ! -e "$bpffs/rn_nic_v0"
+tap_ok "the migration is logged" grep -q datapath_layout_migrated "$(lab_node_dir 1)/railnetd.log"
+tap_ok "the new maps hold the pods again" bash -c \
+	"bpftool map dump pinned $bpffs/rn_addr_v1 | grep -q '\"nic\"'"
+tap_done
