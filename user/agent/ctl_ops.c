@@ -13,6 +13,9 @@
 
 #ifndef RAILNET_VERSION
 #define RAILNET_VERSION "0.1.0"
+/* How long an ADD on a full pool waits for the links being deleted (one
+ * takes ~16 ms; a burst of DELs queues on the kernel's rtnl lock). */
+#define TEARDOWN_DRAIN_MS 1000
 #endif
 
 int ctl_fail(struct ctl_error *err, const char *code, int errnum, const char *fmt, ...)
@@ -151,6 +154,9 @@ static int op_ipam_allocate(struct agent *agent, struct json_object *args,
 		ret = parse_pool_names(args, &req, err);
 	if (!ret) {
 		nic_teardown_wait(agent->teardown, &req.key);
+		/* A full pool may only be waiting for links a DEL is deleting. */
+		if (ipam_would_exhaust(agent->ipam, &req))
+			nic_teardown_drain(agent->teardown, TEARDOWN_DRAIN_MS);
 		ret = ipam_allocate(agent->ipam, &req, leases, &n, &kind, msg, sizeof(msg));
 		if (ret)
 			ctl_fail(err, ipam_error_codes[kind], ret, "%s", msg);

@@ -1036,6 +1036,34 @@ static int release_alloc(struct ipam *ipam, struct alloc *al, uint64_t *seq)
 	return 0;
 }
 
+static bool family_has_room(struct ipam *ipam, const struct ipam_request *req, int family,
+			    const char **names, size_t n)
+{
+	struct pool *p;
+
+	if (!n || find_existing(ipam, req, family, names, n))
+		return true;
+	for (size_t i = 0; i < n; i++) {
+		p = find_pool(ipam, names[i]);
+		/* Anything but a full pool fails or succeeds on its own. */
+		if (!p || p->cfg.subnet.net.family != family || !pool_allowed_here(p, ipam->node_name) ||
+		    (u128)p->used < p->usable)
+			return true;
+	}
+	return false;
+}
+
+bool ipam_would_exhaust(struct ipam *ipam, const struct ipam_request *req)
+{
+	bool room;
+
+	pthread_mutex_lock(&ipam->lock);
+	room = family_has_room(ipam, req, AF_INET, req->pools_v4, req->npools_v4) &&
+	       family_has_room(ipam, req, AF_INET6, req->pools_v6, req->npools_v6);
+	pthread_mutex_unlock(&ipam->lock);
+	return !room;
+}
+
 int ipam_allocate(struct ipam *ipam, const struct ipam_request *req, struct ipam_lease *leases,
 		  size_t *nleases, enum ipam_error *kind, char *errbuf, size_t errlen)
 {

@@ -105,6 +105,8 @@ int ipam_reconfigure(struct ipam *ipam, const struct ipam_config *cfg, char *err
  * errno, *kind and @errbuf for the operator; nothing stays allocated. */
 int ipam_allocate(struct ipam *ipam, const struct ipam_request *req, struct ipam_lease *leases,
 		  size_t *nleases, enum ipam_error *kind, char *errbuf, size_t errlen);
+/* True when ipam_allocate(@req) would fail only because its pools are full. */
+bool ipam_would_exhaust(struct ipam *ipam, const struct ipam_request *req);
 /* Leases held for @key (0 of them: -ENOENT). */
 int ipam_get(struct ipam *ipam, const struct ipam_key *key, struct ipam_lease *leases,
 	     size_t *nleases);

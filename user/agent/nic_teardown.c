@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "common/log.h"
@@ -26,6 +27,7 @@ struct teardown_job {
 	char ifname[16];
 	char pending_path[PATH_MAX + 256];
 	int netns_fd;
+	unsigned long long seq; /* order of start */
 };
 
 struct nic_teardown {
@@ -34,11 +36,13 @@ struct nic_teardown {
 	pthread_mutex_t lock; /* jobs */
 	pthread_cond_t done;
 	struct teardown_job *jobs; /* in flight */
+	unsigned long long next_seq;
 };
 
 int nic_teardown_open(struct ipam *ipam, const char *socket_path, struct nic_teardown **out)
 {
 	struct nic_teardown *t = calloc(1, sizeof(*t));
+	pthread_condattr_t attr;
 	char sock[PATH_MAX];
 
 	if (!t)
@@ -47,7 +51,10 @@ int nic_teardown_open(struct ipam *ipam, const char *socket_path, struct nic_tea
 	snprintf(sock, sizeof(sock), "%s", socket_path);
 	snprintf(t->queue_dir, sizeof(t->queue_dir), "%s/release-queue", dirname(sock));
 	pthread_mutex_init(&t->lock, NULL);
-	pthread_cond_init(&t->done, NULL);
+	pthread_condattr_init(&attr);
+	pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+	pthread_cond_init(&t->done, &attr);
+	pthread_condattr_destroy(&attr);
 	*out = t;
 	return 0;
 }
@@ -183,6 +190,36 @@ void nic_teardown_wait(struct nic_teardown *t, const struct ipam_key *key)
 	pthread_mutex_unlock(&t->lock);
 }
 
+static bool started_before(struct nic_teardown *t, unsigned long long seq)
+{
+	for (struct teardown_job *j = t->jobs; j; j = j->next)
+		if (j->seq < seq)
+			return true;
+	return false;
+}
+
+void nic_teardown_drain(struct nic_teardown *t, int timeout_ms)
+{
+	struct timespec deadline;
+	unsigned long long now_seq;
+
+	if (!t)
+		return;
+	clock_gettime(CLOCK_MONOTONIC, &deadline);
+	deadline.tv_sec += timeout_ms / 1000;
+	deadline.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+	if (deadline.tv_nsec >= 1000000000L) {
+		deadline.tv_sec++;
+		deadline.tv_nsec -= 1000000000L;
+	}
+	pthread_mutex_lock(&t->lock);
+	now_seq = t->next_seq;
+	while (started_before(t, now_seq))
+		if (pthread_cond_timedwait(&t->done, &t->lock, &deadline) == ETIMEDOUT)
+			break;
+	pthread_mutex_unlock(&t->lock);
+}
+
 int nic_teardown_start(struct nic_teardown *t, const struct ipam_key *key, const char *netns_path,
 		       bool *deferred, struct json_object *released)
 {
@@ -246,6 +283,7 @@ int nic_teardown_start(struct nic_teardown *t, const struct ipam_key *key, const
 		unlink(job->pending_path);
 		goto fail;
 	}
+	job->seq = t->next_seq++;
 	job->next = t->jobs;
 	t->jobs = job;
 	pthread_mutex_unlock(&t->lock);

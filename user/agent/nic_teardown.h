@@ -33,6 +33,11 @@ int nic_teardown_start(struct nic_teardown *t, const struct ipam_key *key, const
  * must not have its allocation released under it by the DEL before. */
 void nic_teardown_wait(struct nic_teardown *t, const struct ipam_key *key);
 
+/* Waits, at most @timeout_ms, for the teardowns in flight now to finish
+ * (not for those started meanwhile): an ADD on a full pool may be waiting
+ * only for addresses a DEL is about to release. */
+void nic_teardown_drain(struct nic_teardown *t, int timeout_ms);
+
 /* Finishes the teardowns a previous run left pending; returns how many. */
 int nic_teardown_recover(struct nic_teardown *t);
 
