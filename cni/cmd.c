@@ -124,6 +124,7 @@ static int take_allocation(struct json_object *alloc, struct cni_result *res, st
 
 		snprintf(out->address, sizeof(out->address), "%s", jstr(ip, "address"));
 		snprintf(out->gateway, sizeof(out->gateway), "%s", jstr(ip, "gateway"));
+		snprintf(out->pool, sizeof(out->pool), "%s", jstr(ip, "pool"));
 		out->family = strchr(out->address, ':') ? 6 : 4;
 	}
 	if (json_object_object_get_ex(alloc, "routes", &routes))
@@ -276,6 +277,7 @@ static int configure_pod_side(const struct netconf *nc, const struct cni_env *en
 			       strerror(-err));
 		goto out;
 	}
+	res->ifindex = ifindex;
 	if (want_mac) {
 		err = link_set_mac(pod, ifindex, want_mac);
 		if (err) {
@@ -335,20 +337,53 @@ out:
 	return err;
 }
 
-/* {"address","gateway","pool"} of each of @res's addresses, as the agent's
- * per-NIC ops take them. */
-static struct json_object *ips_args(const struct cni_result *res)
+/* What the agent's per-NIC ops (rdma.attach, datapath.attach) take: the
+ * key, the netns, the master and {"address","gateway","pool"} per address. */
+static struct json_object *nic_args(const struct netconf *nc, const struct cni_env *env,
+				    const struct cni_result *res)
 {
-	struct json_object *ips = json_object_new_array();
+	struct json_object *args = key_args(nc, env), *ips = json_object_new_array();
 
 	for (size_t i = 0; i < res->nips; i++) {
 		struct json_object *ip = json_object_new_object();
 
 		json_object_object_add(ip, "address", json_object_new_string(res->ips[i].address));
 		json_object_object_add(ip, "gateway", json_object_new_string(res->ips[i].gateway));
+		json_object_object_add(ip, "pool", json_object_new_string(res->ips[i].pool));
 		json_object_array_add(ips, ip);
 	}
-	return ips;
+	json_object_object_add(args, "netns", json_object_new_string(env->netns));
+	json_object_object_add(args, "master", json_object_new_string(nc->master));
+	json_object_object_add(args, "ips", ips);
+	return args;
+}
+
+/* Puts the NIC into the eBPF return path (agent op datapath.attach): the
+ * last step of ADD, once the NIC has its addresses and routes.  A node that
+ * runs without the datapath (datapath.enabled false) says so, and that is
+ * fine. */
+static int datapath_attach(const struct netconf *nc, const struct cni_env *env,
+			   const struct cni_result *res, struct cni_error *e)
+{
+	struct json_object *args = nic_args(nc, env, res), *out = NULL;
+	int err;
+
+	json_object_object_add(args, "podNamespace", json_object_new_string(env->pod_namespace));
+	json_object_object_add(args, "podName", json_object_new_string(env->pod_name));
+	json_object_object_add(args, "ifindex", json_object_new_int(res->ifindex));
+	err = agent_call(nc, "datapath.attach", args, &out, e);
+	json_object_put(args);
+	json_object_put(out);
+	if (err && !strcmp(e->agent_code, CTL_ERR_DISABLED))
+		return 0;
+	if (err && e->agent_code[0]) {
+		char why[sizeof(e->details)];
+
+		snprintf(why, sizeof(why), "%s", e->details);
+		return cni_fail(e, RAILNET_ERR_AGENT, "cannot attach the NIC to the eBPF datapath",
+				"%s: %s", env->ifname, why);
+	}
+	return err;
 }
 
 /* Counts the NIC against its RDMA shared-device resource and links it to
@@ -356,13 +391,10 @@ static struct json_object *ips_args(const struct cni_result *res)
 static int rdma_attach(const struct netconf *nc, const struct cni_env *env,
 		       const struct cni_result *res, struct cni_error *e)
 {
-	struct json_object *args = key_args(nc, env), *out = NULL;
+	struct json_object *args = nic_args(nc, env, res), *out = NULL;
 	int err;
 
-	json_object_object_add(args, "netns", json_object_new_string(env->netns));
-	json_object_object_add(args, "master", json_object_new_string(nc->master));
 	json_object_object_add(args, "rdmaResourceName", json_object_new_string(nc->rdma_resource));
-	json_object_object_add(args, "ips", ips_args(res));
 	err = agent_call(nc, "rdma.attach", args, &out, e);
 	json_object_put(args);
 	json_object_put(out);
@@ -409,18 +441,29 @@ static bool mac_from_prefix(const struct netconf *nc, const struct cni_result *r
 	return true;
 }
 
+/* A keyed call whose outcome changes nothing for the caller (rollback). */
+static void agent_call_quietly(const struct netconf *nc, const struct cni_env *env, const char *op)
+{
+	struct json_object *args = key_args(nc, env), *res = NULL;
+	struct cni_error ignored;
+
+	if (!agent_call(nc, op, args, &res, &ignored))
+		json_object_put(res);
+	json_object_put(args);
+}
+
 int cmd_add(const struct netconf *nc, const struct cni_env *env, struct json_object **out,
 	    struct cni_error *e)
 {
 	struct netns_pair ns = { -1, -1 };
 	struct nl_sock *host = NULL;
 	struct master_info m;
-	struct json_object *args, *alloc = NULL, *dummy;
+	struct json_object *args, *alloc = NULL;
 	struct ctl_conn *conn = NULL;
 	struct cni_result res = { 0 };
-	struct cni_error link_err = { 0 }, ignored;
+	struct cni_error link_err = { 0 };
 	unsigned char mac[6];
-	bool allocated = false, created = false, in_pod = false;
+	bool allocated = false, created = false, in_pod = false, rdma_attached = false;
 	int err;
 
 	err = nl_route_open(&host);
@@ -476,7 +519,11 @@ int cmd_add(const struct netconf *nc, const struct cni_env *env, struct json_obj
 		err = rdma_attach(nc, env, &res, e);
 		if (err)
 			goto rollback;
+		rdma_attached = true;
 	}
+	err = datapath_attach(nc, env, &res, e);
+	if (err)
+		goto rollback;
 
 	*out = cni_result_json(nc->cni_version, &res);
 	err = 0;
@@ -494,12 +541,12 @@ rollback:
 		}
 		netns_enter(ns.host_fd);
 	}
-	if (allocated) {
-		args = key_args(nc, env);
-		if (!agent_call(nc, "ipam.release", args, &dummy, &ignored))
-			json_object_put(dummy);
-		json_object_put(args);
-	}
+	/* Releasing what this ADD allocated takes the NIC's RDMA attachment
+	 * with it (the agent's release hook); otherwise undo it here. */
+	if (allocated)
+		agent_call_quietly(nc, env, "ipam.release");
+	else if (rdma_attached)
+		agent_call_quietly(nc, env, "rdma.detach");
 out:
 	json_object_put(alloc);
 	netns_pair_close(&ns);
@@ -598,15 +645,8 @@ int cmd_del(const struct netconf *nc, const struct cni_env *env, struct cni_erro
 	 * link is gone. */
 	if (env->netns && *env->netns)
 		json_object_object_add(args, "netns", json_object_new_string(env->netns));
-	if (nc->rdma_resource[0]) {
-		/* Best effort: detach is idempotent, and an agent that is away
-		 * forgets attachments whose netns is gone. */
-		struct cni_error ignored;
-
-		if (!agent_call(nc, "rdma.detach", args, &res, &ignored))
-			json_object_put(res);
-		res = NULL;
-	}
+	/* The NIC's datapath entry and RDMA attachment go with its addresses
+	 * (the agent's release hook), whichever way they are released. */
 	err = agent_call(nc, "nic.delete", args, &res, e);
 	json_object_put(args);
 	json_object_put(res);
@@ -743,6 +783,34 @@ out:
 	return err;
 }
 
+static bool prev_has_address(struct json_object *prev, const char *address)
+{
+	struct json_object *ips;
+
+	if (json_object_object_get_ex(prev, "ips", &ips))
+		for (size_t i = 0; i < json_object_array_length(ips); i++)
+			if (!strcmp(jstr(json_object_array_get_idx(ips, i), "address"), address))
+				return true;
+	return false;
+}
+
+/* What the agent holds for the NIC (ipam.get's @held) is what ADD said. */
+static int check_agent_addresses(const struct netconf *nc, const struct cni_env *env,
+				 struct json_object *held, struct cni_error *e)
+{
+	struct json_object *ips = json_object_object_get(held, "ips");
+
+	for (size_t i = 0; i < json_object_array_length(ips); i++) {
+		const char *a = jstr(json_object_array_get_idx(ips, i), "address");
+
+		if (!prev_has_address(nc->prev_result, a))
+			return cni_fail(e, RAILNET_ERR_LINK, "address differs from the agent's",
+					"railnetd holds %s for %s, prevResult does not have it", a,
+					env->ifname);
+	}
+	return 0;
+}
+
 int cmd_check(const struct netconf *nc, const struct cni_env *env, struct cni_error *e)
 {
 	struct netns_pair ns = { -1, -1 };
@@ -768,8 +836,22 @@ int cmd_check(const struct netconf *nc, const struct cni_env *env, struct cni_er
 
 	args = key_args(nc, env);
 	err = agent_call(nc, "ipam.get", args, &res, e);
-	json_object_put(args);
+	if (!err)
+		err = check_agent_addresses(nc, env, res, e);
 	json_object_put(res);
+	res = NULL;
+	if (!err) {
+		err = agent_call(nc, "datapath.get", args, &res, e);
+		if (err && !strcmp(e->agent_code, CTL_ERR_DISABLED))
+			err = 0;
+		else if (err && !strcmp(e->agent_code, CTL_ERR_NOT_FOUND))
+			err = cni_fail(e, RAILNET_ERR_LINK, "interface not in the eBPF datapath",
+				       "%s: railnetd has no return-path entry for it (an agent state "
+				       "loss?); delete and re-create the pod",
+				       env->ifname);
+		json_object_put(res);
+	}
+	json_object_put(args);
 	return err;
 }
 

@@ -99,6 +99,7 @@ struct json_object *cni_error_json(const char *version, const struct cni_error *
 struct cni_ip {
 	char address[64]; /* a.b.c.d/len */
 	char gateway[48];
+	char pool[64]; /* the agent's pool it came from */
 	int family;
 };
 struct cni_route {
@@ -107,6 +108,7 @@ struct cni_route {
 };
 struct cni_result {
 	char ifname[IFNAMSIZ];
+	int ifindex; /* in the pod */
 	char mac[18];
 	char sandbox[4096];
 	int mtu;

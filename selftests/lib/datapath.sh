@@ -1,10 +1,10 @@
 # SPDX-License-Identifier: Apache-2.0
 # The datapath on the lab's pods.  Source after lab.sh and agent.sh.
 #
-#   dp_pod_nic N P R [CONF-EXTRA]  rail R's NIC netR in pod P of node N, made by the
-#                                 CNI plugin, then attached to the datapath as the
-#                                 plugin's ADD does
-#   dp_attach N P R                datapath.attach for netR of pod P (as the CNI would)
+#   dp_pod_nic N P R               rail R's NIC netR in pod P of node N, made by the
+#                                 CNI plugin (whose ADD attaches it to the datapath)
+#   dp_attach N P R                datapath.attach for netR of pod P by hand (the
+#                                 plugin's request, e.g. after a dp_detach)
 #   dp_detach N P R
 #   dp_get N P R [jq-filter]       datapath.get, filtered
 #   dp_addr4 N P R                 netR's IPv4 address in the pod
@@ -36,5 +36,5 @@ dp_get() { # <n> <p> <r> [jq filter]
 }
 
 dp_pod_nic() { # <n> <p> <r>
-	lab_cni "$1" "$2" "net$3" ADD "$(dp_conf "$3" "$1")" >/dev/null && dp_attach "$1" "$2" "$3" >/dev/null
+	lab_cni "$1" "$2" "net$3" ADD "$(dp_conf "$3" "$1")" >/dev/null
 }

@@ -162,7 +162,12 @@ lab_pod_add 1 11
 tap_ok "ADD with rdmaResourceName" lab_cni 1 11 net1 ADD "$(conf 1 '"rdmaResourceName":"railnet.io/roce"')"
 tap_eq "... attaches the NIC to the master's HCA" "1" "$(rdma_nics net1)"
 tap_ok "DEL" lab_cni 1 11 net1 DEL "$(conf 1 '"rdmaResourceName":"railnet.io/roce"')"
-tap_eq "... detaches it" "0" "$(rdma_nics net1)"
+no_rdma_nic() { [ "$(rdma_nics "$1")" = 0 ]; }
+tap_ok "... detaches it (with its addresses, once the link is gone)" wait_until 40 no_rdma_nic net1
+lab_cni 1 11 net1 ADD "$(conf 1 '"rdmaResourceName":"railnet.io/roce"')" >/dev/null
+tap_ok "GC of a NIC not listed" lab_cni 1 11 "" GC "$(conf 1 '"rdmaResourceName":"railnet.io/roce","cni.dev/valid-attachments":[]' 1.1.0)"
+tap_eq "... detaches it from its RDMA resource too" "0" "$(rdma_nics net1)"
+lab_in "$(lab_pod_ns 1 11)" ip link del net1
 out=$(lab_cni 1 11 net2 ADD "$(conf 2 '"rdmaResourceName":"railnet.io/roce"')")
 tap_eq "a master without an HCA is error 106 naming the master" "106" "$(echo "$out" | code)"
 tap_ok "... with the agent's reason" grep -q "ens2f0np0 has no RDMA device" <<<"$out"

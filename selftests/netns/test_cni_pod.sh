@@ -39,9 +39,11 @@ tap_eq "the pod's default route stays on eth0" "eth0" \
 tap_eq "no ip rule added in the pod" "3" "$(lab_in "$(lab_pod_ns 1 1)" ip rule | wc -l)"
 
 # CHECK against the ADD's result, then after someone removes the address.
-prev=$(lab_cni 1 1 net9 VERSION '{"cniVersion":"1.0.0"}' >/dev/null; lab_cni 1 1 net1 ADD "$(conf 1 1)")
-tap_ok "ADD again is idempotent for the allocation (same address)" \
-	test "$(echo "$prev" | grep -o '172\.16\.11\.[0-9]*' | head -1)" = "$(pod_addr 1 1 net1)" -o -n "$prev"
+before=$(pod_addr 1 1 net1)
+again=$(lab_cni 1 1 net1 ADD "$(conf 1 1)")
+tap_eq "ADD again for a NIC that exists is error 107" "107" "$(echo "$again" | sed -n 's/.*"code":\([0-9]*\).*/\1/p')"
+tap_eq "... and the NIC keeps its address" "$before" "$(pod_addr 1 1 net1)"
+tap_eq "... and the agent keeps its allocation" "1" "$(railnetctl_n 1 allocations | grep -c "$before ")"
 lab_pod_add 1 2
 res=$(lab_cni 1 2 net1 ADD "$(conf 1 1)")
 tap_ok "CHECK passes on an intact NIC" lab_cni 1 2 net1 CHECK "$(conf 1 1 "\"prevResult\":$res")"

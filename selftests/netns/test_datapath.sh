@@ -30,7 +30,11 @@ lab_in "$(lab_pod_ns 1 2)" ip route del 172.16.0.0/16 dev net1
 pod11=$(lab_pod_ns 1 1) pod12=$(lab_pod_ns 1 2) pod21=$(lab_pod_ns 2 1)
 
 tap_eq "attach is idempotent (same id again)" "$(dp_get 1 1 1 .id)" "$(dp_attach 1 1 1 | jq -r .id)"
-tap_eq "attach reports the hooks in use" "tcx" "$(dp_get 1 1 1 .hooks)"
+tap_eq "attach reports the hooks in use (clsact by default)" "clsact" "$(dp_get 1 1 1 .hooks)"
+tap_ok "... a direct-action filter on net1's egress and ingress, and on eth0's egress" bash -c \
+	"for h in 'net1 egress' 'net1 ingress' 'eth0 egress'; do
+		ip netns exec $(lab_pod_ns 1 1) tc -j filter show dev \$h | jq -e '.[] | select(.options.\"direct-action\")' >/dev/null || exit 1
+	done"
 tap_eq "no ip rule added in the pod" "3" "$(lab_in "$pod11" ip rule | wc -l)"
 
 for ((r = 1; r <= RAILS; r++)); do

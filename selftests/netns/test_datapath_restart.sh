@@ -2,8 +2,10 @@
 # SPDX-License-Identifier: Apache-2.0
 # The datapath outlives railnetd: kill -9 and restart under 100 pps of
 # cross-rail pings on every rail loses no packet, the new agent switches the
-# hooks to its own programs and keeps the pods' metadata; a layout change
-# (maps of another version pinned) is migrated under traffic too.
+# hooks to its own programs and keeps the pods' metadata.  Under traffic too:
+# a change of datapath.hooks (tcx links -> clsact filters: running pods keep
+# their links, new pods get filters), and a layout change (maps of another
+# version pinned) migrated.
 set -u
 . "$(dirname "$0")/../lib/tap.sh"
 . "$(dirname "$0")/../lib/lab.sh"
@@ -15,13 +17,18 @@ TAP_LOG=$(mktemp)
 trap 'agent_stop 1; agent_stop 2; lab_down; rm -f "$TAP_LOG" "$TAP_LOG".ping*' EXIT
 RAILS=2
 lab_up 2 $RAILS
-for n in 1 2; do agent_start "$n" || exit 1; done
+# Node 1 starts with tcx links (pinned in bpffs), if this kernel has them.
+tcx_conf=$(agent_config 1 '"datapath":{"hooks":"tcx"}')
+if ! agent_start 1 "$tcx_conf" 2>/dev/null; then
+	tap_skip "datapath restart" "this kernel has no tcx links"
+	tap_done; exit
+fi
+agent_start 2 || exit 1
 lab_pod_add 1 1; lab_pod_add 2 1
 for ((r = 1; r <= RAILS; r++)); do
 	dp_pod_nic 1 1 "$r" && dp_pod_nic 2 1 "$r" || { tap_ok "pods set up" false; tap_done; exit; }
 done
 bpffs=$(lab_node_dir 1)/bpffs
-conf=$(lab_node_dir 1)/railnetd.json
 
 # 100 pps from the peer's NIC on the other rail to pod 1/1's net$r, for 3 s:
 # every reply needs the return path.
@@ -48,7 +55,7 @@ pings_start
 sleep 0.5
 agent_kill9 1
 sleep 0.3
-agent_start 1 "$conf" >/dev/null
+agent_start 1 "$tcx_conf" >/dev/null
 pings_check "kill -9 + restart under 100 pps"
 tap_eq "the hooks now run the new agent's program" \
 	"$(bpftool prog show pinned "$bpffs/rn_egress" -j | jq -r .id)" "$(prog_of_link "$link_out")"
@@ -57,6 +64,27 @@ tap_eq "pod metadata survived the restart" "default/pod-1-1 net1" \
 	"$(railnetctl_n 1 -o json datapath | jq -r '.[] | select(.ifName=="net1") | "\(.podNamespace)/\(.podName) \(.ifName)"')"
 tap_ok "counters survived the restart (maps reused)" \
 	test "$(dp_get 1 1 1 .counters.redirects)" -ge 300
+
+# datapath.hooks changed to the default, clsact filters: for new pods only.
+filter_prog() { # <pod netns> <dev>: the program id of railnet's egress filter
+	lab_in "$1" tc -j filter show dev "$2" egress | jq -r '[.[] | .options.prog.id // empty][0] // empty'
+}
+conf=$(agent_config 1)
+agent_stop 1
+pings_start
+sleep 0.5
+agent_start 1 "$conf" >/dev/null
+pings_check "datapath.hooks tcx -> clsact under 100 pps"
+prog=$(bpftool prog show pinned "$bpffs/rn_egress" -j | jq -r .id)
+tap_eq "the running pod keeps its tcx links" "tcx" "$(dp_get 1 1 1 .hooks)"
+tap_eq "... which run the new agent's program" "$prog" "$(prog_of_link "$link_out")"
+lab_pod_add 1 2
+dp_pod_nic 1 2 1
+tap_eq "a new pod is hooked with clsact filters" "clsact" "$(dp_get 1 2 1 .hooks)"
+tap_eq "... running the agent's program" "$prog" "$(filter_prog "$(lab_pod_ns 1 2)" net1)"
+lab_in "$(lab_pod_ns 1 2)" ip route del 172.16.0.0/16 dev net1 # only the program routes replies
+tap_ok "... and its replies take the return path" \
+	lab_in "$(lab_pod_ns 2 1)" ping -c2 -i0.05 -W2 -I net2 "$(dp_addr4 1 2 1)"
 
 # A layout change: the running maps' pins are gone (a new version would not
 # find them under its names) and maps of another version are pinned.

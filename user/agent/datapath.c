@@ -48,6 +48,10 @@ struct dp_entry {
 	char pod_name[128];
 	char pool[RN_FAM_MAX][64];
 	int eth0_ifindex; /* 0: the pod has no eth0 */
+	/* How its hooks are made.  A pod keeps the kind it started with, so a
+	 * change of datapath.hooks never re-hooks a running pod: making a
+	 * clsact qdisc on a device that is up drops what it sends meanwhile. */
+	enum dp_attach_mode mode;
 	__u64 attached_ns; /* CLOCK_MONOTONIC */
 	struct rn_nic nic;
 };
@@ -59,7 +63,7 @@ struct datapath {
 	int bpffs_fd; /* flock()ed while the pin dir changes */
 	struct datapath_bpf *skel;
 	struct dp_maps maps;
-	enum dp_attach_mode mode;
+	enum dp_attach_mode mode; /* for new pods */
 
 	pthread_mutex_t lock; /* entries and the maps' content */
 	struct dp_entry *entries[RN_MAX_NICS];
@@ -108,6 +112,23 @@ static int get_bool(struct json_object *obj, const char *key, const char *path, 
 	return 0;
 }
 
+static int get_hooks(struct json_object *obj, enum dp_hooks_pref *out, char *errbuf, size_t errlen)
+{
+	static const char *const names[] = { [DP_HOOKS_CLSACT] = "clsact", [DP_HOOKS_TCX] = "tcx",
+					     [DP_HOOKS_AUTO] = "auto" };
+	struct json_object *v;
+
+	if (!obj || !json_object_object_get_ex(obj, "hooks", &v))
+		return 0;
+	for (size_t i = 0; json_object_is_type(v, json_type_string) && i < 3; i++)
+		if (!strcmp(json_object_get_string(v), names[i])) {
+			*out = (enum dp_hooks_pref)i;
+			return 0;
+		}
+	snprintf(errbuf, errlen, "datapath.hooks: must be \"clsact\", \"tcx\" or \"auto\"");
+	return -EINVAL;
+}
+
 static int get_int(struct json_object *obj, const char *key, const char *path, long long lo,
 		   long long hi, long long *out, char *errbuf, size_t errlen)
 {
@@ -141,6 +162,8 @@ int datapath_config_parse(struct json_object *root, struct datapath_config *cfg,
 	if (!err)
 		err = get_bool(dp, "fastRedirect", "datapath.fastRedirect", &cfg->fast_redirect,
 			       errbuf, errlen);
+	if (!err)
+		err = get_hooks(dp, &cfg->hooks, errbuf, errlen);
 	if (!err)
 		err = get_int(gw, "probeIntervalMs", "gateway.probeIntervalMs", 50, 3600000,
 			      &cfg->probe_interval_ms, errbuf, errlen);
@@ -278,10 +301,10 @@ static int hook_fn(void *arg)
 
 		link_pin(dp, e->nic.netns, hooks[i].ifindex, hooks[i].hook, pin, sizeof(pin));
 		if (job->attach)
-			ret = dp_hook_attach(dp->mode, hooks[i].prog, hooks[i].ifindex, hooks[i].hook,
+			ret = dp_hook_attach(e->mode, hooks[i].prog, hooks[i].ifindex, hooks[i].hook,
 					     pin);
 		else
-			ret = dp_hook_detach(dp->mode, hooks[i].ifindex, hooks[i].hook, pin);
+			ret = dp_hook_detach(e->mode, hooks[i].ifindex, hooks[i].hook, pin);
 		if (ret && !err)
 			err = ret;
 		if (ret && job->attach)
@@ -295,7 +318,7 @@ static void unpin_links(struct datapath *dp, const struct dp_entry *e, bool eth0
 {
 	char pin[512];
 
-	if (dp->mode != DP_MODE_TCX)
+	if (e->mode != DP_MODE_TCX)
 		return;
 	link_pin(dp, e->nic.netns, (int)e->nic.ifindex, DP_HOOK_EGRESS, pin, sizeof(pin));
 	unlink(pin);
@@ -344,6 +367,11 @@ static void record_path(const struct datapath *dp, __u32 id, char *buf, size_t l
 	snprintf(buf, len, "%s/%u.json", dp->records_dir, id);
 }
 
+static const char *mode_name(enum dp_attach_mode mode)
+{
+	return mode == DP_MODE_TCX ? "tcx" : "clsact";
+}
+
 static int record_save(const struct datapath *dp, const struct dp_entry *e)
 {
 	struct json_object *o = json_object_new_object();
@@ -363,10 +391,14 @@ static int record_save(const struct datapath *dp, const struct dp_entry *e)
 	json_object_object_add(o, "poolV4", json_object_new_string(e->pool[RN_FAM_V4]));
 	json_object_object_add(o, "poolV6", json_object_new_string(e->pool[RN_FAM_V6]));
 	json_object_object_add(o, "eth0Ifindex", json_object_new_int(e->eth0_ifindex));
+	json_object_object_add(o, "hooks", json_object_new_string(mode_name(e->mode)));
 	json_object_object_add(o, "attachedNs", json_object_new_int64((int64_t)e->attached_ns));
 	json_object_object_add(o, "nic", json_object_new_string(nic_hex));
 	text = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN);
 
+	/* Written and renamed, not fsynced: a record outlives an agent crash
+	 * in the page cache, and it describes a pod netns, which power loss
+	 * takes with it - there is nothing for it to restore after a reboot. */
 	record_path(dp, e->id, path, sizeof(path));
 	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
 	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
@@ -374,7 +406,7 @@ static int record_save(const struct datapath *dp, const struct dp_entry *e)
 		err = -errno;
 		goto out;
 	}
-	if (write(fd, text, strlen(text)) != (ssize_t)strlen(text) || fsync(fd))
+	if (write(fd, text, strlen(text)) != (ssize_t)strlen(text))
 		err = errno ? -errno : -EIO;
 	close(fd);
 	if (!err && rename(tmp, path))
@@ -415,6 +447,10 @@ static int record_load(const char *path, struct dp_entry *e)
 	copy_str(e->pool[RN_FAM_V6], sizeof(e->pool[0]), o, "poolV6");
 	if (json_object_object_get_ex(o, "eth0Ifindex", &v))
 		e->eth0_ifindex = json_object_get_int(v);
+	e->mode = json_object_object_get_ex(o, "hooks", &v) &&
+			  !strcmp(json_object_get_string(v), mode_name(DP_MODE_CLSACT)) ?
+			  DP_MODE_CLSACT :
+			  DP_MODE_TCX; /* records before "hooks" were all tcx */
 	if (json_object_object_get_ex(o, "attachedNs", &v))
 		e->attached_ns = (__u64)json_object_get_int64(v);
 	/* The nic blob is in this layout's format: an older one would need a
@@ -454,16 +490,21 @@ static __u32 free_id(const struct datapath *dp)
 	return 0;
 }
 
-/* Another entry of the same pod still needs its eth0 hook. */
-static bool pod_has_other(const struct datapath *dp, const struct dp_entry *e)
+/* Another entry of the same pod: it still needs the pod's eth0 hook. */
+static const struct dp_entry *pod_other(const struct datapath *dp, const struct dp_entry *e)
 {
 	for (__u32 id = 1; id < RN_MAX_NICS; id++) {
 		const struct dp_entry *o = dp->entries[id];
 
 		if (o && o != e && o->nic.netns == e->nic.netns)
-			return true;
+			return o;
 	}
-	return false;
+	return NULL;
+}
+
+static bool pod_has_other(const struct datapath *dp, const struct dp_entry *e)
+{
+	return pod_other(dp, e) != NULL;
 }
 
 /* --- open / close ------------------------------------------------------- */
@@ -615,7 +656,16 @@ int datapath_open(const char *bpffs, const char *state_dir, const struct datapat
 		err = load_records(dp);
 	if (err)
 		goto unlock;
-	dp->mode = dp_attach_mode(bpf_program__fd(dp->skel->progs.rn_egress));
+	dp->mode = cfg->hooks == DP_HOOKS_CLSACT ?
+			   DP_MODE_CLSACT :
+			   dp_attach_mode(bpf_program__fd(dp->skel->progs.rn_egress));
+	if (cfg->hooks == DP_HOOKS_TCX && dp->mode != DP_MODE_TCX) {
+		log_err("datapath_hooks_unsupported", "hooks=tcx err=\"%s\"",
+			"this kernel has no tcx links (6.6 and later do): set datapath.hooks to "
+			"clsact or auto");
+		err = -EOPNOTSUPP;
+		goto unlock;
+	}
 	restore_entries(dp, !reused);
 	for (size_t i = 0; stale[i]; i++) {
 		/* The records rebuilt the new maps and the hooks now run
@@ -635,7 +685,7 @@ int datapath_open(const char *bpffs, const char *state_dir, const struct datapat
 	}
 	dp->prober_running = true;
 	log_info("datapath_ready", "bpffs=%s hooks=%s entries=%zu maps=%s fast_redirect=%d",
-		 bpffs, dp->mode == DP_MODE_TCX ? "tcx" : "clsact", dp->nentries,
+		 bpffs, mode_name(dp->mode), dp->nentries,
 		 reused ? "reused" : "new", cfg->fast_redirect);
 	*out = dp;
 	return 0;
@@ -844,8 +894,7 @@ static void entry_to_json(const struct datapath *dp, const struct dp_entry *e,
 	json_object_object_add(o, "podName", json_object_new_string(e->pod_name));
 	json_object_object_add(o, "netns", json_object_new_string(e->netns_path));
 	json_object_object_add(o, "ifindex", json_object_new_int((int)e->nic.ifindex));
-	json_object_object_add(o, "hooks",
-			       json_object_new_string(dp->mode == DP_MODE_TCX ? "tcx" : "clsact"));
+	json_object_object_add(o, "hooks", json_object_new_string(mode_name(e->mode)));
 	for (int f = 0; f < RN_FAM_MAX; f++) {
 		struct json_object *ip;
 		bool v6 = f == RN_FAM_V6;
@@ -977,7 +1026,7 @@ static int parse_ips(struct json_object *args, struct dp_entry *e, struct ctl_er
 static struct datapath *datapath_of(struct agent *agent, struct ctl_error *err, int *ret)
 {
 	if (!agent->datapath)
-		*ret = ctl_fail(err, CTL_ERR_INTERNAL, -EOPNOTSUPP,
+		*ret = ctl_fail(err, CTL_ERR_DISABLED, -EOPNOTSUPP,
 				"the datapath is disabled on this node (datapath.enabled)");
 	return agent->datapath;
 }
@@ -1004,6 +1053,7 @@ int datapath_op_attach(struct agent *agent, struct json_object *args, struct jso
 		       struct ctl_error *err)
 {
 	struct dp_entry *req = calloc(1, sizeof(*req)), *old;
+	const struct dp_entry *sibling;
 	struct pod_probe pp = { 0 };
 	struct json_object *v;
 	struct datapath *dp;
@@ -1058,6 +1108,8 @@ int datapath_op_attach(struct agent *agent, struct json_object *args, struct jso
 	flock(dp->bpffs_fd, LOCK_EX);
 	old = find_entry(dp, req->network, req->container_id, req->ifname);
 	req->id = old ? old->id : free_id(dp);
+	sibling = old ? old : pod_other(dp, req);
+	req->mode = sibling ? sibling->mode : dp->mode;
 	if (!req->id) {
 		ret = ctl_fail(err, CTL_ERR_INTERNAL, -ENOSPC, "all %d datapath slots are in use",
 			       RN_MAX_NICS - 1);
@@ -1109,18 +1161,14 @@ static int keyed_request(struct agent *agent, struct json_object *args, struct d
 	return ret ? ret : parse_key(args, key, err);
 }
 
-int datapath_op_detach(struct agent *agent, struct json_object *args, struct json_object *result,
-		       struct ctl_error *err)
+bool datapath_detach(struct datapath *dp, const char *network, const char *container_id,
+		     const char *ifname)
 {
-	struct dp_entry key = { 0 }, *e;
-	struct datapath *dp;
-	int ret = keyed_request(agent, args, &key, &dp, err);
+	struct dp_entry *e;
 
-	if (ret)
-		return ret;
 	pthread_mutex_lock(&dp->lock);
 	flock(dp->bpffs_fd, LOCK_EX);
-	e = find_entry(dp, key.network, key.container_id, key.ifname);
+	e = find_entry(dp, network, container_id, ifname);
 	if (e) {
 		entry_remove(dp, e);
 		log_info("datapath_detached", "pod=%s/%s ifname=%s id=%u", e->pod_namespace,
@@ -1129,7 +1177,21 @@ int datapath_op_detach(struct agent *agent, struct json_object *args, struct jso
 	}
 	flock(dp->bpffs_fd, LOCK_UN);
 	pthread_mutex_unlock(&dp->lock);
-	json_object_object_add(result, "detached", json_object_new_boolean(e != NULL));
+	return e != NULL;
+}
+
+int datapath_op_detach(struct agent *agent, struct json_object *args, struct json_object *result,
+		       struct ctl_error *err)
+{
+	struct dp_entry key = { 0 };
+	struct datapath *dp;
+	int ret = keyed_request(agent, args, &key, &dp, err);
+
+	if (ret)
+		return ret;
+	json_object_object_add(result, "detached",
+			       json_object_new_boolean(datapath_detach(dp, key.network,
+								       key.container_id, key.ifname)));
 	return 0;
 }
 
@@ -1177,7 +1239,7 @@ int datapath_op_list(struct agent *agent, struct json_object *args, struct json_
 	}
 	pthread_mutex_unlock(&dp->lock);
 	json_object_object_add(result, "hooks",
-			       json_object_new_string(dp->mode == DP_MODE_TCX ? "tcx" : "clsact"));
+			       json_object_new_string(mode_name(dp->mode)));
 	json_object_object_add(result, "entries", arr);
 	return 0;
 }
@@ -1227,7 +1289,7 @@ void datapath_collect(void *ctx, struct metrics_writer *w)
 	pthread_mutex_lock(&dp->lock);
 	metrics_family(w, "railnet_datapath_nics", "gauge", "Pod rail NICs in the datapath maps.");
 	metrics_sample(w, "railnet_datapath_nics", (double)dp->nentries, "hooks",
-		       dp->mode == DP_MODE_TCX ? "tcx" : "clsact", NULL);
+		       mode_name(dp->mode), NULL);
 	stats = calloc(RN_MAX_NICS, sizeof(*stats));
 	if (!stats)
 		goto out;

@@ -21,8 +21,16 @@ struct agent;
 struct datapath;
 struct metrics_writer;
 
+/* datapath.hooks: how programs are hooked to pod devices. */
+enum dp_hooks_pref {
+	DP_HOOKS_CLSACT, /* default: no RCU grace period per attach */
+	DP_HOOKS_TCX,    /* tcx links (kernel >= 6.6), refused where absent */
+	DP_HOOKS_AUTO,   /* tcx where the kernel has it, else clsact */
+};
+
 struct datapath_config {
 	bool enabled;               /* datapath.enabled (default true) */
+	enum dp_hooks_pref hooks;   /* datapath.hooks (default "clsact") */
 	bool fast_redirect;         /* datapath.fastRedirect (default true) */
 	long long probe_interval_ms; /* gateway.probeIntervalMs (default 1000) */
 	int down_after;             /* gateway.downAfter intervals (default 3) */
@@ -39,6 +47,10 @@ void datapath_close(struct datapath *dp);
 
 /* Prometheus collector (ctx: the datapath). */
 void datapath_collect(void *ctx, struct metrics_writer *w);
+
+/* Removes a pod NIC's entry and its hooks; true when it had one. */
+bool datapath_detach(struct datapath *dp, const char *network, const char *container_id,
+		     const char *ifname);
 
 /* Control ops (docs/protocol.md). */
 int datapath_op_attach(struct agent *agent, struct json_object *args, struct json_object *result,

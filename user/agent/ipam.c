@@ -59,6 +59,8 @@ struct ipam {
 	struct addr_index index;
 	struct sticky *sticky;
 	unsigned long long errors[IPAM_ERR_MAX];
+	ipam_release_hook release_hook;
+	void *release_hook_ctx;
 
 	pthread_t compactor;
 	pthread_cond_t compact_cond;
@@ -1149,14 +1151,72 @@ int ipam_get(struct ipam *ipam, const struct ipam_key *key, struct ipam_lease *l
 }
 
 /* Releases allocations for which @keep says no; under the lock. */
+void ipam_set_release_hook(struct ipam *ipam, ipam_release_hook fn, void *ctx)
+{
+	pthread_mutex_lock(&ipam->lock);
+	ipam->release_hook = fn;
+	ipam->release_hook_ctx = ctx;
+	pthread_mutex_unlock(&ipam->lock);
+}
+
+/* The keys a release let go of, for the hook: each once, though a
+ * dual-stack NIC frees two addresses. */
+struct released_keys {
+	struct ipam_key *keys;
+	size_t n, cap;
+};
+
+static void released_key_free(struct ipam_key *k)
+{
+	free((char *)k->network);
+	free((char *)k->container_id);
+	free((char *)k->ifname);
+}
+
+/* True when @al's key is new to @rk. */
+static bool released_keys_add(struct released_keys *rk, const struct alloc *al)
+{
+	struct ipam_key *grown;
+
+	for (size_t i = 0; i < rk->n; i++)
+		if (key_matches(al, &rk->keys[i]))
+			return false;
+	if (rk->n == rk->cap) {
+		grown = realloc(rk->keys, (rk->cap ? rk->cap * 2 : 4) * sizeof(*grown));
+		if (!grown)
+			return false; /* a later DEL, GC or restart redoes the hook's work */
+		rk->keys = grown;
+		rk->cap = rk->cap ? rk->cap * 2 : 4;
+	}
+	rk->keys[rk->n++] = (struct ipam_key){ xstrdup(al->network), xstrdup(al->container_id),
+					       xstrdup(al->ifname) };
+	return true;
+}
+
+static void released_keys_run(struct released_keys *rk, ipam_release_hook fn, void *ctx)
+{
+	for (size_t i = 0; i < rk->n; i++) {
+		if (fn)
+			fn(ctx, &rk->keys[i]);
+		released_key_free(&rk->keys[i]);
+	}
+	free(rk->keys);
+}
+
 static int release_where(struct ipam *ipam, bool (*drop)(const struct alloc *, void *), void *arg,
 			 struct json_object *released, const char *why)
 {
+	struct released_keys rk = { 0 };
+	ipam_release_hook hook;
+	void *hook_ctx;
 	uint64_t seq = 0;
 	char buf[IPADDR_STRLEN];
 	int err = 0, n = 0;
+	bool added;
 
 	pthread_mutex_lock(&ipam->lock);
+	hook = ipam->release_hook;
+	hook_ctx = ipam->release_hook_ctx;
 	for (struct alloc *al = ipam->allocs, *next; al; al = next) {
 		next = al->next;
 		if (!drop(al, arg))
@@ -1166,9 +1226,13 @@ static int release_where(struct ipam *ipam, bool (*drop)(const struct alloc *, v
 			 al->pool, al->network, al->container_id, al->ifname, buf, why);
 		if (released)
 			json_object_array_add(released, json_object_new_string(buf));
+		added = hook && released_keys_add(&rk, al);
 		err = release_alloc(ipam, al, &seq);
-		if (err)
+		if (err) {
+			if (added) /* still allocated: the NIC keeps the rest too */
+				released_key_free(&rk.keys[--rk.n]);
 			break;
+		}
 		n++;
 	}
 	pthread_mutex_unlock(&ipam->lock);
@@ -1178,6 +1242,8 @@ static int release_where(struct ipam *ipam, bool (*drop)(const struct alloc *, v
 		if (!err)
 			err = sync_err;
 	}
+	/* Outside the lock: the hook does netlink and map work. */
+	released_keys_run(&rk, hook, hook_ctx);
 	return err ? err : n;
 }
 

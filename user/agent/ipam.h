@@ -120,6 +120,12 @@ int ipam_gc(struct ipam *ipam, const char *network, struct json_object *valid,
  * first seen orphaned at least @grace_ms ago.  Returns how many. */
 int ipam_reconcile(struct ipam *ipam, long long grace_ms);
 
+/* Called outside the ipam's lock, once per key, when a release, GC or the
+ * reconciler lets go of an allocation: what else the pod NIC held (its
+ * datapath entry, its RDMA attachment) goes with its addresses. */
+typedef void (*ipam_release_hook)(void *ctx, const struct ipam_key *key);
+void ipam_set_release_hook(struct ipam *ipam, ipam_release_hook fn, void *ctx);
+
 /* Routes of a pool as configured (json array; a new reference). */
 struct json_object *ipam_pool_routes(struct ipam *ipam, const char *pool);
 int ipam_pool_stats(struct ipam *ipam, struct ipam_pool_stats **stats, size_t *n);

@@ -77,6 +77,19 @@ static int signals_block(sigset_t *set)
 	return signalfd(-1, set, SFD_CLOEXEC);
 }
 
+/* A pod NIC whose addresses are gone - released by DEL, GC, the reconciler
+ * or an operator - is no pod NIC any more: its datapath entry and its RDMA
+ * attachment go too, whichever path let go of it. */
+static void forget_nic(void *ctx, const struct ipam_key *key)
+{
+	struct agent *agent = ctx;
+
+	if (agent->datapath)
+		datapath_detach(agent->datapath, key->network, key->container_id, key->ifname);
+	if (agent->rdma)
+		rdma_detach(agent->rdma, key->network, key->container_id, key->ifname);
+}
+
 /* Waits for signals; reconciles orphaned allocations on the side. */
 static void serve(struct agent *agent, int sfd, const char *config_path)
 {
@@ -216,6 +229,7 @@ int main(int argc, char **argv)
 		log_err("rdma_start_failed", "err=\"%s\"", errbuf);
 		goto out;
 	}
+	ipam_set_release_hook(agent.ipam, forget_nic, &agent);
 	err = nic_teardown_open(agent.ipam, agent.cfg.socket, &agent.teardown);
 	if (err)
 		goto out;

@@ -21,5 +21,6 @@
 #define CTL_ERR_UNKNOWN_POOL	"unknown_pool"
 #define CTL_ERR_NOT_ALLOWED	"pool_not_allowed"
 #define CTL_ERR_INTERNAL	"internal"
+#define CTL_ERR_DISABLED	"disabled"
 
 #endif

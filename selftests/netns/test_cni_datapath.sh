@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
+# The plugin puts each NIC into the eBPF return path, and the NIC's entry
+# goes with its addresses whichever way they go: DEL, a rolled-back ADD, GC,
+# the reconciler.  CHECK wants the entry; a node without the datapath
+# (datapath.enabled false) still gets working NICs.
+set -u
+. "$(dirname "$0")/../lib/tap.sh"
+. "$(dirname "$0")/../lib/lab.sh"
+. "$(dirname "$0")/../lib/agent.sh"
+. "$(dirname "$0")/../lib/datapath.sh"
+
+if ! why=$(lab_require); then tap_skip "cni datapath" "$why"; tap_done; exit; fi
+trap 'agent_stop 1; agent_stop 2; lab_down; rm -f "$TAP_LOG"' EXIT
+lab_up 2 2
+extra='"reconcile":{"intervalMs":100,"graceMs":0}'
+for n in 1 2; do agent_start "$n" "$(agent_config "$n" "$extra")" || exit 1; done
+lab_pod_add 1 1; lab_pod_add 2 1
+
+code() { sed -n 's/.*"code":\([0-9]*\).*/\1/p'; }
+entries() { railnetctl_n 1 -o json datapath | jq "[.[] | select(.podName==\"$1\")] | length"; }
+wait_entries() { # <pod> <count>
+	local i
+	for ((i = 0; i < 60; i++)); do [ "$(entries "$1")" = "$2" ] && return 0; sleep 0.05; done
+	return 1
+}
+
+res=$(lab_cni 1 1 net1 ADD "$(dp_conf 1 1)")
+tap_eq "ADD attaches the NIC to the datapath" "$(dp_addr4 1 1 1)/24" "$(dp_get 1 1 1 '.ips[0].address')"
+tap_eq "... with its pod" "default/pod-1-1" "$(dp_get 1 1 1 '.podNamespace + "/" + .podName')"
+tap_eq "... its pool" "$(agent_pool4 1)" "$(dp_get 1 1 1 '.ips[0].pool')"
+tap_eq "... and the NIC's ifindex in the pod" "$(lab_in "$(lab_pod_ns 1 1)" cat /sys/class/net/net1/ifindex)" \
+	"$(dp_get 1 1 1 .ifindex)"
+lab_cni 2 1 net2 ADD "$(dp_conf 2 2)" >/dev/null
+lab_in "$(lab_pod_ns 1 1)" ip route del 172.16.0.0/16 dev net1
+tap_ok "a peer on rail 2 gets replies from net1: the return path, with no step but ADD" \
+	lab_in "$(lab_pod_ns 2 1)" ping -c2 -i0.05 -W2 -I net2 "$(dp_addr4 1 1 1)"
+lab_in "$(lab_pod_ns 1 1)" ip route add 172.16.0.0/16 via "$(lab_gw4 1)" dev net1 metric 101
+
+tap_ok "CHECK passes" lab_cni 1 1 net1 CHECK "$(dp_conf 1 1 | jq -c --argjson r "$res" '. + {prevResult: $r}')"
+dp_detach 1 1 1 >/dev/null
+out=$(lab_cni 1 1 net1 CHECK "$(dp_conf 1 1 | jq -c --argjson r "$res" '. + {prevResult: $r}')")
+tap_eq "CHECK without the datapath entry is error 107" "107" "$(code <<<"$out")"
+tap_ok "... saying so" grep -q "not in the eBPF datapath" <<<"$out"
+dp_attach 1 1 1 >/dev/null
+
+out=$(lab_cni 1 1 net1 ADD "$(dp_conf 1 1)")
+tap_eq "a second ADD of the same NIC is error 107 (the spec forbids it)" "107" "$(code <<<"$out")"
+tap_eq "... and leaves the first one's entry" "1" "$(entries pod-1-1)"
+tap_eq "... and its address" "$(dp_addr4 1 1 1)" "$(railnetctl_n 1 -o json allocations | jq -r '.[] | select(.podName=="pod-1-1") | .address')"
+
+tap_ok "DEL" lab_cni 1 1 net1 DEL "$(dp_conf 1 1)"
+tap_ok "... drops the datapath entry once the link is gone" wait_entries pod-1-1 0
+
+# A rolled-back ADD (the gateway does not answer) leaves no entry.
+lab_in "$(lab_rail_ns)" ip addr del "$(lab_gw4 2)/24" dev br-r2
+out=$(lab_cni 1 1 net2 ADD "$(dp_conf 2 1 | jq -c '. + {detectGateway: true}')")
+tap_eq "an unreachable gateway is error 104" "104" "$(code <<<"$out")"
+tap_eq "... and leaves no datapath entry" "0" "$(entries pod-1-1)"
+lab_in "$(lab_rail_ns)" ip addr add "$(lab_gw4 2)/24" dev br-r2
+
+# GC: what is not listed goes, entry and all.
+lab_pod_add 1 2
+lab_cni 1 1 net1 ADD "$(dp_conf 1 1)" >/dev/null
+lab_cni 1 2 net1 ADD "$(dp_conf 1 1)" >/dev/null
+valid="[{\"containerID\":\"$(lab_pod_cid 1 1)\",\"ifname\":\"net1\"}]"
+tap_ok "GC" lab_cni 1 1 "" GC "$(dp_conf 1 1 | jq -c --argjson v "$valid" '. + {cniVersion: "1.1.0", "cni.dev/valid-attachments": $v}')"
+tap_eq "... drops the unlisted NIC's entry" "0" "$(entries pod-1-2)"
+tap_eq "... keeps the listed one's" "1" "$(entries pod-1-1)"
+lab_in "$(lab_pod_ns 1 2)" ip link del net1
+
+# The reconciler: a pod whose netns vanished without a DEL.
+lab_pod_add 1 3
+lab_cni 1 3 net1 ADD "$(dp_conf 1 1)" >/dev/null
+tap_eq "pod 3 has its entry" "1" "$(entries pod-1-3)"
+lab_pod_del 1 3
+tap_ok "the reconciler releases pod 3's address and drops its entry" wait_entries pod-1-3 0
+tap_eq "... its address is free" "" "$(railnetctl_n 1 allocations | grep pod-1-3)"
+
+# A node that runs without the datapath.
+agent_stop 2
+agent_start 2 "$(agent_config 2 '"datapath":{"enabled":false}')" || exit 1
+lab_pod_add 2 2
+res=$(lab_cni 2 2 net1 ADD "$(dp_conf 1 2)")
+tap_ok "with datapath.enabled false, ADD succeeds" jq -e '.ips[0].address' <<<"$res"
+tap_ok "... and CHECK passes" lab_cni 2 2 net1 CHECK "$(dp_conf 1 2 | jq -c --argjson r "$res" '. + {prevResult: $r}')"
+tap_ok "... and the NIC works" lab_in "$(lab_pod_ns 2 2)" ping -c1 -W2 -I net1 "$(lab_gw4 1)"
+tap_done
