@@ -74,9 +74,12 @@ done
 run "$LAB_BUILD/railnetctl" --socket "$(agent_sock 1)" status
 
 netconf() { # <rail> <node>: the NAD's spec.config for this rail
-	printf '{"cniVersion":"1.0.0","name":"gpu%s-macvlan","type":"railnet","master":"%s","mode":"bridge","ippools":{"ipv4":["%s"]},"detectGateway":true,"detectIPConflict":true,"socket":"%s"}' \
-		"$1" "$(lab_master "$1")" "$(agent_pool4 "$1")" "$(agent_sock "$2")"
+	printf '{"cniVersion":"1.0.0","name":"gpu%s-macvlan","type":"railnet","master":"%s","mode":"bridge","ippools":{"ipv4":["%s"]},"detectGateway":true,"detectIPConflict":true,"rdmaResourceName":"railnet.io/gpu%s","socket":"%s"}' \
+		"$1" "$(lab_master "$1")" "$(agent_pool4 "$1")" "$1" "$(agent_sock "$2")"
 }
+addr4() { ip -n "$(lab_pod_ns "$1" "$2")" -4 -o addr show dev "net$3" | awk '{print $4}' | cut -d/ -f1; }
+ctl() { "$LAB_BUILD/railnetctl" --socket "$(agent_sock 1)" "$@"; }
+redirects() { ctl -o json datapath | jq -r ".[] | select(.podName==\"pod-1-1\" and .ifName==\"net$1\") | .counters.redirects"; }
 
 step "5. Multus runs the railnet plugin once per rail NIC of each pod (CNI ADD)"
 for ((n = 1; n <= NODES; n++)); do
@@ -91,17 +94,39 @@ echo "(each rail NIC's routes carry its own metric: eth0 keeps the default, oif-
 
 step "6. traffic on every rail, node 1 -> node 2"
 for ((r = 1; r <= RAILS; r++)); do
-	peer=$(ip -n "$(lab_pod_ns 2 1)" -4 -o addr show dev "net$r" | awk '{print $4}' | cut -d/ -f1)
-	run ip netns exec "$(lab_pod_ns 1 1)" ping -c2 -i0.2 -W2 -I "net$r" "$peer" || exit 1
-	src=$(ip -n "$(lab_pod_ns 1 1)" -4 -o addr show dev "net$r" | awk '{print $4}' | cut -d/ -f1)
-	run ip netns exec "$(lab_pod_ns 1 1)" ip route get 172.16.99.1 from "$src" oif "net$r"
+	run ip netns exec "$(lab_pod_ns 1 1)" ping -c2 -i0.2 -W2 -I "net$r" "$(addr4 2 1 "$r")" || exit 1
+	echo "(RDMA connection setup resolves with the output interface fixed: net$r's own gateway answers)"
+	run ip netns exec "$(lab_pod_ns 1 1)" ip route get 172.16.99.1 from "$(addr4 1 1 "$r")" oif "net$r"
 done
 
-step "7. what the agent holds, and its metrics"
-run "$LAB_BUILD/railnetctl" --socket "$(agent_sock 1)" allocations
-run ip netns exec "$(lab_node_ns 1)" curl -s http://127.0.0.1:9711/metrics | grep -E '^railnet_ipam' | head -8
+step "7. the eBPF return path: a reply leaves by the NIC that owns its source"
+echo "(no ip rule, no per-NIC table in the pod:)"
+run ip -n "$(lab_pod_ns 1 1)" rule
+for ((r = 1; r <= RAILS; r++)); do
+	other=$((r % RAILS + 1))
+	echo "(the main table would send pod 1/1's reply to a rail-$other peer out of net$other, with net$r's address:)"
+	run ip netns exec "$(lab_pod_ns 1 1)" ip route get "$(addr4 2 1 "$other")" from "$(addr4 1 1 "$r")"
+	before=$(redirects "$r")
+	echo "(node 2's pod pings pod 1/1's net$r from its net$other, through both gateways:)"
+	run ip netns exec "$(lab_pod_ns 2 1)" ping -c3 -i0.2 -W2 -I "net$other" "$(addr4 1 1 "$r")" || exit 1
+	echo "(the replies went back by net$r: its return-path redirects went $before -> $(redirects "$r"))"
+done
+run ctl datapath
+run ctl gateways
+bpffs=$(lab_node_dir 1)/bpffs
+run ls "$bpffs"
+echo "(every map is pinned with BTF: bpftool prints named fields - the addresses railnet owns, and NIC 1:)"
+addr_map=$(cd "$bpffs" && ls -d rn_addr_v* | head -1) nic_map=$(cd "$bpffs" && ls -d rn_nic_v* | head -1)
+run bpftool map dump pinned "$bpffs/$addr_map"
+run bpftool map lookup pinned "$bpffs/$nic_map" key 1 0 0 0
 
-step "8. RDMA shared devices - on a FAKE sysfs/dev tree (the lab has no RDMA hardware)"
+step "8. what the agent holds, and its metrics"
+run ctl allocations
+echo "\$ curl -s http://127.0.0.1:9711/metrics | grep -E '^railnet_(ipam_pool|datapath_(rx|tx)_packets|datapath_return_path|gateway_up)' | grep -v 'v6'"
+ip netns exec "$(lab_node_ns 1)" curl -s http://127.0.0.1:9711/metrics |
+	grep -E '^railnet_(ipam_pool|datapath_(rx|tx)_packets|datapath_return_path|gateway_up)' | grep -v 'v6'
+
+step "9. RDMA shared devices - on a FAKE sysfs/dev tree (the lab has no RDMA hardware)"
 run "$LAB_BUILD/railnetctl" --socket "$(agent_sock 1)" rdma
 if [ -n "$kubelet_ok" ]; then
 	echo "(a real gRPC kubelet stand-in, selftests/lib/fake_kubelet.py, registered node 1's resources:)"
@@ -116,26 +141,28 @@ if e["event"] == "error": print("  error:", e["message"])'
 else
 	echo "(python3-grpcio missing: no kubelet stand-in)"
 fi
-echo "(what the CNI plugin asks in ADD when the NAD names rdmaResourceName:)"
-addr=$(ip -n "$(lab_pod_ns 1 1)" -4 -o addr show dev net1 | awk '{print $4}')
-cid=$("$LAB_BUILD/railnetctl" --socket "$(agent_sock 1)" -o json allocations |
-	python3 -c 'import json,sys; print([a["containerID"] for a in json.load(sys.stdin) if a["ifName"] == "net1"][0])')
-args="{\"network\":\"gpu1-macvlan\",\"containerID\":\"$cid\",\"ifName\":\"net1\",\"master\":\"$(lab_master 1)\",\"rdmaResourceName\":\"railnet.io/gpu1\",\"ips\":[{\"address\":\"$addr\"}]}"
-run "$LAB_BUILD/railnetctl" --socket "$(agent_sock 1)" call rdma.attach "$args"
-echo "(the kernel adds the pod NIC's RoCE v2 GID to the HCA's table; in this fake tree we write it, at index 2)"
-run fake_rdma_gid_v4 "$(lab_node_dir 1)/rdma" mlx5_0 1 2 "${addr%/*}" net1
+echo "(each NAD names its rail's resource, rdmaResourceName: ADD linked pod 1/1's NICs to the HCAs behind their masters)"
+echo "(the kernel adds a pod NIC's RoCE v2 GID to the shared HCA's table as its address comes up; in this FAKE tree we write"
+echo " net1's at index 2 - NCCL_IB_GID_INDEX differs per pod in shared mode, railnet finds it)"
+run fake_rdma_gid_v4 "$(lab_node_dir 1)/rdma" mlx5_0 1 2 "$(addr4 1 1 1)" net1
 sleep 1.2
-run "$LAB_BUILD/railnetctl" --socket "$(agent_sock 1)" rdma
+run ctl rdma
 echo "\$ curl -s http://127.0.0.1:9711/metrics | grep -E '^railnet_rdma_(port_xmit_data_total|pod_nic_info|resource_allocated)'"
 ip netns exec "$(lab_node_ns 1)" curl -s http://127.0.0.1:9711/metrics |
 	grep -E '^railnet_rdma_(port_xmit_data_total|pod_nic_info|resource_allocated)'
-run "$LAB_BUILD/railnetctl" --socket "$(agent_sock 1)" call rdma.detach \
-	"{\"network\":\"gpu1-macvlan\",\"containerID\":\"$cid\",\"ifName\":\"net1\"}"
 
-step "9. CNI DEL gives every address back"
+step "10. CNI DEL gives everything back: the links, the addresses, the datapath entries, the RDMA attachments"
 for ((r = 1; r <= RAILS; r++)); do
+	printf '$ CNI_COMMAND=DEL CNI_IFNAME=net%s railnet < gpu%s-macvlan (pod %s)\n' "$r" "$r" "$(lab_pod_ns 1 1)"
 	lab_cni 1 1 "net$r" DEL "$(netconf "$r" 1)" || exit 1
 done
-run "$LAB_BUILD/railnetctl" --socket "$(agent_sock 1)" pools
+echo "(DEL answers at once; the agent deletes the links, then releases their addresses:)"
+for ((i = 0; i < 60; i++)); do
+	[ "$(ctl -o json allocations | jq '[.[] | select(.podName=="pod-1-1")] | length')" = 0 ] && break
+	sleep 0.05
+done
+run ctl pools
+run ctl datapath
+run ctl rdma
 
 step "done: tearing the lab down"
