@@ -488,8 +488,12 @@ int cmd_add(const struct netconf *nc, const struct cni_env *env, struct json_obj
 	created = !link_macvlan_create(host, nc, &m, ns.pod_fd, env->ifname,
 				       nc->has_runtime_mac ? nc->runtime_mac : NULL, &link_err);
 	err = agent_receive(nc, "ipam.allocate", conn, &alloc, e);
-	if (err)
+	if (err) {
+		/* With no answer at all the agent may still have allocated:
+		 * for this NIC, which is new if its link could be made. */
+		allocated = created && !e->agent_code[0];
 		goto rollback;
+	}
 	/* Roll back only what this ADD allocated, not a NIC's that already runs. */
 	allocated = allocation_is_new(alloc);
 	if (!created) {
@@ -855,6 +859,23 @@ int cmd_check(const struct netconf *nc, const struct cni_env *env, struct cni_er
 	return err;
 }
 
+/* True when @names lists pools and the agent's @pools says each is
+ * exhausted (an ADD falls through them in order: one with room will do). */
+static bool family_exhausted(struct json_object *pools, const char *const *names, size_t n)
+{
+	size_t full = 0;
+
+	for (size_t j = 0; j < n; j++)
+		for (size_t i = 0; i < json_object_array_length(pools); i++) {
+			struct json_object *p = json_object_array_get_idx(pools, i);
+
+			if (!strcmp(jstr(p, "name"), names[j]) &&
+			    json_object_get_boolean(json_object_object_get(p, "exhausted")))
+				full++;
+		}
+	return n && full == n;
+}
+
 int cmd_status(const struct netconf *nc, struct cni_error *e)
 {
 	struct json_object *res = NULL, *pools;
@@ -864,30 +885,32 @@ int cmd_status(const struct netconf *nc, struct cni_error *e)
 		return cni_fail(e, CNI_ERR_NOT_AVAILABLE, "railnet is not available",
 				"railnetd is not reachable on %s", nc->socket);
 	pools = json_object_object_get(res, "pools");
-	for (size_t i = 0; i < json_object_array_length(pools); i++) {
-		struct json_object *p = json_object_array_get_idx(pools, i);
-		const char *name = jstr(p, "name");
-		bool mine = false;
-
-		for (size_t j = 0; j < nc->npools_v4; j++)
-			mine |= !strcmp(nc->pools_v4[j], name);
-		for (size_t j = 0; j < nc->npools_v6; j++)
-			mine |= !strcmp(nc->pools_v6[j], name);
-		if (mine && json_object_get_boolean(json_object_object_get(p, "exhausted"))) {
-			err = cni_fail(e, CNI_ERR_NOT_AVAILABLE, "railnet is not available",
-				       "pool %s is exhausted", name);
-			break;
-		}
-	}
+	if (family_exhausted(pools, nc->pools_v4, nc->npools_v4))
+		err = cni_fail(e, CNI_ERR_NOT_AVAILABLE, "railnet is not available",
+			       "every IPv4 pool of the network is exhausted (%s%s)", nc->pools_v4[0],
+			       nc->npools_v4 > 1 ? ", ..." : "");
+	else if (family_exhausted(pools, nc->pools_v6, nc->npools_v6))
+		err = cni_fail(e, CNI_ERR_NOT_AVAILABLE, "railnet is not available",
+			       "every IPv6 pool of the network is exhausted (%s%s)", nc->pools_v6[0],
+			       nc->npools_v6 > 1 ? ", ..." : "");
 	json_object_put(res);
 	return err;
 }
 
 int cmd_gc(const struct netconf *nc, struct cni_error *e)
 {
-	struct json_object *args = json_object_new_object(), *valid = json_object_new_array(), *res = NULL;
-	size_t n = nc->valid_attachments ? json_object_array_length(nc->valid_attachments) : 0;
+	struct json_object *args, *valid, *res = NULL;
+	size_t n;
 	int err;
+
+	/* Without the list every attachment would look stale. */
+	if (!nc->valid_attachments)
+		return cni_fail(e, CNI_ERR_INVALID_CONFIG, "invalid network configuration",
+				"GC needs cni.dev/valid-attachments (an empty list releases every "
+				"attachment of network %s)", nc->name);
+	args = json_object_new_object();
+	valid = json_object_new_array();
+	n = json_object_array_length(nc->valid_attachments);
 
 	for (size_t i = 0; i < n; i++) {
 		struct json_object *a = json_object_array_get_idx(nc->valid_attachments, i), *v;

@@ -196,6 +196,9 @@ int netconf_parse(struct json_object *root, struct netconf *nc, struct cni_error
 	    (err = get_string(root, "socket", nc->socket, sizeof(nc->socket), false, e)))
 		return err;
 
+	/* 0 takes the master's; below 68 no IPv4 packet fits (RFC 791). */
+	if (nc->mtu && nc->mtu < 68)
+		return bad_field(e, "mtu", "%d is below 68 (0 takes the master's)", nc->mtu);
 	if (!strcmp(mode, "bridge"))
 		nc->mode = MODE_BRIDGE;
 	else if (!strcmp(mode, "private"))
@@ -218,10 +221,22 @@ int netconf_parse(struct json_object *root, struct netconf *nc, struct cni_error
 	if ((err = parse_pools(root, nc, e)))
 		return err;
 
+	rc = json_object_object_get(root, "runtimeConfig");
+	caps = json_object_object_get(root, "capabilities");
+	if (rc && !json_object_is_type(rc, json_type_object))
+		return bad_field(e, "runtimeConfig", "must be an object");
+	if (caps && !json_object_is_type(caps, json_type_object))
+		return bad_field(e, "capabilities", "must be an object");
+	/* Addresses come from the agent's pools: a runtime asking for static
+	 * ones (Multus' "ips" capability) must hear that it gets none. */
+	if (json_object_get_boolean(json_object_object_get(caps, "ips")) &&
+	    json_object_object_get_ex(rc, "ips", &v) && json_object_array_length(v))
+		return cni_fail(e, CNI_ERR_UNSUPPORTED_FIELD, "unsupported field",
+				"runtimeConfig.ips = %s: railnet assigns addresses from its pools "
+				"only (ippools); drop the ips capability or the static addresses",
+				json_object_to_json_string_ext(v, JSON_C_TO_STRING_PLAIN));
 	/* runtimeConfig.mac counts only with the capability declared. */
-	if (json_object_object_get_ex(root, "runtimeConfig", &rc) &&
-	    json_object_object_get_ex(rc, "mac", &v) &&
-	    json_object_object_get_ex(root, "capabilities", &caps) &&
+	if (json_object_object_get_ex(rc, "mac", &v) &&
 	    json_object_get_boolean(json_object_object_get(caps, "mac"))) {
 		if (!json_object_is_type(v, json_type_string) ||
 		    parse_mac(json_object_get_string(v), nc->runtime_mac, 6))
@@ -236,10 +251,13 @@ int netconf_parse(struct json_object *root, struct netconf *nc, struct cni_error
 			return bad_field(e, "prevResult", "must be an object");
 		nc->prev_result = v;
 	}
-	if (json_object_object_get_ex(root, "cni.dev/valid-attachments", &v) ||
-	    json_object_object_get_ex(root, "cni.dev/attachments", &v)) {
+	for (const char *const *key = (const char *const[]){ "cni.dev/valid-attachments",
+							     "cni.dev/attachments", NULL };
+	     *key && !nc->valid_attachments; key++) {
+		if (!json_object_object_get_ex(root, *key, &v))
+			continue;
 		if (!json_object_is_type(v, json_type_array))
-			return bad_field(e, "cni.dev/valid-attachments", "must be an array");
+			return bad_field(e, *key, "must be an array");
 		nc->valid_attachments = v;
 	}
 	return 0;

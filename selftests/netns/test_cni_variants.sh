@@ -158,4 +158,13 @@ tap_ok "after a DEL the exhausted pool serves again" lab_cni 1 7 net1 ADD "$tiny
 tap_eq "a pool reserved for other nodes is error 103" "103" \
 	"$(code "$(lab_cni 1 6 net1 ADD "$(conf 1 1.0.0 '"ippools":{"ipv4":["elsewhere"]}')")")"
 tap_eq "... leaving no allocation" "0" "$(allocs 1 6)"
+tap_ok "STATUS passes while a fallback pool has room (tiny is full, $(agent_pool4 1) is not)" \
+	lab_cni 1 5 "" STATUS "$(conf 1 1.1.0 "\"ippools\":{\"ipv4\":[\"tiny\",\"$(agent_pool4 1)\"]}")"
+
+## GC needs its list; the older key cni.dev/attachments is honoured too.
+tap_eq "GC without cni.dev/valid-attachments is error 7" "7" "$(code "$(lab_cni 1 5 "" GC "$tiny")")"
+tap_eq "... and releases nothing" "1 1" "$(allocs 1 5) $(allocs 1 7)"
+keep="[{\"containerID\":\"$(lab_pod_cid 1 5)\",\"ifname\":\"net1\"}]"
+tap_ok "GC with cni.dev/attachments" lab_cni 1 5 "" GC "$(jq -c --argjson k "$keep" '. + {"cni.dev/attachments": $k}' <<<"$tiny")"
+tap_eq "... keeps the listed NIC and releases the other" "1 0" "$(allocs 1 5) $(allocs 1 7)"
 tap_done

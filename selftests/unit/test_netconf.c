@@ -143,6 +143,21 @@ static void test_runtime_mac_needs_capability(void **state)
 	netconf_free(&nc);
 }
 
+static void test_runtime_ips_need_capability(void **state)
+{
+	struct netconf nc;
+	struct cni_error e;
+
+	/* Without the capability, runtimeConfig is the runtime's business. */
+	assert_int_equal(parse(GOOD_CONF ",\"runtimeConfig\":{\"ips\":[\"172.16.11.9/24\"]}}", &nc, &e),
+			 0);
+	netconf_free(&nc);
+	assert_int_equal(parse(GOOD_CONF ",\"capabilities\":{\"ips\":true},\"runtimeConfig\":{\"ips\":[]}}",
+			       &nc, &e),
+			 0);
+	netconf_free(&nc);
+}
+
 static void test_bad_fields_are_named(void **state)
 {
 	static const struct {
@@ -164,6 +179,7 @@ static void test_bad_fields_are_named(void **state)
 		{ GOOD_CONF ",\"mtu\":\"9000\"}", 7, "mtu" },
 		{ GOOD_CONF ",\"mtu\":-1}", 7, "mtu" },
 		{ GOOD_CONF ",\"mtu\":70000}", 7, "mtu" },
+		{ GOOD_CONF ",\"mtu\":67}", 7, "mtu" },
 		{ GOOD_CONF ",\"txQueueLen\":true}", 7, "txQueueLen" },
 		{ GOOD_CONF ",\"detectGateway\":\"yes\"}", 7, "detectGateway" },
 		{ GOOD_CONF ",\"detectIPConflict\":1}", 7, "detectIPConflict" },
@@ -181,6 +197,11 @@ static void test_bad_fields_are_named(void **state)
 		  "runtimeConfig.mac" },
 		{ GOOD_CONF ",\"prevResult\":[]}", 7, "prevResult" },
 		{ GOOD_CONF ",\"cni.dev/valid-attachments\":{}}", 7, "cni.dev/valid-attachments" },
+		{ GOOD_CONF ",\"cni.dev/attachments\":\"x\"}", 7, "cni.dev/attachments" },
+		{ GOOD_CONF ",\"runtimeConfig\":[]}", 7, "runtimeConfig" },
+		{ GOOD_CONF ",\"capabilities\":true}", 7, "capabilities" },
+		{ GOOD_CONF ",\"capabilities\":{\"ips\":true},\"runtimeConfig\":{\"ips\":[\"172.16.11.9/24\"]}}",
+		  2, "runtimeConfig.ips" },
 	};
 
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
@@ -276,6 +297,7 @@ int main(void)
 		cmocka_unit_test(test_every_field),
 		cmocka_unit_test(test_modes),
 		cmocka_unit_test(test_runtime_mac_needs_capability),
+		cmocka_unit_test(test_runtime_ips_need_capability),
 		cmocka_unit_test(test_bad_fields_are_named),
 		cmocka_unit_test(test_not_an_object_is_a_decode_error),
 		cmocka_unit_test(test_versions),
