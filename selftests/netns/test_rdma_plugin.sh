@@ -142,6 +142,8 @@ tap_ok "metrics: the pod NIC's GID index as a label" \
 	grep -q 'railnet_rdma_pod_nic_info{.*ifname="net1",gid_index="3"} 1' <<<"$metrics"
 tap_ok "metrics: resource capacity and allocation" \
 	grep -q '^railnet_rdma_resource_allocated{resource="railnet.io/roce"} 1' <<<"$metrics"
+tap_ok "metrics: port 2 of mlx5_0 has no netdev (ens1f0np0 is port 1's)" \
+	grep -q '^railnet_rdma_port_xmit_data_total{device="mlx5_0",port="2",netdev=""} 0' <<<"$metrics"
 tap_eq "rdma.detach forgets the pod NIC" '{"detached":true}' \
 	"$(ctl_op rdma.detach '{"network":"rail1","containerID":"c0ffee000001","ifName":"net1"}')"
 tap_eq "rdma.detach is idempotent" '{"detached":false}' \

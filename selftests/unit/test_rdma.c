@@ -8,20 +8,29 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "agent/metrics.h"
 #include "agent/rdma.h"
 
 static char root[64];
 
+/* The standard tree plus a two-port HCA shared by two netdevs the way
+ * switchdev representors share one (the same function, both dev_port 0:
+ * only the GID table says which port is whose). */
 static int make_tree(void **state)
 {
-	char cmd[256];
+	char cmd[1024];
 
 	snprintf(root, sizeof(root), "/tmp/railnet-rdma-mod-XXXXXX");
 	if (!mkdtemp(root))
 		return -1;
 	snprintf(cmd, sizeof(cmd),
-		 "bash selftests/lib/fake_rdma.sh fake_rdma_standard %s && mkdir -p %s/dp", root,
-		 root);
+		 "bash -ec '. selftests/lib/fake_rdma.sh; fake_rdma_standard %s; mkdir -p %s/dp; "
+		 "fake_rdma_nic %s ens4f0np0 0000:d8:00.0 15b3 101d mlx5_core 1 0; "
+		 "fake_rdma_nic %s pf0vf0 0000:d8:00.0 15b3 101d mlx5_core 1 0; "
+		 "fake_rdma_hca %s 0000:d8:00.0 mlx5_4 2 Ethernet 4; "
+		 "fake_rdma_gid %s mlx5_4 2 0 fe80:0000:0000:0000:0000:00ff:fe00:0002 \"IB/RoCE v1\" "
+		 "pf0vf0; fake_rdma_counter %s mlx5_4 2 counters port_xmit_data 42'",
+		 root, root, root, root, root, root, root);
 	return system(cmd) ? -1 : 0;
 }
 
@@ -129,11 +138,66 @@ static void test_attach_checks_master_and_resource(void **state)
 	rdma_stop(r);
 }
 
+static char *render(struct rdma *r)
+{
+	struct metrics *m;
+	char *body;
+	size_t len;
+
+	assert_int_equal(metrics_new(&m), 0);
+	assert_int_equal(rdma_metrics_register(r, m), 0);
+	assert_int_equal(metrics_render(m, &body, &len), 0);
+	metrics_stop(m);
+	return body;
+}
+
+/* Each port carries its own netdev's label; port 2 of mlx5_4 is pf0vf0's,
+ * not the function's first netdev's. */
+static void test_port_metrics_name_the_ports_netdev(void **state)
+{
+	struct rdma *r = start(mode_shared);
+	char *body = render(r);
+
+	assert_non_null(strstr(body, "railnet_rdma_port_xmit_data_total{device=\"mlx5_4\",port=\"1\","
+				     "netdev=\"ens4f0np0\"} 0\n"));
+	assert_non_null(strstr(body, "railnet_rdma_port_xmit_data_total{device=\"mlx5_4\",port=\"2\","
+				     "netdev=\"pf0vf0\"} 42\n"));
+	assert_non_null(strstr(body, "railnet_rdma_port_state{device=\"mlx5_4\",port=\"2\","
+				     "netdev=\"pf0vf0\",state=\"ACTIVE\"} 4\n"));
+	/* the standard mlx5_0 has a netdev on port 1 only */
+	assert_non_null(strstr(body, "railnet_rdma_port_xmit_data_total{device=\"mlx5_0\",port=\"2\","
+				     "netdev=\"\"} 0\n"));
+	free(body);
+	rdma_stop(r);
+}
+
+static void test_attach_uses_the_port_of_the_master(void **state)
+{
+	struct rdma *r = start(mode_shared);
+	struct rdma_attach_req req = { .network = "rail4", .container_id = "c4", .ifname = "net1",
+				       .master = "pf0vf0", .resource = "roce" };
+	struct json_object *res = json_object_new_object();
+	bool not_found;
+	char err[256];
+
+	assert_int_equal(rdma_attach(r, &req, res, &not_found, err, sizeof(err)), 0);
+	assert_string_equal(json_object_get_string(json_object_object_get(res, "device")), "mlx5_4");
+	assert_int_equal(json_object_get_int(json_object_object_get(res, "port")), 2);
+	req.master = "ens4f0np0";
+	req.ifname = "net2";
+	assert_int_equal(rdma_attach(r, &req, res, &not_found, err, sizeof(err)), 0);
+	assert_int_equal(json_object_get_int(json_object_object_get(res, "port")), 1);
+	json_object_put(res);
+	rdma_stop(r);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_netns_mode_is_reported),
 		cmocka_unit_test(test_attach_checks_master_and_resource),
+		cmocka_unit_test(test_port_metrics_name_the_ports_netdev),
+		cmocka_unit_test(test_attach_uses_the_port_of_the_master),
 	};
 
 	return cmocka_run_group_tests(tests, make_tree, remove_tree);

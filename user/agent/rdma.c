@@ -122,16 +122,16 @@ static bool resource_healthy(const struct rdma *r, const struct resource *res)
 	for (size_t c = 0; c < r->inv.nnics; c++) {
 		const struct rdma_nic *nic = &r->inv.nics[c];
 
-		if (!rdma_nic_matches(nic, &res->rc->sel))
-			continue;
-		for (size_t h = 0; h < nic->nhcas; h++) {
-			const struct rdma_hca *hca = &r->inv.hcas[nic->hcas[h]];
-			const struct rdma_port *port = rdma_hca_port(hca, rdma_nic_port(nic, hca));
+		const struct rdma_hca *hca;
+		unsigned int num;
+		const struct rdma_port *port;
 
-			if (!port || port->state != RDMA_PORT_ACTIVE)
-				return false;
-			any = true;
-		}
+		if (!rdma_nic_matches(nic, &res->rc->sel) || !(hca = rdma_nic_hca(&r->inv, nic, &num)))
+			continue;
+		port = rdma_hca_port(hca, num);
+		if (!port || port->state != RDMA_PORT_ACTIVE)
+			return false;
+		any = true;
 	}
 	return any;
 }
@@ -840,6 +840,7 @@ int rdma_attach(struct rdma *r, const struct rdma_attach_req *req, struct json_o
 	const struct rdma_nic *nic;
 	const struct rdma_hca *hca = NULL;
 	struct resource *res = NULL;
+	unsigned int port = 0;
 	long long deadline;
 
 	*not_found = false;
@@ -866,12 +867,11 @@ int rdma_attach(struct rdma *r, const struct rdma_attach_req *req, struct json_o
 		snprintf(errbuf, errlen, "no RDMA resource %s is configured", req->resource);
 		goto bad;
 	}
-	if (!nic || !nic->nhcas) {
+	if (!nic || !(hca = rdma_nic_hca(&r->inv, nic, &port))) {
 		snprintf(errbuf, errlen, "master %s has no RDMA device", req->master);
 		*not_found = true;
 		goto bad;
 	}
-	hca = &r->inv.hcas[nic->hcas[0]];
 	if (res && !resource_has_hca(r, res, hca->name)) {
 		snprintf(errbuf, errlen, "%s (behind master %s) is not selected by resource %s",
 			 hca->name, req->master, res->full_name);
@@ -904,7 +904,7 @@ int rdma_attach(struct rdma *r, const struct rdma_attach_req *req, struct json_o
 	snprintf(a->netns, sizeof(a->netns), "%s", req->netns ? req->netns : "");
 	snprintf(a->resource, sizeof(a->resource), "%s", res ? res->full_name : "");
 	snprintf(a->hca, sizeof(a->hca), "%s", hca->name);
-	a->port = rdma_nic_port(nic, hca);
+	a->port = port;
 	a->gid_index = -1;
 	memcpy(a->families, fresh.families, sizeof(a->families));
 	memcpy(a->addrs, fresh.addrs, sizeof(a->addrs));
@@ -1355,7 +1355,8 @@ static size_t read_counters(const struct rdma *r, struct counter_sample **out)
 						counter_family(c->family, sizeof(c->family), dirs[d][1],
 							       ents[e]->d_name);
 						snprintf(c->device, sizeof(c->device), "%s", hca->name);
-						snprintf(c->netdev, sizeof(c->netdev), "%s", hca->netdev);
+						snprintf(c->netdev, sizeof(c->netdev), "%s",
+							 hca->ports[p].netdev);
 						snprintf(c->port, sizeof(c->port), "%u", hca->ports[p].num);
 						c->value = strtoull(val, NULL, 10);
 					}
@@ -1388,8 +1389,8 @@ static void rdma_collect(void *ctx, struct metrics_writer *w)
 			snprintf(port, sizeof(port), "%u", r->inv.hcas[h].ports[p].num);
 			metrics_sample(w, "railnet_rdma_port_state", r->inv.hcas[h].ports[p].state,
 				       "device", r->inv.hcas[h].name, "port", port, "netdev",
-				       r->inv.hcas[h].netdev, "state", r->inv.hcas[h].ports[p].state_name,
-				       NULL);
+				       r->inv.hcas[h].ports[p].netdev, "state",
+				       r->inv.hcas[h].ports[p].state_name, NULL);
 		}
 	metrics_family(w, "railnet_rdma_resource_capacity", "gauge",
 		       "Devices a resource advertises to the kubelet (rdmaHcaMax).");
