@@ -4,16 +4,27 @@
 with the .proto files railnetd is built from (compiled at start into a
 temporary directory).
 
-It serves Registration on DIR/kubelet.sock; after each Register it connects
-to the plugin's endpoint, asks GetDevicePluginOptions and follows
-ListAndWatch.  Events go to stdout as JSON lines; commands come on stdin:
+It serves Registration on DIR/kubelet.sock and handles Register the way the
+kubelet does (pkg/kubelet/cm/devicemanager/plugin/v1beta1: Register ->
+connectClient -> Connect -> PluginConnected): it dials the plugin's endpoint
+(blocking, up to 10 s), calls GetDevicePluginOptions, and only then answers
+Register; ListAndWatch is followed afterwards, in the background.  A plugin
+that cannot serve while its Register call is in flight never registers.
+
+Events go to stdout as JSON lines; commands come on stdin:
 
   allocate RESOURCE ID...        -> {"event":"allocate", "devices":[...]} or {"event":"error"}
   preferred RESOURCE SIZE AVAIL,..  MUST,..   -> {"event":"preferred","ids":[...]}
   prestart RESOURCE ID...        -> {"event":"prestart"}
+  refuse on|off                  -> Register answers an error (as for a bad version)
   restart                        -> kubelet.sock removed, plugins' sockets wiped, served again
   rebind                         -> only kubelet.sock removed and served again
   quit
+
+Register events: "register_request" when the call arrives, "options" once
+the plugin answered GetDevicePluginOptions, then "register" when Register is
+answered OK (or "register_failed"), then "devices" for every ListAndWatch
+message.
 
 usage: fake_kubelet.py DIR PROTO_DIR
 """
@@ -39,6 +50,7 @@ from kubelet import registration_pb2_grpc as reg_grpc  # noqa: E402
 
 out_lock = threading.Lock()
 plugins = {}  # resource name -> endpoint
+state = {"refuse": False}
 
 
 def emit(**event):
@@ -51,12 +63,8 @@ def stub(resource):
     return pb_grpc.DevicePluginStub(channel)
 
 
-def follow(resource, endpoint):
+def watch(resource, s):
     try:
-        s = stub(resource)
-        opts = s.GetDevicePluginOptions(pb.Empty(), timeout=5)
-        emit(event="options", resource=resource, pre_start_required=opts.pre_start_required,
-             preferred=opts.get_preferred_allocation_available)
         for resp in s.ListAndWatch(pb.Empty()):
             emit(event="devices", resource=resource,
                  devices=[{"id": d.ID, "health": d.health} for d in resp.devices])
@@ -66,13 +74,33 @@ def follow(resource, endpoint):
 
 class Registration(reg_grpc.RegistrationServicer):
     def Register(self, request, context):
+        emit(event="register_request", resource=request.resource_name,
+             endpoint=request.endpoint, version=request.version)
+        if state["refuse"]:
+            emit(event="register_failed", resource=request.resource_name, why="refused")
+            context.abort(grpc.StatusCode.UNKNOWN, "registration refused by the test kubelet")
+        # the kubelet's order: dial the plugin (blocking), GetDevicePluginOptions,
+        # and only then answer Register
+        try:
+            channel = grpc.insecure_channel("unix://" + os.path.join(plugin_dir, request.endpoint))
+            grpc.channel_ready_future(channel).result(timeout=10)
+            s = pb_grpc.DevicePluginStub(channel)
+            opts = s.GetDevicePluginOptions(pb.Empty(), timeout=10)
+        except (grpc.RpcError, grpc.FutureTimeoutError) as e:
+            emit(event="register_failed", resource=request.resource_name, why=repr(e))
+            context.abort(grpc.StatusCode.UNKNOWN, "failed to get device plugin options")
+        emit(event="options", resource=request.resource_name,
+             pre_start_required=opts.pre_start_required,
+             preferred=opts.get_preferred_allocation_available)
+        if not context.is_active():  # the plugin gave up waiting: it never hears the answer
+            emit(event="register_failed", resource=request.resource_name,
+                 why="the plugin cancelled Register")
+            return pb.Empty()
         plugins[request.resource_name] = request.endpoint
+        threading.Thread(target=watch, args=(request.resource_name, s), daemon=True).start()
         emit(event="register", resource=request.resource_name, endpoint=request.endpoint,
              version=request.version,
              preferred=request.options.get_preferred_allocation_available)
-        # like the kubelet: answer first, then dial the plugin
-        threading.Thread(target=follow, args=(request.resource_name, request.endpoint),
-                         daemon=True).start()
         return pb.Empty()
 
 
@@ -88,7 +116,7 @@ def serve():
     return server
 
 
-def command(words, server):
+def command(words, servers):
     if words[0] == "allocate":
         req = pb.AllocateRequest(container_requests=[
             pb.ContainerAllocateRequest(devices_ids=words[2:])])
@@ -112,17 +140,19 @@ def command(words, server):
         stub(words[1]).PreStartContainer(pb.PreStartContainerRequest(devices_ids=words[2:]),
                                          timeout=5)
         emit(event="prestart")
+    elif words[0] == "refuse":
+        state["refuse"] = words[1] == "on"
+        emit(event="refuse", on=state["refuse"])
     elif words[0] in ("restart", "rebind"):
-        server.stop(0).wait()
+        servers["kubelet"].stop(0).wait()
         if words[0] == "restart":  # the kubelet wipes the directory
             for name in os.listdir(plugin_dir):
                 os.unlink(os.path.join(plugin_dir, name))
-        return serve()
-    return server
+        servers["kubelet"] = serve()
 
 
 def main():
-    server = serve()
+    servers = {"kubelet": serve()}
     for line in sys.stdin:
         words = line.split()
         if not words:
@@ -130,10 +160,11 @@ def main():
         if words[0] == "quit":
             break
         try:
-            server = command(words, server)
+            command(words, servers)
         except Exception as e:  # report, keep serving
             emit(event="error", message=str(e))
-    server.stop(0)
+    for s in servers.values():
+        s.stop(0)
 
 
 if __name__ == "__main__":

@@ -2,9 +2,11 @@
 # SPDX-License-Identifier: Apache-2.0
 # railnetd's RDMA module against a FAKE sysfs/dev tree (no RDMA hardware
 # here) and a real gRPC peer playing the kubelet (grpcio, same .proto):
-# registration, ListAndWatch health following the port state, Allocate's
-# DeviceSpecs, re-registration after a kubelet restart, rdma.attach with the
-# GID index found once the kernel (here: the test) adds the GID, metrics.
+# registration (the kubelet calls the plugin back before it answers
+# Register), retries logged with backoff, ListAndWatch health following the
+# port state, Allocate's DeviceSpecs, re-registration after a kubelet
+# restart, rdma.attach with the GID index found once the kernel (here: the
+# test) adds the GID, metrics.
 set -u
 . "$(dirname "$0")/../lib/tap.sh"
 . "$(dirname "$0")/../lib/lab.sh"
@@ -54,6 +56,16 @@ tap_eq "Register names the endpoint socket and v1beta1" "railnet-roce.sock v1bet
 	"$(echo "$reg" | python3 -c 'import json,sys; e=json.load(sys.stdin); print(e["endpoint"], e["version"], e["preferred"])')"
 tap_ok "the deprecated devices form registers rdma/ib" \
 	wait_event 'e["event"] == "register" and e["resource"] == "rdma/ib"'
+# the kubelet dials the plugin and asks GetDevicePluginOptions before it
+# answers Register: railnetd serves while its Register call is in flight
+registered() {
+	railnetctl_n 1 -o json rdma | python3 -c 'import json,sys
+print(sorted((r["name"], r["registered"]) for r in json.load(sys.stdin)["resources"]))'
+}
+tap_eq "both resources registered (Register answered after the kubelet's call back)" \
+	"[('railnet.io/roce', True), ('rdma/ib', True)]" "$(registered)"
+tap_ok "... at the first attempt: no failed Register" \
+	bash -c "! grep -q rdma_register_failed '$(lab_node_dir 1)/railnetd.log'"
 tap_ok "GetDevicePluginOptions: preferred allocation available, no pre-start" \
 	wait_event 'e["event"] == "options" and e["resource"] == "railnet.io/roce" and e["preferred"] and not e["pre_start_required"]'
 tap_ok "ListAndWatch streams rdmaHcaMax=3 healthy devices" \
@@ -92,6 +104,22 @@ tap_ok "the endpoint socket exists again" test -S "$dp/railnet-roce.sock"
 kubelet rebind
 tap_ok "kubelet.sock alone recreated -> the plugin registers again" \
 	wait_event 'e["event"] == "register" and e["resource"] == "railnet.io/roce"' 3
+# a kubelet that refuses: every failed attempt is logged, retried with backoff
+kubelet refuse on
+kubelet rebind
+log=$(lab_node_dir 1)/railnetd.log
+for ((i = 0; i < 50; i++)); do
+	grep -q 'rdma_register_failed resource=railnet.io/roce .*attempt=2 .*retry_in_ms=2000' "$log" && break
+	sleep 0.1
+done
+tap_ok "a refused Register is logged at every attempt, with its backoff" \
+	grep -qE 'rdma_register_failed resource=railnet.io/roce .*attempt=2 .*refused by the test kubelet.*retry_in_ms=2000' "$log"
+tap_eq "... and shown in railnetctl rdma" "True" "$(railnetctl_n 1 -o json rdma | python3 -c 'import json,sys
+r = [r for r in json.load(sys.stdin)["resources"] if r["name"] == "railnet.io/roce"][0]
+print(r["registerFailures"] >= 2 and "refused" in r["registerError"] and not r["registered"])')"
+kubelet refuse off
+tap_ok "the kubelet accepting again -> the next attempt registers" \
+	wait_event 'e["event"] == "register" and e["resource"] == "railnet.io/roce"' 4
 
 # rdma.attach / rdma.detach as the CNI plugin calls them
 ctl_op() { # <op> <args-json>: the result, compact

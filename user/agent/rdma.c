@@ -32,6 +32,11 @@
 #define DP_TICK_MS	  1000
 #define DP_MAX_CONNS	  64
 #define DP_DEVICE_ID_MAX  63
+#define DP_DEVICE_NAME_MAX 40 /* of the resource name, in a device ID */
+/* The kubelet answers Register only after dialing the plugin back (its own
+ * dial gives up after 10 s): wait longer than that, to hear its verdict. */
+#define DP_REGISTER_TIMEOUT_MS 15000
+#define DP_REGISTER_BACKOFF_MAX_MS 30000
 
 struct watcher {
 	struct grpc_call *call;
@@ -53,7 +58,14 @@ struct resource {
 	 * reuse the inode number of the one it replaces); ino 0: not registered */
 	ino_t kubelet_ino;
 	struct timespec kubelet_ctime;
-	unsigned int register_failures; /* in a row, to log the first and then rarely */
+	/* Register in flight (the loop drives it while serving the kubelet's
+	 * call back), the kubelet.sock it went to, the retry backoff */
+	struct grpc_ucall *reg_call;
+	struct stat reg_kubelet;
+	unsigned int register_failures; /* in a row; the backoff doubles with each */
+	unsigned long long register_failures_total;
+	long long register_next_ms;
+	char register_error[256]; /* the last failure, "" once registered */
 	struct watcher *watchers;
 	unsigned long long allocate_calls, devices_allocated;
 	size_t attached;
@@ -94,6 +106,7 @@ struct rdma {
 	size_t nconns;
 	int wake_fd, link_fd;
 	bool stopping;
+	int kubelet_state; /* kubelet.sock: 1 there, -1 absent, 0 not looked yet */
 	pthread_t thread;
 	bool thread_started;
 	long long last_scan_ms; /* under the lock */
@@ -208,7 +221,25 @@ static int rescan(struct rdma *r)
 
 static void device_id(const struct resource *res, size_t i, char *buf, size_t len)
 {
-	snprintf(buf, len, "%.40s-%zu", res->rc->name, i);
+	snprintf(buf, len, "%.*s-%zu", DP_DEVICE_NAME_MAX, res->rc->name, i);
+}
+
+/* The index of device @id of @res (as device_id writes it), or -1. */
+static long device_index(const struct resource *res, const char *id)
+{
+	size_t n = strnlen(res->rc->name, DP_DEVICE_NAME_MAX);
+	const char *digits = id + n + 1;
+	unsigned long i;
+	char *end;
+
+	if (strncmp(id, res->rc->name, n) || id[n] != '-' || *digits < '0' || *digits > '9' ||
+	    (digits[0] == '0' && digits[1]))
+		return -1;
+	errno = 0;
+	i = strtoul(digits, &end, 10);
+	if (errno || *end || i >= (unsigned long)res->rc->hca_max)
+		return -1;
+	return (long)i;
 }
 
 /* The ListAndWatch message for @res, packed.  Under the lock. */
@@ -258,18 +289,6 @@ static void notify_watchers(struct rdma *r, struct resource *res)
 		grpc_conn_flush(grpc_call_conn(w->call));
 	}
 	free(buf);
-}
-
-static bool known_device(const struct resource *res, const char *id)
-{
-	char want[DP_DEVICE_ID_MAX + 1];
-
-	for (long long i = 0; i < res->rc->hca_max; i++) {
-		device_id(res, (size_t)i, want, sizeof(want));
-		if (!strcmp(want, id))
-			return true;
-	}
-	return false;
 }
 
 /* The DeviceSpecs of every selected HCA's char devices plus rdma_cm, the
@@ -338,7 +357,7 @@ static void dp_allocate(struct rdma *r, struct resource *res, struct grpc_call *
 	pthread_mutex_lock(&r->lock);
 	for (size_t c = 0; c < nc && !err[0]; c++)
 		for (size_t d = 0; d < req->container_requests[c]->n_devices_ids && !err[0]; d++)
-			if (!known_device(res, req->container_requests[c]->devices_ids[d]))
+			if (device_index(res, req->container_requests[c]->devices_ids[d]) < 0)
 				snprintf(err, sizeof(err), "unknown device %.64s of %s",
 					 req->container_requests[c]->devices_ids[d], res->full_name);
 	if (!err[0] && !res->nhcas)
@@ -530,9 +549,17 @@ static void conn_accept(struct rdma *r, struct resource *res)
 	r->conns[r->nconns++] = dc;
 }
 
+static void register_cancel(struct resource *res)
+{
+	grpc_ucall_free(res->reg_call);
+	res->reg_call = NULL;
+}
+
 static void endpoint_close(struct rdma *r, struct resource *res)
 {
-	/* the kubelet's connections to the old socket go with it */
+	/* the kubelet's connections to the old socket go with it, and a
+	 * Register naming it */
+	register_cancel(res);
 	for (size_t i = r->nconns; i-- > 0;)
 		if (r->conns[i]->res == res)
 			conn_drop(r, i);
@@ -573,14 +600,51 @@ static int endpoint_open(struct rdma *r, struct resource *res)
 	return 0;
 }
 
-static int kubelet_register(struct rdma *r, struct resource *res, const struct stat *kubelet)
+static bool same_socket(const struct stat *a, const struct stat *b)
+{
+	return a->st_ino == b->st_ino && a->st_ctim.tv_sec == b->st_ctim.tv_sec &&
+	       a->st_ctim.tv_nsec == b->st_ctim.tv_nsec;
+}
+
+static bool registered_with(const struct resource *res, const struct stat *kubelet)
+{
+	return res->kubelet_ino && res->kubelet_ino == kubelet->st_ino &&
+	       res->kubelet_ctime.tv_sec == kubelet->st_ctim.tv_sec &&
+	       res->kubelet_ctime.tv_nsec == kubelet->st_ctim.tv_nsec;
+}
+
+/* Every failed attempt is logged; the backoff (1 s doubling to 30 s) keeps
+ * that to a couple of lines a minute while the kubelet refuses. */
+static void register_failed(struct rdma *r, struct resource *res, int status, const char *why)
+{
+	unsigned int shift;
+	long long delay;
+
+	pthread_mutex_lock(&r->lock);
+	res->register_failures++;
+	res->register_failures_total++;
+	shift = res->register_failures - 1 < 5 ? res->register_failures - 1 : 5;
+	delay = (long long)DP_TICK_MS << shift;
+	if (delay > DP_REGISTER_BACKOFF_MAX_MS)
+		delay = DP_REGISTER_BACKOFF_MAX_MS;
+	res->register_next_ms = now_ms() + delay;
+	snprintf(res->register_error, sizeof(res->register_error), "%s", why);
+	pthread_mutex_unlock(&r->lock);
+	log_warn("rdma_register_failed",
+		 "resource=%s kubelet=%s/" DP_KUBELET_SOCK " attempt=%u status=%d err=\"%s\" retry_in_ms=%lld",
+		 res->full_name, r->cfg.plugin_dir, res->register_failures, status, why, delay);
+}
+
+/* Places Register; the loop polls it (register_poll) and serves the
+ * kubelet's call back to our endpoint meanwhile. */
+static void register_start(struct rdma *r, struct resource *res, const struct stat *kubelet)
 {
 	V1beta1__RegisterRequest req = V1BETA1__REGISTER_REQUEST__INIT;
 	V1beta1__DevicePluginOptions opts = V1BETA1__DEVICE_PLUGIN_OPTIONS__INIT;
-	char path[PATH_MAX], msg[256];
-	uint8_t *buf, *resp = NULL;
-	size_t len, rlen;
-	int status = -1, err;
+	char path[PATH_MAX];
+	uint8_t *buf;
+	size_t len;
+	int err;
 
 	opts.get_preferred_allocation_available = true;
 	req.version = DP_API_VERSION;
@@ -589,30 +653,51 @@ static int kubelet_register(struct rdma *r, struct resource *res, const struct s
 	req.options = &opts;
 	len = v1beta1__register_request__get_packed_size(&req);
 	buf = malloc(len);
-	if (!buf)
-		return -ENOMEM;
+	if (!buf) {
+		register_failed(r, res, -1, strerror(ENOMEM));
+		return;
+	}
 	v1beta1__register_request__pack(&req, buf);
 	snprintf(path, sizeof(path), "%s/" DP_KUBELET_SOCK, r->cfg.plugin_dir);
-	err = grpc_unary_call(path, DP_REGISTER_PATH, buf, len, 2000, &status, &resp, &rlen, msg,
-			      sizeof(msg));
+	err = grpc_ucall_start(path, DP_REGISTER_PATH, buf, len, DP_REGISTER_TIMEOUT_MS,
+			       &res->reg_call);
 	free(buf);
-	free(resp);
-	if (!err && status != GRPC_STATUS_OK)
-		err = -EPERM;
-	if (err && res->register_failures++ % 60 == 0) {
-		log_warn("rdma_register_failed", "resource=%s kubelet=%s status=%d err=\"%s\"",
-			 res->full_name, path, status, msg[0] ? msg : strerror(-err));
-	}
+	res->reg_kubelet = *kubelet;
 	if (err)
-		return err;
-	res->register_failures = 0;
+		register_failed(r, res, -1, strerror(-err));
+	else
+		log_debug("rdma_registering", "resource=%s kubelet=%s attempt=%u", res->full_name,
+			  path, res->register_failures + 1);
+}
+
+/* Advances @res's Register; when it is over, records the outcome. */
+static void register_poll(struct rdma *r, struct resource *res)
+{
+	const uint8_t *resp;
+	const char *msg;
+	size_t rlen;
+	int status, err;
+
+	if (!res->reg_call || grpc_ucall_step(res->reg_call) == -EINPROGRESS)
+		return;
+	err = grpc_ucall_result(res->reg_call, &status, &resp, &rlen, &msg);
+	if (err || status != GRPC_STATUS_OK) {
+		char why[320];
+
+		snprintf(why, sizeof(why), "%s", msg[0] ? msg : err ? strerror(-err) : "refused");
+		register_cancel(res);
+		register_failed(r, res, status, why);
+		return;
+	}
+	register_cancel(res);
 	pthread_mutex_lock(&r->lock);
-	res->kubelet_ino = kubelet->st_ino;
-	res->kubelet_ctime = kubelet->st_ctim;
+	res->kubelet_ino = res->reg_kubelet.st_ino;
+	res->kubelet_ctime = res->reg_kubelet.st_ctim;
+	res->register_error[0] = '\0';
 	pthread_mutex_unlock(&r->lock);
-	log_info("rdma_registered", "resource=%s endpoint=%s kubelet=%s", res->full_name,
-		 res->sock_name, path);
-	return 0;
+	log_info("rdma_registered", "resource=%s endpoint=%s kubelet=%s/" DP_KUBELET_SOCK " attempt=%u",
+		 res->full_name, res->sock_name, r->cfg.plugin_dir, res->register_failures + 1);
+	res->register_failures = 0;
 }
 
 /* Re-creates an endpoint whose socket file vanished (the kubelet wipes its
@@ -620,11 +705,20 @@ static int kubelet_register(struct rdma *r, struct resource *res, const struct s
 static void kubelet_watch(struct rdma *r)
 {
 	char path[PATH_MAX];
+	long long now = now_ms();
 	struct stat st;
 	bool kubelet_up;
 
 	snprintf(path, sizeof(path), "%s/" DP_KUBELET_SOCK, r->cfg.plugin_dir);
 	kubelet_up = !stat(path, &st) && S_ISSOCK(st.st_mode);
+	if (kubelet_up != (r->kubelet_state > 0)) {
+		if (kubelet_up)
+			log_info("rdma_kubelet_present", "kubelet=%s", path);
+		else
+			log_warn("rdma_kubelet_absent", "kubelet=%s err=\"no socket: nothing to register with\"",
+				 path);
+		r->kubelet_state = kubelet_up ? 1 : -1;
+	}
 	for (size_t i = 0; i < r->nres; i++) {
 		struct resource *res = &r->res[i];
 		struct stat own;
@@ -636,10 +730,35 @@ static void kubelet_watch(struct rdma *r)
 			if (endpoint_open(r, res))
 				continue;
 		}
-		if (kubelet_up && (res->kubelet_ino != st.st_ino ||
-				   res->kubelet_ctime.tv_sec != st.st_ctim.tv_sec ||
-				   res->kubelet_ctime.tv_nsec != st.st_ctim.tv_nsec))
-			kubelet_register(r, res, &st);
+		if (!kubelet_up) {
+			register_cancel(res);
+			pthread_mutex_lock(&r->lock);
+			res->kubelet_ino = 0;
+			snprintf(res->register_error, sizeof(res->register_error),
+				 "no kubelet socket at %.200s", path);
+			pthread_mutex_unlock(&r->lock);
+			continue;
+		}
+		if (registered_with(res, &st))
+			continue;
+		if (res->kubelet_ino) { /* a new kubelet: registered with none now */
+			pthread_mutex_lock(&r->lock);
+			res->kubelet_ino = 0;
+			pthread_mutex_unlock(&r->lock);
+		}
+		if (res->reg_call) {
+			if (same_socket(&res->reg_kubelet, &st))
+				continue; /* under way */
+			register_cancel(res); /* a new kubelet came meanwhile */
+		}
+		/* a new kubelet gets an attempt at once, whatever the old one did */
+		if (!same_socket(&res->reg_kubelet, &st)) {
+			res->register_next_ms = 0;
+			res->register_failures = 0;
+		}
+		/* half a tick early rather than a whole tick late */
+		if (now + DP_TICK_MS / 2 >= res->register_next_ms)
+			register_start(r, res, &st);
 	}
 }
 
@@ -965,6 +1084,11 @@ bool rdma_detach(struct rdma *r, const char *network, const char *container_id,
 
 /* --- status ------------------------------------------------------------------- */
 
+static struct json_object *string_or_null(const char *s)
+{
+	return s[0] ? json_object_new_string(s) : NULL;
+}
+
 struct json_object *rdma_status_json(struct rdma *r)
 {
 	struct json_object *o = json_object_new_object(), *devs = json_object_new_array();
@@ -1018,6 +1142,9 @@ struct json_object *rdma_status_json(struct rdma *r)
 				       json_object_new_uint64(res->allocate_calls));
 		json_object_object_add(ro, "kubeletDevicesAllocated",
 				       json_object_new_uint64(res->devices_allocated));
+		json_object_object_add(ro, "registerFailures",
+				       json_object_new_uint64(res->register_failures_total));
+		json_object_object_add(ro, "registerError", string_or_null(res->register_error));
 		json_object_array_add(ress, ro);
 	}
 	for (const struct attachment *a = r->attachments; a; a = a->next) {
@@ -1100,8 +1227,9 @@ static void *rdma_loop(void *arg)
 	long long next_tick = now_ms();
 
 	for (;;) {
-		struct pollfd pfds[2 + RDMA_MAX_RESOURCES + DP_MAX_CONNS];
-		size_t np = 0, first_res, first_conn;
+		struct pollfd pfds[2 + 2 * RDMA_MAX_RESOURCES + DP_MAX_CONNS];
+		int reg_pfd[RDMA_MAX_RESOURCES];
+		size_t np = 0, first_res, first_conn, end_conn;
 		long long now = now_ms();
 		int timeout = next_tick > now ? (int)(next_tick - now) : 0;
 		uint64_t v;
@@ -1115,6 +1243,19 @@ static void *rdma_loop(void *arg)
 		for (size_t i = 0; i < r->nconns; i++)
 			pfds[np++] = (struct pollfd){ .fd = grpc_conn_fd(r->conns[i]->gc),
 						      .events = POLLIN };
+		end_conn = np;
+		/* the Register calls in flight, answered only once the kubelet has
+		 * called us back */
+		for (size_t i = 0; i < r->nres; i++) {
+			struct grpc_ucall *c = r->res[i].reg_call;
+
+			reg_pfd[i] = -1;
+			if (c && grpc_ucall_fd(c) >= 0) {
+				reg_pfd[i] = (int)np;
+				pfds[np++] = (struct pollfd){ .fd = grpc_ucall_fd(c),
+							      .events = grpc_ucall_events(c) };
+			}
+		}
 		if (poll(pfds, np, timeout) < 0 && errno != EINTR)
 			break;
 		if (pfds[0].revents && read(r->wake_fd, &v, sizeof(v)) == sizeof(v) && r->stopping)
@@ -1125,12 +1266,15 @@ static void *rdma_loop(void *arg)
 			if (pfds[i].revents & POLLIN)
 				conn_accept(r, &r->res[i - first_res]);
 		/* back to front: conn_drop moves the last connection into the hole */
-		for (size_t i = np; i-- > first_conn;) {
+		for (size_t i = end_conn; i-- > first_conn;) {
 			size_t c = i - first_conn;
 
 			if (c < r->nconns && pfds[i].revents && grpc_conn_on_readable(r->conns[c]->gc))
 				conn_drop(r, c);
 		}
+		for (size_t i = 0; i < r->nres; i++)
+			if (reg_pfd[i] >= 0 && pfds[reg_pfd[i]].revents)
+				register_poll(r, &r->res[i]);
 		now = now_ms();
 		if (now >= next_tick) {
 			bool full;
@@ -1142,6 +1286,9 @@ static void *rdma_loop(void *arg)
 			r->rescan_due = false;
 			refresh(r, full);
 			gids_resolve_pending(r);
+			/* the calls' deadlines */
+			for (size_t i = 0; i < r->nres; i++)
+				register_poll(r, &r->res[i]);
 			kubelet_watch(r);
 			next_tick = now + DP_TICK_MS;
 		}
@@ -1186,10 +1333,10 @@ int rdma_start(struct rdma_config *cfg, const struct rdma_options *opts, struct 
 	r->res = calloc(r->cfg.nresources ? r->cfg.nresources : 1, sizeof(*r->res));
 	if (!r->res)
 		goto fail;
-	r->nres = r->cfg.nresources;
-	for (size_t i = 0; i < r->nres; i++) {
+	for (size_t i = 0; i < r->cfg.nresources; i++) {
 		struct resource *res = &r->res[i];
 
+		r->nres = i + 1; /* what rdma_stop undoes on failure */
 		res->rc = &r->cfg.resources[i];
 		res->listen_fd = -1;
 		rdma_resource_full_name(res->rc, res->full_name, sizeof(res->full_name));
@@ -1402,6 +1549,17 @@ static void rdma_collect(void *ctx, struct metrics_writer *w)
 	for (size_t i = 0; i < r->nres; i++)
 		metrics_sample(w, "railnet_rdma_resource_allocated", (double)r->res[i].attached,
 			       "resource", r->res[i].full_name, NULL);
+	metrics_family(w, "railnet_rdma_resource_registered", "gauge",
+		       "1 once the kubelet accepted the resource's Register.");
+	for (size_t i = 0; i < r->nres; i++)
+		metrics_sample(w, "railnet_rdma_resource_registered", r->res[i].kubelet_ino != 0,
+			       "resource", r->res[i].full_name, NULL);
+	metrics_family(w, "railnet_rdma_register_failures_total", "counter",
+		       "Register calls that failed (refused, timed out or no kubelet).");
+	for (size_t i = 0; i < r->nres; i++)
+		metrics_sample_u64(w, "railnet_rdma_register_failures_total",
+				   r->res[i].register_failures_total, "resource",
+				   r->res[i].full_name, NULL);
 	metrics_family(w, "railnet_rdma_resource_healthy", "gauge",
 		       "1 while every HCA of the resource has an ACTIVE port.");
 	for (size_t i = 0; i < r->nres; i++)
