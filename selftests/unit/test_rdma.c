@@ -138,6 +138,29 @@ static void test_attach_checks_master_and_resource(void **state)
 	rdma_stop(r);
 }
 
+static struct json_object *resource_status(struct json_object *st, const char *name)
+{
+	struct json_object *list = json_object_object_get(st, "resources");
+
+	for (size_t i = 0; i < json_object_array_length(list); i++) {
+		struct json_object *res = json_object_array_get_idx(list, i);
+
+		if (!strcmp(json_object_get_string(json_object_object_get(res, "name")), name))
+			return res;
+	}
+	return NULL;
+}
+
+static long long status_int(struct rdma *r, const char *resource, const char *field)
+{
+	struct json_object *st = rdma_status_json(r);
+	long long v = json_object_get_int64(json_object_object_get(resource_status(st, resource),
+								    field));
+
+	json_object_put(st);
+	return v;
+}
+
 static char *render(struct rdma *r)
 {
 	struct metrics *m;
@@ -191,6 +214,75 @@ static void test_attach_uses_the_port_of_the_master(void **state)
 	rdma_stop(r);
 }
 
+static volatile int netns_shared_now = 1;
+
+static int mode_switchable(bool *shared)
+{
+	*shared = netns_shared_now;
+	return 0;
+}
+
+/* `rdma system set netns exclusive` after start: seen on the next rescan
+ * (here the one an attach naming an unknown master runs). */
+static void test_netns_mode_is_rechecked(void **state)
+{
+	struct rdma_attach_req req = { .network = "rail9", .container_id = "c9", .ifname = "net1",
+				       .master = "ens9f0np0" };
+	struct json_object *res = json_object_new_object(), *st;
+	struct rdma *r;
+	bool not_found;
+	char err[256], buf[128], *body;
+
+	netns_shared_now = 1;
+	r = start(mode_switchable);
+	assert_string_equal(netns_mode_of(r, buf, sizeof(buf)), "shared");
+	netns_shared_now = 0;
+	assert_int_equal(rdma_attach(r, &req, res, &not_found, err, sizeof(err)), -EINVAL);
+	assert_true(not_found);
+	assert_string_equal(netns_mode_of(r, buf, sizeof(buf)), "exclusive");
+	st = rdma_status_json(r);
+	assert_false(json_object_get_boolean(json_object_object_get(st, "netnsShared")));
+	json_object_put(st);
+	body = render(r);
+	assert_non_null(strstr(body, "railnet_rdma_netns_shared{mode=\"exclusive\"} 0\n"));
+	free(body);
+	json_object_put(res);
+	rdma_stop(r);
+}
+
+/* A pod NIC gone without a CNI DEL: the agent forgets it by container. */
+static void test_forget_without_del(void **state)
+{
+	struct rdma *r = start(mode_shared);
+	struct rdma_attach_req req = { .network = "rail1", .container_id = "c7", .ifname = "net1",
+				       .master = "ens1f0np0", .resource = "roce" };
+	struct json_object *res = json_object_new_object();
+	bool not_found;
+	char err[256];
+
+	assert_int_equal(rdma_attach(r, &req, res, &not_found, err, sizeof(err)), 0);
+	req.network = "rail4";
+	req.ifname = "net4";
+	req.master = "pf0vf0";
+	assert_int_equal(rdma_attach(r, &req, res, &not_found, err, sizeof(err)), 0);
+	req.container_id = "c8";
+	assert_int_equal(rdma_attach(r, &req, res, &not_found, err, sizeof(err)), 0);
+	assert_int_equal(status_int(r, "rdma/roce", "allocated"), 3);
+
+	assert_int_equal(rdma_forget(r, "rail1", "c7", "net9"), 0);
+	assert_int_equal(rdma_forget(r, "rail1", "c7", "net1"), 1);
+	assert_int_equal(rdma_forget(r, NULL, "c7", NULL), 1); /* net4 on rail4 */
+	assert_int_equal(rdma_forget(r, NULL, "c7", NULL), 0);
+	assert_false(rdma_detach(r, "rail4", "c7", "net4"));
+	assert_int_equal(status_int(r, "rdma/roce", "allocated"), 1);
+	assert_int_equal(rdma_forget(r, NULL, NULL, NULL), -EINVAL);
+	assert_int_equal(rdma_forget(NULL, NULL, "c8", NULL), 0);
+	assert_int_equal(rdma_forget(r, NULL, "c8", "net4"), 1);
+	assert_int_equal(status_int(r, "rdma/roce", "allocated"), 0);
+	json_object_put(res);
+	rdma_stop(r);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -198,6 +290,8 @@ int main(void)
 		cmocka_unit_test(test_attach_checks_master_and_resource),
 		cmocka_unit_test(test_port_metrics_name_the_ports_netdev),
 		cmocka_unit_test(test_attach_uses_the_port_of_the_master),
+		cmocka_unit_test(test_netns_mode_is_rechecked),
+		cmocka_unit_test(test_forget_without_del),
 	};
 
 	return cmocka_run_group_tests(tests, make_tree, remove_tree);

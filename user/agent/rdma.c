@@ -37,6 +37,7 @@
  * dial gives up after 10 s): wait longer than that, to hear its verdict. */
 #define DP_REGISTER_TIMEOUT_MS 15000
 #define DP_REGISTER_BACKOFF_MAX_MS 30000
+#define NETNS_CHECK_MS	   10000
 
 struct watcher {
 	struct grpc_call *call;
@@ -101,6 +102,8 @@ struct rdma {
 	size_t nres;
 	struct attachment *attachments;
 	char netns_mode[96];
+	int netns_shared; /* 1 shared, 0 exclusive, -1 unknown */
+	long long netns_checked_ms;
 	/* owned by the thread */
 	struct dp_conn *conns[DP_MAX_CONNS];
 	size_t nconns;
@@ -197,10 +200,16 @@ static void resources_select(struct rdma *r)
 	}
 }
 
+static void netns_mode_check(struct rdma *r);
+
+/* Rediscovers everything, the netns mode included. */
 static int rescan(struct rdma *r)
 {
 	struct rdma_inventory inv;
-	int err = rdma_discover(r->cfg.sysfs_root, r->cfg.dev_root, &inv);
+	int err;
+
+	netns_mode_check(r);
+	err = rdma_discover(r->cfg.sysfs_root, r->cfg.dev_root, &inv);
 
 	if (err) {
 		log_warn("rdma_discovery_failed", "sysfs=%s err=\"%s\"", r->cfg.sysfs_root,
@@ -1054,32 +1063,44 @@ bad:
 	return -EINVAL;
 }
 
-bool rdma_detach(struct rdma *r, const char *network, const char *container_id,
-		 const char *ifname)
+int rdma_forget(struct rdma *r, const char *network, const char *container_id,
+		const char *ifname)
 {
-	bool found = false;
+	int n = 0;
 
+	if (!r)
+		return 0;
+	if (!container_id || !container_id[0])
+		return -EINVAL;
 	pthread_mutex_lock(&r->lock);
-	for (struct attachment **p = &r->attachments; *p; p = &(*p)->next) {
+	for (struct attachment **p = &r->attachments; *p;) {
 		struct attachment *a = *p;
 		struct resource *res;
 
-		if (strcmp(a->network, network) || strcmp(a->container_id, container_id) ||
-		    strcmp(a->ifname, ifname))
+		if ((network && strcmp(a->network, network)) || strcmp(a->container_id, container_id) ||
+		    (ifname && strcmp(a->ifname, ifname))) {
+			p = &a->next;
 			continue;
+		}
 		res = a->resource[0] ? resource_by_name(r, a->resource) : NULL;
 		if (res)
 			res->attached--;
 		*p = a->next;
-		log_info("rdma_detached", "container=%.12s ifname=%s device=%s", a->container_id,
-			 a->ifname, a->hca);
+		log_info("rdma_detached", "container=%.12s ifname=%s network=%s device=%s",
+			 a->container_id, a->ifname, a->network, a->hca);
 		free(a);
-		found = true;
-		attachments_save(r);
-		break;
+		n++;
 	}
+	if (n)
+		attachments_save(r);
 	pthread_mutex_unlock(&r->lock);
-	return found;
+	return n;
+}
+
+bool rdma_detach(struct rdma *r, const char *network, const char *container_id,
+		 const char *ifname)
+{
+	return network && ifname && rdma_forget(r, network, container_id, ifname) > 0;
 }
 
 /* --- status ------------------------------------------------------------------- */
@@ -1096,6 +1117,8 @@ struct json_object *rdma_status_json(struct rdma *r)
 
 	pthread_mutex_lock(&r->lock);
 	json_object_object_add(o, "netnsMode", json_object_new_string(r->netns_mode));
+	json_object_object_add(o, "netnsShared",
+			       r->netns_shared < 0 ? NULL : json_object_new_boolean(r->netns_shared));
 	for (size_t i = 0; i < r->inv.nhcas; i++) {
 		const struct rdma_hca *h = &r->inv.hcas[i];
 		struct json_object *d = json_object_new_object(), *ports = json_object_new_array();
@@ -1221,6 +1244,37 @@ static void refresh(struct rdma *r, bool full)
 	}
 }
 
+/* The RDMA netns mode, asked again every NETNS_CHECK_MS and on each full
+ * rescan (`rdma system set netns` sends no event); logged when it changes. */
+static void netns_mode_check(struct rdma *r)
+{
+	char mode[sizeof(r->netns_mode)];
+	bool shared = true, changed;
+	int err = r->opts.netns_mode(&shared);
+	int state = err ? -1 : shared;
+
+	if (err == -EPROTONOSUPPORT)
+		snprintf(mode, sizeof(mode), "RDMA subsystem not present");
+	else if (err)
+		snprintf(mode, sizeof(mode), "unknown (%s)", strerror(-err));
+	else
+		snprintf(mode, sizeof(mode), "%s", shared ? "shared" : "exclusive");
+	pthread_mutex_lock(&r->lock);
+	changed = strcmp(mode, r->netns_mode) != 0;
+	snprintf(r->netns_mode, sizeof(r->netns_mode), "%s", mode);
+	r->netns_shared = state;
+	r->netns_checked_ms = now_ms();
+	pthread_mutex_unlock(&r->lock);
+	if (!changed)
+		return;
+	if (state != 1)
+		log_warn("rdma_netns_mode", "mode=\"%s\" err=\"%s\"", mode,
+			 err ? "the netns mode could not be read" :
+			       "pods see no shared HCA: set `rdma system set netns shared`");
+	else
+		log_info("rdma_netns_mode", "mode=shared");
+}
+
 static void *rdma_loop(void *arg)
 {
 	struct rdma *r = arg;
@@ -1277,14 +1331,17 @@ static void *rdma_loop(void *arg)
 				register_poll(r, &r->res[i]);
 		now = now_ms();
 		if (now >= next_tick) {
-			bool full;
+			bool full, netns_due;
 
 			pthread_mutex_lock(&r->lock);
 			full = r->rescan_due || (r->cfg.update_interval_s > 0 &&
 						 now - r->last_scan_ms >= r->cfg.update_interval_s * 1000);
+			netns_due = now - r->netns_checked_ms >= NETNS_CHECK_MS;
 			pthread_mutex_unlock(&r->lock);
 			r->rescan_due = false;
-			refresh(r, full);
+			refresh(r, full); /* a full one asks the netns mode too */
+			if (!full && netns_due)
+				netns_mode_check(r);
 			gids_resolve_pending(r);
 			/* the calls' deadlines */
 			for (size_t i = 0; i < r->nres; i++)
@@ -1294,25 +1351,6 @@ static void *rdma_loop(void *arg)
 		}
 	}
 	return NULL;
-}
-
-static void netns_mode_check(struct rdma *r)
-{
-	bool shared = true;
-	int err = r->opts.netns_mode(&shared);
-
-	if (err == -EPROTONOSUPPORT)
-		snprintf(r->netns_mode, sizeof(r->netns_mode), "RDMA subsystem not present");
-	else if (err)
-		snprintf(r->netns_mode, sizeof(r->netns_mode), "unknown (%s)", strerror(-err));
-	else
-		snprintf(r->netns_mode, sizeof(r->netns_mode), "%s", shared ? "shared" : "exclusive");
-	if (err || !shared)
-		log_warn("rdma_netns_mode", "mode=\"%s\" err=\"%s\"", r->netns_mode,
-			 err ? "the netns mode could not be read" :
-			       "pods see no shared HCA: set `rdma system set netns shared`");
-	else
-		log_info("rdma_netns_mode", "mode=shared");
 }
 
 int rdma_start(struct rdma_config *cfg, const struct rdma_options *opts, struct rdma **out)
@@ -1329,6 +1367,7 @@ int rdma_start(struct rdma_config *cfg, const struct rdma_options *opts, struct 
 	if (opts && opts->state_file && !(r->state_file = strdup(opts->state_file)))
 		goto fail;
 	r->wake_fd = r->link_fd = -1;
+	r->netns_shared = -1;
 	pthread_mutex_init(&r->lock, NULL);
 	r->res = calloc(r->cfg.nresources ? r->cfg.nresources : 1, sizeof(*r->res));
 	if (!r->res)
@@ -1344,7 +1383,6 @@ int rdma_start(struct rdma_config *cfg, const struct rdma_options *opts, struct 
 		snprintf(res->sock_path, sizeof(res->sock_path), "%s/%s", r->cfg.plugin_dir,
 			 res->sock_name);
 	}
-	netns_mode_check(r);
 	err = rescan(r);
 	if (err)
 		goto fail;
@@ -1560,6 +1598,10 @@ static void rdma_collect(void *ctx, struct metrics_writer *w)
 		metrics_sample_u64(w, "railnet_rdma_register_failures_total",
 				   r->res[i].register_failures_total, "resource",
 				   r->res[i].full_name, NULL);
+	metrics_family(w, "railnet_rdma_netns_shared", "gauge",
+		       "1 when the RDMA netns mode is shared (pods see the HCAs), else 0.");
+	metrics_sample(w, "railnet_rdma_netns_shared", r->netns_shared == 1, "mode", r->netns_mode,
+		       NULL);
 	metrics_family(w, "railnet_rdma_resource_healthy", "gauge",
 		       "1 while every HCA of the resource has an ACTIVE port.");
 	for (size_t i = 0; i < r->nres; i++)
