@@ -11,12 +11,19 @@ connectClient -> Connect -> PluginConnected): it dials the plugin's endpoint
 Register; ListAndWatch is followed afterwards, in the background.  A plugin
 that cannot serve while its Register call is in flight never registers.
 
+With PODRES_SOCK it also serves the PodResources API v1 (List) there: every
+successful `allocate` puts a pod holding those device IDs on the list until
+`delete` removes it.
+
 Events go to stdout as JSON lines; commands come on stdin:
 
-  allocate RESOURCE ID...        -> {"event":"allocate", "devices":[...]} or {"event":"error"}
+  allocate RESOURCE ID...        -> {"event":"allocate", "pod":"pod-N", "devices":[...]}
+                                    or {"event":"error"}
+  delete POD                     -> the pod leaves the PodResources list
   preferred RESOURCE SIZE AVAIL,..  MUST,..   -> {"event":"preferred","ids":[...]}
   prestart RESOURCE ID...        -> {"event":"prestart"}
   refuse on|off                  -> Register answers an error (as for a bad version)
+  podresources on|off            -> PodResources served or not (socket removed)
   restart                        -> kubelet.sock removed, plugins' sockets wiped, served again
   rebind                         -> only kubelet.sock removed and served again
   quit
@@ -26,7 +33,7 @@ the plugin answered GetDevicePluginOptions, then "register" when Register is
 answered OK (or "register_failed"), then "devices" for every ListAndWatch
 message.
 
-usage: fake_kubelet.py DIR PROTO_DIR
+usage: fake_kubelet.py DIR PROTO_DIR [PODRES_SOCK]
 """
 import json
 import os
@@ -39,18 +46,23 @@ from concurrent import futures
 import grpc
 
 plugin_dir, proto_dir = sys.argv[1], sys.argv[2]
+podres_sock = sys.argv[3] if len(sys.argv) > 3 else None
 gen = tempfile.mkdtemp(prefix="railnet-kubelet-")
 subprocess.run([sys.executable, "-m", "grpc_tools.protoc", "-I", proto_dir,
                 "--python_out", gen, "--grpc_python_out", gen,
-                "deviceplugin.proto", "kubelet/registration.proto"], check=True)
+                "deviceplugin.proto", "kubelet/registration.proto", "podresources.proto"],
+               check=True)
 sys.path.insert(0, gen)
 import deviceplugin_pb2 as pb  # noqa: E402
 import deviceplugin_pb2_grpc as pb_grpc  # noqa: E402
+import podresources_pb2 as pr  # noqa: E402
+import podresources_pb2_grpc as pr_grpc  # noqa: E402
 from kubelet import registration_pb2_grpc as reg_grpc  # noqa: E402
 
 out_lock = threading.Lock()
 plugins = {}  # resource name -> endpoint
-state = {"refuse": False}
+pods = {}  # pod name -> [(resource, [device ids])]
+state = {"refuse": False, "pods_made": 0}
 
 
 def emit(**event):
@@ -104,6 +116,18 @@ class Registration(reg_grpc.RegistrationServicer):
         return pb.Empty()
 
 
+class PodResources(pr_grpc.PodResourcesListerServicer):
+    def List(self, request, context):
+        resp = pr.ListPodResourcesResponse()
+        for name, held in sorted(pods.items()):
+            p = resp.pod_resources.add(name=name, namespace="default")
+            c = p.containers.add(name="main")
+            for resource, ids in held:
+                c.devices.add(resource_name=resource, device_ids=ids)
+        emit(event="podresources_list", pods=len(resp.pod_resources))
+        return resp
+
+
 def serve():
     sock = os.path.join(plugin_dir, "kubelet.sock")
     if os.path.exists(sock):
@@ -116,18 +140,35 @@ def serve():
     return server
 
 
+def serve_podresources():
+    if os.path.exists(podres_sock):
+        os.unlink(podres_sock)
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+    pr_grpc.add_PodResourcesListerServicer_to_server(PodResources(), server)
+    server.add_insecure_port("unix://" + podres_sock)
+    server.start()
+    emit(event="podresources_listening", socket=podres_sock)
+    return server
+
+
 def command(words, servers):
     if words[0] == "allocate":
         req = pb.AllocateRequest(container_requests=[
             pb.ContainerAllocateRequest(devices_ids=words[2:])])
         try:
             resp = stub(words[1]).Allocate(req, timeout=5)
-            emit(event="allocate", devices=[
+            state["pods_made"] += 1
+            pod = "pod-%d" % state["pods_made"]
+            pods[pod] = [(words[1], words[2:])]
+            emit(event="allocate", pod=pod, devices=[
                 {"container_path": d.container_path, "host_path": d.host_path,
                  "permissions": d.permissions}
                 for c in resp.container_responses for d in c.devices])
         except grpc.RpcError as e:
             emit(event="error", code=str(e.code()), message=e.details())
+    elif words[0] == "delete":
+        pods.pop(words[1], None)
+        emit(event="deleted", pod=words[1])
     elif words[0] == "preferred":
         req = pb.PreferredAllocationRequest(container_requests=[
             pb.ContainerPreferredAllocationRequest(
@@ -143,6 +184,15 @@ def command(words, servers):
     elif words[0] == "refuse":
         state["refuse"] = words[1] == "on"
         emit(event="refuse", on=state["refuse"])
+    elif words[0] == "podresources":
+        if servers.get("podres"):
+            servers.pop("podres").stop(0).wait()
+            if os.path.exists(podres_sock):
+                os.unlink(podres_sock)
+        if words[1] == "on":
+            servers["podres"] = serve_podresources()
+        else:
+            emit(event="podresources_stopped")
     elif words[0] in ("restart", "rebind"):
         servers["kubelet"].stop(0).wait()
         if words[0] == "restart":  # the kubelet wipes the directory
@@ -153,6 +203,8 @@ def command(words, servers):
 
 def main():
     servers = {"kubelet": serve()}
+    if podres_sock:
+        servers["podres"] = serve_podresources()
     for line in sys.stdin:
         words = line.split()
         if not words:

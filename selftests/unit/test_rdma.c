@@ -52,9 +52,10 @@ static struct rdma *start(int (*netns_mode)(bool *shared))
 
 	snprintf(json, sizeof(json),
 		 "{\"periodicUpdateInterval\":0,\"sysfsRoot\":\"%s/sys\",\"devRoot\":\"%s/dev\","
-		 "\"devicePluginDir\":\"%s/dp\",\"configList\":[{\"resourceName\":\"roce\","
+		 "\"devicePluginDir\":\"%s/dp\",\"podResourcesSocket\":\"%s/no-kubelet.sock\","
+		 "\"configList\":[{\"resourceName\":\"roce\","
 		 "\"rdmaHcaMax\":2,\"selectors\":{\"linkTypes\":[\"ether\"]}}]}",
-		 root, root, root);
+		 root, root, root, root);
 	section = json_tokener_parse(json);
 	assert_int_equal(rdma_config_parse(section, &cfg, err, sizeof(err)), 0);
 	json_object_put(section);
@@ -267,17 +268,46 @@ static void test_forget_without_del(void **state)
 	assert_int_equal(rdma_attach(r, &req, res, &not_found, err, sizeof(err)), 0);
 	req.container_id = "c8";
 	assert_int_equal(rdma_attach(r, &req, res, &not_found, err, sizeof(err)), 0);
-	assert_int_equal(status_int(r, "rdma/roce", "allocated"), 3);
+	assert_int_equal(status_int(r, "rdma/roce", "podNICs"), 3);
 
 	assert_int_equal(rdma_forget(r, "rail1", "c7", "net9"), 0);
 	assert_int_equal(rdma_forget(r, "rail1", "c7", "net1"), 1);
 	assert_int_equal(rdma_forget(r, NULL, "c7", NULL), 1); /* net4 on rail4 */
 	assert_int_equal(rdma_forget(r, NULL, "c7", NULL), 0);
 	assert_false(rdma_detach(r, "rail4", "c7", "net4"));
-	assert_int_equal(status_int(r, "rdma/roce", "allocated"), 1);
+	assert_int_equal(status_int(r, "rdma/roce", "podNICs"), 1);
 	assert_int_equal(rdma_forget(r, NULL, NULL, NULL), -EINVAL);
 	assert_int_equal(rdma_forget(NULL, NULL, "c8", NULL), 0);
 	assert_int_equal(rdma_forget(r, NULL, "c8", "net4"), 1);
+	assert_int_equal(status_int(r, "rdma/roce", "podNICs"), 0);
+	json_object_put(res);
+	rdma_stop(r);
+}
+
+/* Without the kubelet's PodResources API, allocated is the pod NICs count
+ * and says so; the devices in use are unknown (null), not a guess. */
+static void test_allocated_without_pod_resources(void **state)
+{
+	struct rdma *r = start(mode_shared);
+	struct rdma_attach_req req = { .network = "rail1", .container_id = "c5", .ifname = "net1",
+				       .master = "ens1f0np0", .resource = "roce" };
+	struct json_object *res = json_object_new_object(), *st, *ro, *pr;
+	bool not_found;
+	char err[256];
+
+	assert_int_equal(rdma_attach(r, &req, res, &not_found, err, sizeof(err)), 0);
+	st = rdma_status_json(r);
+	ro = resource_status(st, "rdma/roce");
+	assert_int_equal(json_object_get_int(json_object_object_get(ro, "allocated")), 1);
+	assert_int_equal(json_object_get_int(json_object_object_get(ro, "free")), 1);
+	assert_string_equal(json_object_get_string(json_object_object_get(ro, "allocatedSource")),
+			    "podNICs");
+	assert_true(json_object_object_get_ex(ro, "kubeletDevicesAllocated", NULL));
+	assert_null(json_object_object_get(ro, "kubeletDevicesAllocated"));
+	pr = json_object_object_get(st, "podResources");
+	assert_false(json_object_get_boolean(json_object_object_get(pr, "available")));
+	json_object_put(st);
+	assert_true(rdma_detach(r, "rail1", "c5", "net1"));
 	assert_int_equal(status_int(r, "rdma/roce", "allocated"), 0);
 	json_object_put(res);
 	rdma_stop(r);
@@ -292,6 +322,7 @@ int main(void)
 		cmocka_unit_test(test_attach_uses_the_port_of_the_master),
 		cmocka_unit_test(test_netns_mode_is_rechecked),
 		cmocka_unit_test(test_forget_without_del),
+		cmocka_unit_test(test_allocated_without_pod_resources),
 	};
 
 	return cmocka_run_group_tests(tests, make_tree, remove_tree);

@@ -24,6 +24,7 @@
 #include "agent/rdma_sysfs.h"
 #include "common/log.h"
 #include "proto/deviceplugin.pb-c.h"
+#include "proto/podresources.pb-c.h"
 
 #define DP_API_VERSION	  "v1beta1"
 #define DP_KUBELET_SOCK	  "kubelet.sock"
@@ -37,6 +38,8 @@
  * dial gives up after 10 s): wait longer than that, to hear its verdict. */
 #define DP_REGISTER_TIMEOUT_MS 15000
 #define DP_REGISTER_BACKOFF_MAX_MS 30000
+#define PR_LIST_PATH	   "/v1.PodResourcesLister/List"
+#define PR_TIMEOUT_MS	   5000
 #define NETNS_CHECK_MS	   10000
 
 struct watcher {
@@ -68,8 +71,10 @@ struct resource {
 	long long register_next_ms;
 	char register_error[256]; /* the last failure, "" once registered */
 	struct watcher *watchers;
-	unsigned long long allocate_calls, devices_allocated;
-	size_t attached;
+	unsigned long long allocate_calls, devices_allocated; /* since start */
+	unsigned char *in_use; /* bitmap of device indexes, the loop's scratch */
+	size_t kubelet_in_use;	/* devices held by containers (PodResources) */
+	size_t attached;	/* pod NICs */
 };
 
 struct attachment {
@@ -104,6 +109,11 @@ struct rdma {
 	char netns_mode[96];
 	int netns_shared; /* 1 shared, 0 exclusive, -1 unknown */
 	long long netns_checked_ms;
+	/* PodResources List: in flight, next due, 1 answering / -1 not / 0 not asked */
+	struct grpc_ucall *podres_call;
+	long long podres_next_ms;
+	int podres_state;
+	char podres_error[256];
 	/* owned by the thread */
 	struct dp_conn *conns[DP_MAX_CONNS];
 	size_t nconns;
@@ -403,6 +413,9 @@ static void dp_allocate(struct rdma *r, struct resource *res, struct grpc_call *
 	resp.container_responses = crp;
 	log_info("rdma_allocated", "resource=%s containers=%zu device_specs=%zu", res->full_name,
 		 nc, nspecs);
+	/* the kubelet lists the container's devices once it has this answer */
+	if (r->podres_next_ms > now_ms() + DP_TICK_MS)
+		r->podres_next_ms = now_ms() + DP_TICK_MS;
 	answer(call, &resp.base);
 out:
 	for (size_t s = 0; s < nspecs; s++)
@@ -771,6 +784,121 @@ static void kubelet_watch(struct rdma *r)
 	}
 }
 
+/* --- devices in use: the kubelet's PodResources API ----------------------------- */
+
+static void podres_down(struct rdma *r, const char *why)
+{
+	int was;
+
+	pthread_mutex_lock(&r->lock);
+	was = r->podres_state;
+	r->podres_state = -1;
+	snprintf(r->podres_error, sizeof(r->podres_error), "%s", why);
+	pthread_mutex_unlock(&r->lock);
+	if (was != -1)
+		log_warn("rdma_pod_resources_unavailable",
+			 "socket=%s err=\"%s\" allocated=\"pod NICs until it answers\"",
+			 r->cfg.pod_resources_socket, why);
+}
+
+/* Counts, per resource, the distinct devices the kubelet has given to the
+ * containers it runs. */
+static void podres_count(struct rdma *r, const V1__ListPodResourcesResponse *list)
+{
+	for (size_t i = 0; i < r->nres; i++) {
+		struct resource *res = &r->res[i];
+		size_t n = 0;
+
+		memset(res->in_use, 0, ((size_t)res->rc->hca_max + 7) / 8);
+		for (size_t p = 0; p < list->n_pod_resources; p++) {
+			const V1__PodResources *pod = list->pod_resources[p];
+
+			for (size_t c = 0; c < pod->n_containers; c++)
+				for (size_t d = 0; d < pod->containers[c]->n_devices; d++) {
+					const V1__ContainerDevices *cd = pod->containers[c]->devices[d];
+
+					if (strcmp(cd->resource_name, res->full_name))
+						continue;
+					for (size_t k = 0; k < cd->n_device_ids; k++) {
+						long idx = device_index(res, cd->device_ids[k]);
+
+						if (idx < 0 || res->in_use[idx / 8] & (1u << (idx % 8)))
+							continue;
+						res->in_use[idx / 8] |= (unsigned char)(1u << (idx % 8));
+						n++;
+					}
+				}
+		}
+		pthread_mutex_lock(&r->lock);
+		if (res->kubelet_in_use != n || r->podres_state != 1)
+			log_info("rdma_devices_in_use", "resource=%s devices=%zu capacity=%lld",
+				 res->full_name, n, res->rc->hca_max);
+		res->kubelet_in_use = n;
+		pthread_mutex_unlock(&r->lock);
+	}
+}
+
+static void podres_poll(struct rdma *r)
+{
+	V1__ListPodResourcesResponse *list;
+	const uint8_t *resp;
+	const char *msg;
+	size_t len;
+	int status, err;
+	char why[320];
+
+	if (!r->podres_call || grpc_ucall_step(r->podres_call) == -EINPROGRESS)
+		return;
+	err = grpc_ucall_result(r->podres_call, &status, &resp, &len, &msg);
+	if (err || status != GRPC_STATUS_OK) {
+		snprintf(why, sizeof(why), "List: %s (status %d)",
+			 msg[0] ? msg : err ? strerror(-err) : "refused", status);
+		podres_down(r, why);
+	} else if (!(list = v1__list_pod_resources_response__unpack(NULL, len, resp))) {
+		podres_down(r, "List: a malformed ListPodResourcesResponse");
+	} else {
+		int was;
+
+		podres_count(r, list);
+		v1__list_pod_resources_response__free_unpacked(list, NULL);
+		pthread_mutex_lock(&r->lock);
+		was = r->podres_state;
+		r->podres_state = 1;
+		r->podres_error[0] = '\0';
+		pthread_mutex_unlock(&r->lock);
+		if (was != 1)
+			log_info("rdma_pod_resources", "socket=%s", r->cfg.pod_resources_socket);
+	}
+	grpc_ucall_free(r->podres_call);
+	r->podres_call = NULL;
+}
+
+/* Asks the kubelet which devices its containers hold, every
+ * podResourcesInterval and a tick after each Allocate. */
+static void podres_tick(struct rdma *r, long long now)
+{
+	V1__ListPodResourcesRequest req = V1__LIST_POD_RESOURCES_REQUEST__INIT;
+	uint8_t buf[16];
+	char why[320];
+	struct stat st;
+	size_t len;
+	int err;
+
+	if (!r->cfg.pod_resources_socket[0] || r->podres_call || now < r->podres_next_ms)
+		return;
+	r->podres_next_ms = now + r->cfg.pod_resources_interval_s * 1000;
+	if (stat(r->cfg.pod_resources_socket, &st) || !S_ISSOCK(st.st_mode)) {
+		snprintf(why, sizeof(why), "no socket at %.200s", r->cfg.pod_resources_socket);
+		podres_down(r, why);
+		return;
+	}
+	len = v1__list_pod_resources_request__pack(&req, buf);
+	err = grpc_ucall_start(r->cfg.pod_resources_socket, PR_LIST_PATH, buf, len, PR_TIMEOUT_MS,
+			       &r->podres_call);
+	if (err)
+		podres_down(r, strerror(-err));
+}
+
 /* --- attachments and GID indexes ------------------------------------------------ */
 
 static struct attachment *attachment_find(struct rdma *r, const char *network,
@@ -1105,6 +1233,20 @@ bool rdma_detach(struct rdma *r, const char *network, const char *container_id,
 
 /* --- status ------------------------------------------------------------------- */
 
+/* What a resource has handed out (docs/rdma.md#accounting): the devices the
+ * kubelet's containers hold while its PodResources API answers, else the
+ * pod NICs attached through the resource.  Under the lock. */
+static size_t resource_allocated(const struct rdma *r, const struct resource *res,
+				 const char **source)
+{
+	if (r->podres_state == 1) {
+		*source = "podResources";
+		return res->kubelet_in_use;
+	}
+	*source = "podNICs";
+	return res->attached;
+}
+
 static struct json_object *string_or_null(const char *s)
 {
 	return s[0] ? json_object_new_string(s) : NULL;
@@ -1119,6 +1261,16 @@ struct json_object *rdma_status_json(struct rdma *r)
 	json_object_object_add(o, "netnsMode", json_object_new_string(r->netns_mode));
 	json_object_object_add(o, "netnsShared",
 			       r->netns_shared < 0 ? NULL : json_object_new_boolean(r->netns_shared));
+	{
+		struct json_object *pr = json_object_new_object();
+
+		json_object_object_add(pr, "socket",
+				       string_or_null(r->cfg.pod_resources_socket));
+		json_object_object_add(pr, "available",
+				       json_object_new_boolean(r->podres_state == 1));
+		json_object_object_add(pr, "error", string_or_null(r->podres_error));
+		json_object_object_add(o, "podResources", pr);
+	}
 	for (size_t i = 0; i < r->inv.nhcas; i++) {
 		const struct rdma_hca *h = &r->inv.hcas[i];
 		struct json_object *d = json_object_new_object(), *ports = json_object_new_array();
@@ -1135,6 +1287,7 @@ struct json_object *rdma_status_json(struct rdma *r)
 					       json_object_new_string(h->ports[p].state_name));
 			json_object_object_add(po, "linkLayer",
 					       json_object_new_string(h->ports[p].link_layer));
+			json_object_object_add(po, "netdev", string_or_null(h->ports[p].netdev));
 			json_object_array_add(ports, po);
 		}
 		json_object_object_add(d, "ports", ports);
@@ -1147,6 +1300,8 @@ struct json_object *rdma_status_json(struct rdma *r)
 		const struct resource *res = &r->res[i];
 		struct json_object *ro = json_object_new_object(), *hcas = json_object_new_array();
 		long long cap = res->rc->hca_max;
+		const char *source;
+		size_t allocated = resource_allocated(r, res, &source);
 
 		json_object_object_add(ro, "name", json_object_new_string(res->full_name));
 		json_object_object_add(ro, "socket", json_object_new_string(res->sock_path));
@@ -1157,13 +1312,18 @@ struct json_object *rdma_status_json(struct rdma *r)
 					      json_object_new_string(r->inv.hcas[res->hcas[h]].name));
 		json_object_object_add(ro, "devices", hcas);
 		json_object_object_add(ro, "capacity", json_object_new_int64(cap));
-		json_object_object_add(ro, "allocated", json_object_new_int64((int64_t)res->attached));
+		json_object_object_add(ro, "allocated", json_object_new_int64((int64_t)allocated));
 		json_object_object_add(ro, "free",
-				       json_object_new_int64(cap > (long long)res->attached ?
-							     cap - (long long)res->attached : 0));
+				       json_object_new_int64(cap > (long long)allocated ?
+							     cap - (long long)allocated : 0));
+		json_object_object_add(ro, "allocatedSource", json_object_new_string(source));
+		json_object_object_add(ro, "podNICs", json_object_new_int64((int64_t)res->attached));
+		json_object_object_add(ro, "kubeletDevicesAllocated",
+				       r->podres_state == 1 ?
+				       json_object_new_int64((int64_t)res->kubelet_in_use) : NULL);
 		json_object_object_add(ro, "kubeletAllocateCalls",
 				       json_object_new_uint64(res->allocate_calls));
-		json_object_object_add(ro, "kubeletDevicesAllocated",
+		json_object_object_add(ro, "kubeletDevicesAllocatedTotal",
 				       json_object_new_uint64(res->devices_allocated));
 		json_object_object_add(ro, "registerFailures",
 				       json_object_new_uint64(res->register_failures_total));
@@ -1281,8 +1441,8 @@ static void *rdma_loop(void *arg)
 	long long next_tick = now_ms();
 
 	for (;;) {
-		struct pollfd pfds[2 + 2 * RDMA_MAX_RESOURCES + DP_MAX_CONNS];
-		int reg_pfd[RDMA_MAX_RESOURCES];
+		struct pollfd pfds[3 + 2 * RDMA_MAX_RESOURCES + DP_MAX_CONNS];
+		int reg_pfd[RDMA_MAX_RESOURCES], podres_pfd = -1;
 		size_t np = 0, first_res, first_conn, end_conn;
 		long long now = now_ms();
 		int timeout = next_tick > now ? (int)(next_tick - now) : 0;
@@ -1298,8 +1458,8 @@ static void *rdma_loop(void *arg)
 			pfds[np++] = (struct pollfd){ .fd = grpc_conn_fd(r->conns[i]->gc),
 						      .events = POLLIN };
 		end_conn = np;
-		/* the Register calls in flight, answered only once the kubelet has
-		 * called us back */
+		/* the client calls in flight: Register (answered only once the
+		 * kubelet has called us back) and PodResources List */
 		for (size_t i = 0; i < r->nres; i++) {
 			struct grpc_ucall *c = r->res[i].reg_call;
 
@@ -1309,6 +1469,11 @@ static void *rdma_loop(void *arg)
 				pfds[np++] = (struct pollfd){ .fd = grpc_ucall_fd(c),
 							      .events = grpc_ucall_events(c) };
 			}
+		}
+		if (r->podres_call && grpc_ucall_fd(r->podres_call) >= 0) {
+			podres_pfd = (int)np;
+			pfds[np++] = (struct pollfd){ .fd = grpc_ucall_fd(r->podres_call),
+						      .events = grpc_ucall_events(r->podres_call) };
 		}
 		if (poll(pfds, np, timeout) < 0 && errno != EINTR)
 			break;
@@ -1329,6 +1494,8 @@ static void *rdma_loop(void *arg)
 		for (size_t i = 0; i < r->nres; i++)
 			if (reg_pfd[i] >= 0 && pfds[reg_pfd[i]].revents)
 				register_poll(r, &r->res[i]);
+		if (podres_pfd >= 0 && pfds[podres_pfd].revents)
+			podres_poll(r);
 		now = now_ms();
 		if (now >= next_tick) {
 			bool full, netns_due;
@@ -1346,7 +1513,9 @@ static void *rdma_loop(void *arg)
 			/* the calls' deadlines */
 			for (size_t i = 0; i < r->nres; i++)
 				register_poll(r, &r->res[i]);
+			podres_poll(r);
 			kubelet_watch(r);
+			podres_tick(r, now);
 			next_tick = now + DP_TICK_MS;
 		}
 	}
@@ -1378,6 +1547,9 @@ int rdma_start(struct rdma_config *cfg, const struct rdma_options *opts, struct 
 		r->nres = i + 1; /* what rdma_stop undoes on failure */
 		res->rc = &r->cfg.resources[i];
 		res->listen_fd = -1;
+		res->in_use = calloc(((size_t)res->rc->hca_max + 7) / 8 + 1, 1);
+		if (!res->in_use)
+			goto fail;
 		rdma_resource_full_name(res->rc, res->full_name, sizeof(res->full_name));
 		snprintf(res->sock_name, sizeof(res->sock_name), "railnet-%s.sock", res->rc->name);
 		snprintf(res->sock_path, sizeof(res->sock_path), "%s/%s", r->cfg.plugin_dir,
@@ -1428,6 +1600,7 @@ void rdma_stop(struct rdma *r)
 		if (r->res[i].sock_ino)
 			unlink(r->res[i].sock_path);
 		free(r->res[i].hcas);
+		free(r->res[i].in_use);
 	}
 	while (r->attachments) {
 		struct attachment *a = r->attachments;
@@ -1435,6 +1608,7 @@ void rdma_stop(struct rdma *r)
 		r->attachments = a->next;
 		free(a);
 	}
+	grpc_ucall_free(r->podres_call);
 	if (r->wake_fd >= 0)
 		close(r->wake_fd);
 	if (r->link_fd >= 0)
@@ -1583,10 +1757,31 @@ static void rdma_collect(void *ctx, struct metrics_writer *w)
 		metrics_sample(w, "railnet_rdma_resource_capacity", (double)r->res[i].rc->hca_max,
 			       "resource", r->res[i].full_name, NULL);
 	metrics_family(w, "railnet_rdma_resource_allocated", "gauge",
-		       "Pod NICs attached through a resource.");
+		       "Devices handed out: held by containers per the kubelet's PodResources API, "
+		       "or pod NICs attached while it does not answer.");
+	for (size_t i = 0; i < r->nres; i++) {
+		const char *source;
+
+		metrics_sample(w, "railnet_rdma_resource_allocated",
+			       (double)resource_allocated(r, &r->res[i], &source), "resource",
+			       r->res[i].full_name, NULL);
+	}
+	metrics_family(w, "railnet_rdma_resource_pod_nics", "gauge",
+		       "Pod NICs attached through a resource (CNI ADDs naming rdmaResourceName).");
 	for (size_t i = 0; i < r->nres; i++)
-		metrics_sample(w, "railnet_rdma_resource_allocated", (double)r->res[i].attached,
+		metrics_sample(w, "railnet_rdma_resource_pod_nics", (double)r->res[i].attached,
 			       "resource", r->res[i].full_name, NULL);
+	if (r->podres_state == 1) {
+		metrics_family(w, "railnet_rdma_resource_kubelet_devices", "gauge",
+			       "Devices of a resource held by containers (kubelet PodResources API).");
+		for (size_t i = 0; i < r->nres; i++)
+			metrics_sample(w, "railnet_rdma_resource_kubelet_devices",
+				       (double)r->res[i].kubelet_in_use, "resource",
+				       r->res[i].full_name, NULL);
+	}
+	metrics_family(w, "railnet_rdma_pod_resources_up", "gauge",
+		       "1 while the kubelet's PodResources API answers.");
+	metrics_sample(w, "railnet_rdma_pod_resources_up", r->podres_state == 1, NULL);
 	metrics_family(w, "railnet_rdma_resource_registered", "gauge",
 		       "1 once the kubelet accepted the resource's Register.");
 	for (size_t i = 0; i < r->nres; i++)
