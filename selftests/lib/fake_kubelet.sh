@@ -2,8 +2,11 @@
 # Drives selftests/lib/fake_kubelet.py (a real gRPC peer playing the
 # kubelet's device manager) from bash.  Source it.
 #
-#   fake_kubelet_start PLUGIN_DIR WORK_DIR   serves PLUGIN_DIR/kubelet.sock; events in WORK_DIR
-#   fake_kubelet CMD...                      allocate|preferred|prestart|restart|rebind (see the .py)
+#   fake_kubelet_start PLUGIN_DIR WORK_DIR [PODRES_SOCK]
+#                                            serves PLUGIN_DIR/kubelet.sock (and the PodResources
+#                                            API on PODRES_SOCK); events in WORK_DIR
+#   fake_kubelet CMD...                      allocate|delete|preferred|prestart|refuse|
+#                                            podresources|restart|rebind (see the .py)
 #   fake_kubelet_wait PYEXPR [N]             waits (5 s) for N events matching PYEXPR over `e`;
 #                                            prints the last as JSON
 #   fake_kubelet_stop
@@ -12,13 +15,13 @@ FAKE_KUBELET_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 FAKE_KUBELET_PID=
 FAKE_KUBELET_EVENTS=
 
-fake_kubelet_start() { # <plugin-dir> <work-dir>
+fake_kubelet_start() { # <plugin-dir> <work-dir> [podres-sock]
 	local work=$2
 	FAKE_KUBELET_EVENTS=$work/kubelet.jsonl
 	rm -f "$work/kubelet.in"
 	mkfifo "$work/kubelet.in"
 	/usr/bin/python3 "$FAKE_KUBELET_DIR/fake_kubelet.py" "$1" \
-		"$FAKE_KUBELET_DIR/../../user/agent/proto" \
+		"$FAKE_KUBELET_DIR/../../user/agent/proto" ${3:+"$3"} \
 		<"$work/kubelet.in" >"$FAKE_KUBELET_EVENTS" 2>"$work/kubelet.err" &
 	FAKE_KUBELET_PID=$!
 	exec 7>"$work/kubelet.in"

@@ -14,7 +14,8 @@
 # Source it, or run it: bash fake_rdma.sh FUNCTION ARGS...
 #   fake_rdma_init ROOT
 #   fake_rdma_nic ROOT IFNAME BDF VENDOR DEVICE DRIVER [ARPHRD=1] [DEV_PORT=0]
-#   fake_rdma_hca ROOT BDF HCA NPORTS LINK_LAYER UVERBS_N     (ports ACTIVE, ndev = BDF's netdev)
+#   fake_rdma_hca ROOT BDF HCA NPORTS LINK_LAYER UVERBS_N     (ports ACTIVE; port P's GID 0 ndev =
+#                                                             the BDF's netdev with dev_port P-1)
 #   fake_rdma_port_state ROOT HCA PORT ACTIVE|DOWN|INIT
 #   fake_rdma_gid ROOT HCA PORT INDEX GID TYPE [NDEV]          ("RoCE v2", "IB/RoCE v1")
 #   fake_rdma_gid_v4 ROOT HCA PORT INDEX A.B.C.D [NDEV]        (RoCE v2, ::ffff:A.B.C.D)
@@ -48,8 +49,8 @@ fake_rdma_hca() { # <root> <bdf> <hca> <nports> <link_layer> <uverbs_n>
 	local r=$1 bdf=$2 hca=$3 n=$4 ll=$5 uv=$6 pci dir p ndev
 	pci="$r/sys/devices/pci0000:00/$bdf"
 	dir="$pci/infiniband/$hca"
-	ndev=$(ls "$pci/net" 2>/dev/null | head -1)
 	for ((p = 1; p <= n; p++)); do
+		ndev=$(fake_rdma_port_netdev "$pci" "$p")
 		mkdir -p "$dir/ports/$p/gids" "$dir/ports/$p/gid_attrs/types" \
 			"$dir/ports/$p/gid_attrs/ndevs" "$dir/ports/$p/counters" "$dir/ports/$p/hw_counters"
 		echo "4: ACTIVE" >"$dir/ports/$p/state"
@@ -60,8 +61,13 @@ fake_rdma_hca() { # <root> <bdf> <hca> <nports> <link_layer> <uverbs_n>
 		for c in out_of_sequence np_cnp_sent rp_cnp_handled; do
 			echo 0 >"$dir/ports/$p/hw_counters/$c"
 		done
-		# the link-local GID every RoCE port has at index 0
-		fake_rdma_gid "$r" "$hca" "$p" 0 "fe80:0000:0000:0000:0000:00ff:fe00:000$p" "IB/RoCE v1" "$ndev"
+		# GID 0: the link-local GID of a RoCE port's netdev (a RoCE port
+		# without one has none), an InfiniBand port's GID without a netdev
+		if [ "$ll" != Ethernet ]; then
+			fake_rdma_gid "$r" "$hca" "$p" 0 "fe80:0000:0000:0000:0000:00ff:fe00:000$p" "IB/RoCE v1"
+		elif [ -n "$ndev" ]; then
+			fake_rdma_gid "$r" "$hca" "$p" 0 "fe80:0000:0000:0000:0000:00ff:fe00:000$p" "IB/RoCE v1" "$ndev"
+		fi
 		mkdir -p "$r/sys/class/infiniband_mad/umad$((uv * 2 + p - 1))" \
 			"$r/sys/class/infiniband_mad/issm$((uv * 2 + p - 1))"
 		echo "$hca" >"$r/sys/class/infiniband_mad/umad$((uv * 2 + p - 1))/ibdev"
@@ -73,6 +79,16 @@ fake_rdma_hca() { # <root> <bdf> <hca> <nports> <link_layer> <uverbs_n>
 	mkdir -p "$r/sys/class/infiniband_verbs/uverbs$uv"
 	echo "$hca" >"$r/sys/class/infiniband_verbs/uverbs$uv/ibdev"
 	: >"$r/dev/infiniband/uverbs$uv"
+}
+
+# The netdev of the function at <pci-dir> whose dev_port is <port> - 1, as
+# the kernel ties a port to a netdev; none when no netdev has it.
+fake_rdma_port_netdev() { # <pci-dir> <port>
+	local d
+	for d in "$1"/net/*; do
+		[ -f "$d/dev_port" ] && [ "$(cat "$d/dev_port")" = "$(($2 - 1))" ] && { basename "$d"; return; }
+	done
+	return 0
 }
 
 fake_rdma_port_state() { # <root> <hca> <port> <ACTIVE|DOWN|INIT>

@@ -8,20 +8,29 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "agent/metrics.h"
 #include "agent/rdma.h"
 
 static char root[64];
 
+/* The standard tree plus a two-port HCA shared by two netdevs the way
+ * switchdev representors share one (the same function, both dev_port 0:
+ * only the GID table says which port is whose). */
 static int make_tree(void **state)
 {
-	char cmd[256];
+	char cmd[1024];
 
 	snprintf(root, sizeof(root), "/tmp/railnet-rdma-mod-XXXXXX");
 	if (!mkdtemp(root))
 		return -1;
 	snprintf(cmd, sizeof(cmd),
-		 "bash selftests/lib/fake_rdma.sh fake_rdma_standard %s && mkdir -p %s/dp", root,
-		 root);
+		 "bash -ec '. selftests/lib/fake_rdma.sh; fake_rdma_standard %s; mkdir -p %s/dp; "
+		 "fake_rdma_nic %s ens4f0np0 0000:d8:00.0 15b3 101d mlx5_core 1 0; "
+		 "fake_rdma_nic %s pf0vf0 0000:d8:00.0 15b3 101d mlx5_core 1 0; "
+		 "fake_rdma_hca %s 0000:d8:00.0 mlx5_4 2 Ethernet 4; "
+		 "fake_rdma_gid %s mlx5_4 2 0 fe80:0000:0000:0000:0000:00ff:fe00:0002 \"IB/RoCE v1\" "
+		 "pf0vf0; fake_rdma_counter %s mlx5_4 2 counters port_xmit_data 42'",
+		 root, root, root, root, root, root, root);
 	return system(cmd) ? -1 : 0;
 }
 
@@ -43,9 +52,10 @@ static struct rdma *start(int (*netns_mode)(bool *shared))
 
 	snprintf(json, sizeof(json),
 		 "{\"periodicUpdateInterval\":0,\"sysfsRoot\":\"%s/sys\",\"devRoot\":\"%s/dev\","
-		 "\"devicePluginDir\":\"%s/dp\",\"configList\":[{\"resourceName\":\"roce\","
+		 "\"devicePluginDir\":\"%s/dp\",\"podResourcesSocket\":\"%s/no-kubelet.sock\","
+		 "\"configList\":[{\"resourceName\":\"roce\","
 		 "\"rdmaHcaMax\":2,\"selectors\":{\"linkTypes\":[\"ether\"]}}]}",
-		 root, root, root);
+		 root, root, root, root);
 	section = json_tokener_parse(json);
 	assert_int_equal(rdma_config_parse(section, &cfg, err, sizeof(err)), 0);
 	json_object_put(section);
@@ -129,11 +139,190 @@ static void test_attach_checks_master_and_resource(void **state)
 	rdma_stop(r);
 }
 
+static struct json_object *resource_status(struct json_object *st, const char *name)
+{
+	struct json_object *list = json_object_object_get(st, "resources");
+
+	for (size_t i = 0; i < json_object_array_length(list); i++) {
+		struct json_object *res = json_object_array_get_idx(list, i);
+
+		if (!strcmp(json_object_get_string(json_object_object_get(res, "name")), name))
+			return res;
+	}
+	return NULL;
+}
+
+static long long status_int(struct rdma *r, const char *resource, const char *field)
+{
+	struct json_object *st = rdma_status_json(r);
+	long long v = json_object_get_int64(json_object_object_get(resource_status(st, resource),
+								    field));
+
+	json_object_put(st);
+	return v;
+}
+
+static char *render(struct rdma *r)
+{
+	struct metrics *m;
+	char *body;
+	size_t len;
+
+	assert_int_equal(metrics_new(&m), 0);
+	assert_int_equal(rdma_metrics_register(r, m), 0);
+	assert_int_equal(metrics_render(m, &body, &len), 0);
+	metrics_stop(m);
+	return body;
+}
+
+/* Each port carries its own netdev's label; port 2 of mlx5_4 is pf0vf0's,
+ * not the function's first netdev's. */
+static void test_port_metrics_name_the_ports_netdev(void **state)
+{
+	struct rdma *r = start(mode_shared);
+	char *body = render(r);
+
+	assert_non_null(strstr(body, "railnet_rdma_port_xmit_data_total{device=\"mlx5_4\",port=\"1\","
+				     "netdev=\"ens4f0np0\"} 0\n"));
+	assert_non_null(strstr(body, "railnet_rdma_port_xmit_data_total{device=\"mlx5_4\",port=\"2\","
+				     "netdev=\"pf0vf0\"} 42\n"));
+	assert_non_null(strstr(body, "railnet_rdma_port_state{device=\"mlx5_4\",port=\"2\","
+				     "netdev=\"pf0vf0\",state=\"ACTIVE\"} 4\n"));
+	/* the standard mlx5_0 has a netdev on port 1 only */
+	assert_non_null(strstr(body, "railnet_rdma_port_xmit_data_total{device=\"mlx5_0\",port=\"2\","
+				     "netdev=\"\"} 0\n"));
+	free(body);
+	rdma_stop(r);
+}
+
+static void test_attach_uses_the_port_of_the_master(void **state)
+{
+	struct rdma *r = start(mode_shared);
+	struct rdma_attach_req req = { .network = "rail4", .container_id = "c4", .ifname = "net1",
+				       .master = "pf0vf0", .resource = "roce" };
+	struct json_object *res = json_object_new_object();
+	bool not_found;
+	char err[256];
+
+	assert_int_equal(rdma_attach(r, &req, res, &not_found, err, sizeof(err)), 0);
+	assert_string_equal(json_object_get_string(json_object_object_get(res, "device")), "mlx5_4");
+	assert_int_equal(json_object_get_int(json_object_object_get(res, "port")), 2);
+	req.master = "ens4f0np0";
+	req.ifname = "net2";
+	assert_int_equal(rdma_attach(r, &req, res, &not_found, err, sizeof(err)), 0);
+	assert_int_equal(json_object_get_int(json_object_object_get(res, "port")), 1);
+	json_object_put(res);
+	rdma_stop(r);
+}
+
+static volatile int netns_shared_now = 1;
+
+static int mode_switchable(bool *shared)
+{
+	*shared = netns_shared_now;
+	return 0;
+}
+
+/* `rdma system set netns exclusive` after start: seen on the next rescan
+ * (here the one an attach naming an unknown master runs). */
+static void test_netns_mode_is_rechecked(void **state)
+{
+	struct rdma_attach_req req = { .network = "rail9", .container_id = "c9", .ifname = "net1",
+				       .master = "ens9f0np0" };
+	struct json_object *res = json_object_new_object(), *st;
+	struct rdma *r;
+	bool not_found;
+	char err[256], buf[128], *body;
+
+	netns_shared_now = 1;
+	r = start(mode_switchable);
+	assert_string_equal(netns_mode_of(r, buf, sizeof(buf)), "shared");
+	netns_shared_now = 0;
+	assert_int_equal(rdma_attach(r, &req, res, &not_found, err, sizeof(err)), -EINVAL);
+	assert_true(not_found);
+	assert_string_equal(netns_mode_of(r, buf, sizeof(buf)), "exclusive");
+	st = rdma_status_json(r);
+	assert_false(json_object_get_boolean(json_object_object_get(st, "netnsShared")));
+	json_object_put(st);
+	body = render(r);
+	assert_non_null(strstr(body, "railnet_rdma_netns_shared{mode=\"exclusive\"} 0\n"));
+	free(body);
+	json_object_put(res);
+	rdma_stop(r);
+}
+
+/* A pod NIC gone without a CNI DEL: the agent forgets it by container. */
+static void test_forget_without_del(void **state)
+{
+	struct rdma *r = start(mode_shared);
+	struct rdma_attach_req req = { .network = "rail1", .container_id = "c7", .ifname = "net1",
+				       .master = "ens1f0np0", .resource = "roce" };
+	struct json_object *res = json_object_new_object();
+	bool not_found;
+	char err[256];
+
+	assert_int_equal(rdma_attach(r, &req, res, &not_found, err, sizeof(err)), 0);
+	req.network = "rail4";
+	req.ifname = "net4";
+	req.master = "pf0vf0";
+	assert_int_equal(rdma_attach(r, &req, res, &not_found, err, sizeof(err)), 0);
+	req.container_id = "c8";
+	assert_int_equal(rdma_attach(r, &req, res, &not_found, err, sizeof(err)), 0);
+	assert_int_equal(status_int(r, "rdma/roce", "podNICs"), 3);
+
+	assert_int_equal(rdma_forget(r, "rail1", "c7", "net9"), 0);
+	assert_int_equal(rdma_forget(r, "rail1", "c7", "net1"), 1);
+	assert_int_equal(rdma_forget(r, NULL, "c7", NULL), 1); /* net4 on rail4 */
+	assert_int_equal(rdma_forget(r, NULL, "c7", NULL), 0);
+	assert_false(rdma_detach(r, "rail4", "c7", "net4"));
+	assert_int_equal(status_int(r, "rdma/roce", "podNICs"), 1);
+	assert_int_equal(rdma_forget(r, NULL, NULL, NULL), -EINVAL);
+	assert_int_equal(rdma_forget(NULL, NULL, "c8", NULL), 0);
+	assert_int_equal(rdma_forget(r, NULL, "c8", "net4"), 1);
+	assert_int_equal(status_int(r, "rdma/roce", "podNICs"), 0);
+	json_object_put(res);
+	rdma_stop(r);
+}
+
+/* Without the kubelet's PodResources API, allocated is the pod NICs count
+ * and says so; the devices in use are unknown (null), not a guess. */
+static void test_allocated_without_pod_resources(void **state)
+{
+	struct rdma *r = start(mode_shared);
+	struct rdma_attach_req req = { .network = "rail1", .container_id = "c5", .ifname = "net1",
+				       .master = "ens1f0np0", .resource = "roce" };
+	struct json_object *res = json_object_new_object(), *st, *ro, *pr;
+	bool not_found;
+	char err[256];
+
+	assert_int_equal(rdma_attach(r, &req, res, &not_found, err, sizeof(err)), 0);
+	st = rdma_status_json(r);
+	ro = resource_status(st, "rdma/roce");
+	assert_int_equal(json_object_get_int(json_object_object_get(ro, "allocated")), 1);
+	assert_int_equal(json_object_get_int(json_object_object_get(ro, "free")), 1);
+	assert_string_equal(json_object_get_string(json_object_object_get(ro, "allocatedSource")),
+			    "podNICs");
+	assert_true(json_object_object_get_ex(ro, "kubeletDevicesAllocated", NULL));
+	assert_null(json_object_object_get(ro, "kubeletDevicesAllocated"));
+	pr = json_object_object_get(st, "podResources");
+	assert_false(json_object_get_boolean(json_object_object_get(pr, "available")));
+	json_object_put(st);
+	assert_true(rdma_detach(r, "rail1", "c5", "net1"));
+	assert_int_equal(status_int(r, "rdma/roce", "allocated"), 0);
+	json_object_put(res);
+	rdma_stop(r);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_netns_mode_is_reported),
 		cmocka_unit_test(test_attach_checks_master_and_resource),
+		cmocka_unit_test(test_port_metrics_name_the_ports_netdev),
+		cmocka_unit_test(test_attach_uses_the_port_of_the_master),
+		cmocka_unit_test(test_netns_mode_is_rechecked),
+		cmocka_unit_test(test_forget_without_del),
+		cmocka_unit_test(test_allocated_without_pod_resources),
 	};
 
 	return cmocka_run_group_tests(tests, make_tree, remove_tree);

@@ -4,6 +4,7 @@
 #include <stddef.h>
 #include <cmocka.h>
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -39,6 +40,8 @@ static void test_issue_example_parses_with_defaults(void **state)
 	assert_string_equal(cfg.sysfs_root, "/sys");
 	assert_string_equal(cfg.dev_root, "/dev");
 	assert_string_equal(cfg.plugin_dir, "/var/lib/kubelet/device-plugins");
+	assert_string_equal(cfg.pod_resources_socket, "/var/lib/kubelet/pod-resources/kubelet.sock");
+	assert_int_equal(cfg.pod_resources_interval_s, 5);
 	assert_int_equal(cfg.nresources, 2);
 	assert_string_equal(cfg.resources[0].prefix, "spidernet.io");
 	assert_int_equal(cfg.resources[0].hca_max, 100);
@@ -100,6 +103,35 @@ static void test_errors_name_entry_and_field(void **state)
 	}
 }
 
+static void test_pod_resources_socket_and_interval(void **state)
+{
+	static const char *const bad[][2] = {
+		{ "\"podResourcesSocket\":\"kubelet.sock\"", "rdma.podResourcesSocket: \"kubelet.sock\" must be an absolute path" },
+		{ "\"podResourcesSocket\":7", "rdma.podResourcesSocket: must be a string" },
+		{ "\"podResourcesInterval\":0", "rdma.podResourcesInterval: must be 1 to 3600 seconds, not 0" },
+		{ "\"podResourcesInterval\":3601", "rdma.podResourcesInterval: must be 1 to 3600" },
+	};
+	struct rdma_config cfg;
+	char json[512], err[256];
+
+	/* "" turns the PodResources API off */
+	assert_int_equal(parse("{\"podResourcesSocket\":\"\",\"podResourcesInterval\":30,"
+			       "\"configList\":[{\"resourceName\":\"a\",\"devices\":[\"x\"]}]}",
+			       &cfg, err, sizeof(err)),
+			 0);
+	assert_string_equal(cfg.pod_resources_socket, "");
+	assert_int_equal(cfg.pod_resources_interval_s, 30);
+	rdma_config_free(&cfg);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		snprintf(json, sizeof(json),
+			 "{%s,\"configList\":[{\"resourceName\":\"a\",\"devices\":[\"x\"]}]}",
+			 bad[i][0]);
+		assert_int_equal(parse(json, &cfg, err, sizeof(err)), -EINVAL);
+		if (!strstr(err, bad[i][1]))
+			fail_msg("%s: got \"%s\"", bad[i][0], err);
+	}
+}
+
 static void test_selectors_or_within_and_across(void **state)
 {
 	struct rdma_nic nic = { .ifname = "ens1f0np0", .vendor = "15b3", .device_id = "1017",
@@ -130,6 +162,7 @@ int main(void)
 		cmocka_unit_test(test_issue_example_parses_with_defaults),
 		cmocka_unit_test(test_absent_section_disables),
 		cmocka_unit_test(test_errors_name_entry_and_field),
+		cmocka_unit_test(test_pod_resources_socket_and_interval),
 		cmocka_unit_test(test_selectors_or_within_and_across),
 	};
 

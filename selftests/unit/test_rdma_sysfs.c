@@ -180,6 +180,68 @@ static void test_gid_index_roce_v2_by_address_and_ndev(void **state)
 	assert_int_equal(rdma_gid_find(hca, 2, AF_INET6, &a6, "net1"), 5);
 }
 
+/* Multi-port HCAs: each port is labelled with its own netdev, and a netdev
+ * finds its HCA and port through that (not the function's first HCA, not
+ * its dev_port alone). */
+static void test_ports_name_their_netdevs(void **state)
+{
+	struct fixture *f = *state;
+	const struct rdma_nic *nic;
+	const struct rdma_hca *hca;
+	unsigned int port = 0;
+
+	/* one function, two netdevs by dev_port, one HCA with two ports (mlx4) */
+	sh(BUILDER " fake_rdma_nic %s ens3 0000:86:00.0 15b3 1007 mlx4_core 1 0", f->root);
+	sh(BUILDER " fake_rdma_nic %s ens3d1 0000:86:00.0 15b3 1007 mlx4_core 1 1", f->root);
+	sh(BUILDER " fake_rdma_hca %s 0000:86:00.0 mlx4_0 2 Ethernet 3", f->root);
+	/* switchdev: the uplink and a representor, both dev_port 0, ports of
+	 * one HCA; only the kernel's GID table tells port 2 is pf0vf0's */
+	sh(BUILDER " fake_rdma_nic %s ens4f0np0 0000:d8:00.0 15b3 101d mlx5_core 1 0", f->root);
+	sh(BUILDER " fake_rdma_nic %s pf0vf0 0000:d8:00.0 15b3 101d mlx5_core 1 0", f->root);
+	sh(BUILDER " fake_rdma_hca %s 0000:d8:00.0 mlx5_4 2 Ethernet 4", f->root);
+	sh(BUILDER " fake_rdma_gid %s mlx5_4 2 0 fe80:0000:0000:0000:0000:00ff:fe00:0002 "
+	   "'IB/RoCE v1' pf0vf0", f->root);
+	/* a function with two HCAs, the first of which is not the netdev's */
+	sh(BUILDER " fake_rdma_nic %s ens5f0np0 0000:af:00.0 15b3 1017 mlx5_core 1 0", f->root);
+	sh(BUILDER " fake_rdma_hca %s 0000:af:00.0 mlx5_5 1 Ethernet 5", f->root);
+	sh(BUILDER " fake_rdma_hca %s 0000:af:00.0 mlx5_6 1 Ethernet 6", f->root);
+	sh("echo bond0 >%s/sys/class/infiniband/mlx5_5/ports/1/gid_attrs/ndevs/0", f->root);
+	rdma_inventory_free(&f->inv);
+	assert_int_equal(rdma_discover(f->sys, f->dev, &f->inv), 0);
+
+	hca = hca_named(&f->inv, "mlx4_0");
+	assert_string_equal(hca->ports[0].netdev, "ens3");
+	assert_string_equal(hca->ports[1].netdev, "ens3d1");
+	nic = rdma_nic_by_name(&f->inv, "ens3d1");
+	assert_ptr_equal(rdma_nic_hca(&f->inv, nic, &port), hca);
+	assert_int_equal(port, 2);
+
+	hca = hca_named(&f->inv, "mlx5_4");
+	assert_string_equal(hca->ports[0].netdev, "ens4f0np0");
+	assert_string_equal(hca->ports[1].netdev, "pf0vf0");
+	nic = rdma_nic_by_name(&f->inv, "pf0vf0");
+	assert_int_equal(rdma_nic_port(nic, hca), 2);
+	assert_ptr_equal(rdma_nic_hca(&f->inv, nic, &port), hca);
+	assert_int_equal(port, 2);
+	nic = rdma_nic_by_name(&f->inv, "ens4f0np0");
+	assert_int_equal(rdma_nic_port(nic, hca), 1);
+
+	nic = rdma_nic_by_name(&f->inv, "ens5f0np0");
+	assert_int_equal(nic->nhcas, 2);
+	assert_string_equal(f->inv.hcas[nic->hcas[0]].name, "mlx5_5");
+	assert_string_equal(hca_named(&f->inv, "mlx5_5")->ports[0].netdev, "bond0");
+	hca = rdma_nic_hca(&f->inv, nic, &port);
+	assert_string_equal(hca->name, "mlx5_6");
+	assert_int_equal(port, 1);
+
+	/* InfiniBand: no netdev in the GID table, dev_port decides */
+	assert_string_equal(hca_named(&f->inv, "mlx5_1")->ports[0].netdev, "ib0");
+	/* the standard mlx5_0's port 2 has no netdev of its own */
+	assert_string_equal(hca_named(&f->inv, "mlx5_0")->ports[1].netdev, "");
+	/* a netdev without RDMA has no HCA */
+	assert_null(rdma_nic_hca(&f->inv, rdma_nic_by_name(&f->inv, "eno1"), &port));
+}
+
 static void test_netns_mode_query(void **state)
 {
 	bool shared = false;
@@ -199,6 +261,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_port_state_refresh, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_gid_index_roce_v2_by_address_and_ndev, setup,
 						teardown),
+		cmocka_unit_test_setup_teardown(test_ports_name_their_netdevs, setup, teardown),
 		cmocka_unit_test(test_netns_mode_query),
 	};
 

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <nghttp2/nghttp2.h>
 #include <poll.h>
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -341,25 +342,32 @@ void grpc_conn_free(struct grpc_conn *conn)
 
 /* --- client ------------------------------------------------------------------ */
 
-struct unary {
+/* A unary call driven by its owner's poll loop, so that the thread placing
+ * it keeps serving meanwhile: the kubelet answers Register only after it has
+ * called the plugin back on the endpoint that same thread serves. */
+struct grpc_ucall {
+	nghttp2_session *session;
 	struct bytes req, resp;
 	int32_t stream_id;
 	int status; /* -1 until the trailers say */
 	int http_status;
 	char message[256];
+	char errmsg[320];
 	bool closed;
 	int fd;
+	int result; /* -EINPROGRESS while the call runs */
+	long long deadline;
 };
 
 static ssize_t cli_send_cb(nghttp2_session *s, const uint8_t *data, size_t len, int flags, void *u)
 {
-	return send_to(((struct unary *)u)->fd, data, len);
+	return send_to(((struct grpc_ucall *)u)->fd, data, len);
 }
 
 static ssize_t cli_read_cb(nghttp2_session *s, int32_t stream_id, uint8_t *buf, size_t length,
 			   uint32_t *flags, nghttp2_data_source *src, void *u)
 {
-	struct unary *c = u;
+	struct grpc_ucall *c = u;
 	size_t n = c->req.len - c->req.off;
 
 	if (n > length)
@@ -374,7 +382,7 @@ static ssize_t cli_read_cb(nghttp2_session *s, int32_t stream_id, uint8_t *buf, 
 static int cli_header(nghttp2_session *s, const nghttp2_frame *frame, const uint8_t *name,
 		      size_t namelen, const uint8_t *value, size_t valuelen, uint8_t flags, void *u)
 {
-	struct unary *c = u;
+	struct grpc_ucall *c = u;
 	char v[256];
 
 	if (frame->hd.stream_id != c->stream_id)
@@ -392,7 +400,7 @@ static int cli_header(nghttp2_session *s, const nghttp2_frame *frame, const uint
 static int cli_data(nghttp2_session *s, uint8_t flags, int32_t stream_id, const uint8_t *data,
 		    size_t len, void *u)
 {
-	struct unary *c = u;
+	struct grpc_ucall *c = u;
 
 	if (stream_id == c->stream_id && bytes_append(&c->resp, data, len))
 		return NGHTTP2_ERR_CALLBACK_FAILURE;
@@ -401,7 +409,7 @@ static int cli_data(nghttp2_session *s, uint8_t flags, int32_t stream_id, const 
 
 static int cli_stream_close(nghttp2_session *s, int32_t stream_id, uint32_t code, void *u)
 {
-	struct unary *c = u;
+	struct grpc_ucall *c = u;
 
 	if (stream_id == c->stream_id)
 		c->closed = true;
@@ -416,6 +424,8 @@ static long long now_ms(void)
 	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/* A non-blocking connect: on a unix socket it completes at once or fails
+ * (EAGAIN when the listener's backlog is full). */
 static int unix_connect(const char *path)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
@@ -424,7 +434,7 @@ static int unix_connect(const char *path)
 	if (strlen(path) >= sizeof(sa.sun_path))
 		return -ENAMETOOLONG;
 	memcpy(sa.sun_path, path, strlen(path) + 1);
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (fd < 0)
 		return -errno;
 	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa))) {
@@ -436,104 +446,161 @@ static int unix_connect(const char *path)
 	return fd;
 }
 
-int grpc_unary_call(const char *sock_path, const char *path, const uint8_t *req, size_t len,
-		    int timeout_ms, int *status, uint8_t **resp, size_t *resp_len, char *errmsg,
-		    size_t errlen)
+/* Ends @c with @err; the first reason given stays. */
+static int ucall_end(struct grpc_ucall *c, int err, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+static int ucall_end(struct grpc_ucall *c, int err, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (c->result != -EINPROGRESS)
+		return c->result;
+	c->result = err;
+	va_start(ap, fmt);
+	vsnprintf(c->errmsg, sizeof(c->errmsg), fmt, ap);
+	va_end(ap);
+	if (c->fd >= 0) {
+		close(c->fd);
+		c->fd = -1;
+	}
+	return err;
+}
+
+/* The stream is closed: the call's outcome is in its trailers. */
+static int ucall_complete(struct grpc_ucall *c)
+{
+	if (c->status < 0)
+		return ucall_end(c, -EPROTO, "no grpc-status (HTTP status %d)", c->http_status);
+	if (c->status == GRPC_STATUS_OK) {
+		const uint8_t *msg;
+		size_t mlen;
+
+		if (bytes_message(&c->resp, &msg, &mlen))
+			return ucall_end(c, -EBADMSG, "not one uncompressed gRPC message");
+	}
+	return ucall_end(c, 0, "%s", c->message);
+}
+
+int grpc_ucall_start(const char *sock_path, const char *path, const uint8_t *req, size_t len,
+		     int timeout_ms, struct grpc_ucall **out)
 {
 	nghttp2_nv hdrs[] = { NV(":method", "POST"), NV(":scheme", "http"), NV(":path", path),
 			      NV(":authority", "localhost"), NV("content-type", "application/grpc"),
 			      NV("te", "trailers") };
-	struct unary c = { .status = -1, .fd = -1 };
 	nghttp2_data_provider prd = { .read_callback = cli_read_cb };
-	long long deadline = now_ms() + timeout_ms;
 	nghttp2_session_callbacks *cbs = NULL;
-	nghttp2_session *session = NULL;
-	const uint8_t *msg;
-	size_t mlen;
-	int err;
+	struct grpc_ucall *c;
+	int err = -ENOMEM;
 
-	*resp = NULL;
-	*resp_len = 0;
-	snprintf(errmsg, errlen, "%s", "");
-	err = bytes_append_message(&c.req, req, len);
-	if (err)
-		goto out;
-	c.fd = unix_connect(sock_path);
-	if (c.fd < 0) {
-		err = c.fd;
-		snprintf(errmsg, errlen, "connect %s: %s", sock_path, strerror(-err));
-		goto out;
-	}
-	err = -ENOMEM;
-	if (nghttp2_session_callbacks_new(&cbs))
-		goto out;
+	*out = NULL;
+	c = calloc(1, sizeof(*c));
+	if (!c)
+		return -ENOMEM;
+	c->status = -1;
+	c->result = -EINPROGRESS;
+	c->deadline = now_ms() + timeout_ms;
+	c->fd = -1;
+	if (bytes_append_message(&c->req, req, len) || nghttp2_session_callbacks_new(&cbs))
+		goto fail;
 	nghttp2_session_callbacks_set_send_callback(cbs, cli_send_cb);
 	nghttp2_session_callbacks_set_on_header_callback(cbs, cli_header);
 	nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs, cli_data);
 	nghttp2_session_callbacks_set_on_stream_close_callback(cbs, cli_stream_close);
-	if (nghttp2_session_client_new(&session, cbs, &c))
-		goto out;
+	if (nghttp2_session_client_new(&c->session, cbs, c))
+		goto fail;
+	nghttp2_session_callbacks_del(cbs);
+	cbs = NULL;
 	err = -EIO;
-	if (nghttp2_submit_settings(session, NGHTTP2_FLAG_NONE, NULL, 0))
-		goto out;
-	c.stream_id = nghttp2_submit_request(session, NULL, hdrs, sizeof(hdrs) / sizeof(hdrs[0]),
-					     &prd, &c);
-	if (c.stream_id < 0)
-		goto out;
-	while (!c.closed) {
-		struct pollfd pfd = { .fd = c.fd, .events = POLLIN };
-		uint8_t buf[16384];
-		long long left = deadline - now_ms();
-		ssize_t n;
-
-		if (nghttp2_session_send(session))
-			goto out;
-		if (left <= 0) {
-			err = -ETIMEDOUT;
-			snprintf(errmsg, errlen, "no answer from %s within %d ms", sock_path,
-				 timeout_ms);
-			goto out;
-		}
-		if (poll(&pfd, 1, (int)left) <= 0)
-			continue;
-		n = recv(c.fd, buf, sizeof(buf), 0);
-		if (n <= 0) {
-			err = n ? -errno : -ECONNRESET;
-			snprintf(errmsg, errlen, "%s closed the connection", sock_path);
-			goto out;
-		}
-		if (nghttp2_session_mem_recv(session, buf, (size_t)n) < 0) {
-			err = -EPROTO;
-			goto out;
-		}
+	if (nghttp2_submit_settings(c->session, NGHTTP2_FLAG_NONE, NULL, 0))
+		goto fail;
+	c->stream_id = nghttp2_submit_request(c->session, NULL, hdrs,
+					      sizeof(hdrs) / sizeof(hdrs[0]), &prd, c);
+	if (c->stream_id < 0)
+		goto fail;
+	*out = c;
+	/* a failure to connect is the call's result, not an error placing it */
+	c->fd = unix_connect(sock_path);
+	if (c->fd < 0) {
+		err = c->fd;
+		c->fd = -1;
+		ucall_end(c, err, "connect %s: %s", sock_path, strerror(-err));
+		return 0;
 	}
-	if (c.status < 0) {
-		err = -EPROTO;
-		snprintf(errmsg, errlen, "no grpc-status (HTTP status %d)", c.http_status);
-		goto out;
-	}
-	*status = c.status;
-	snprintf(errmsg, errlen, "%s", c.message);
-	err = 0;
-	if (c.status == GRPC_STATUS_OK) {
-		err = bytes_message(&c.resp, &msg, &mlen);
-		if (!err && mlen) {
-			*resp = malloc(mlen);
-			if (!*resp)
-				err = -ENOMEM;
-			else
-				memcpy(*resp, msg, mlen);
-			*resp_len = mlen;
-		}
-	}
-out:
-	if (session)
-		nghttp2_session_del(session);
+	grpc_ucall_step(c);
+	return 0;
+fail:
 	if (cbs)
 		nghttp2_session_callbacks_del(cbs);
-	if (c.fd >= 0)
-		close(c.fd);
-	free(c.req.data);
-	free(c.resp.data);
+	grpc_ucall_free(c);
 	return err;
+}
+
+int grpc_ucall_fd(const struct grpc_ucall *c)
+{
+	return c->result == -EINPROGRESS ? c->fd : -1;
+}
+
+short grpc_ucall_events(const struct grpc_ucall *c)
+{
+	/* nghttp2 still wants to write only when the socket pushed back */
+	return POLLIN | (nghttp2_session_want_write(c->session) ? POLLOUT : 0);
+}
+
+int grpc_ucall_step(struct grpc_ucall *c)
+{
+	uint8_t buf[16384];
+	ssize_t n;
+
+	if (c->result != -EINPROGRESS)
+		return c->result;
+	for (;;) {
+		n = recv(c->fd, buf, sizeof(buf), MSG_DONTWAIT);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && errno == EAGAIN)
+			break;
+		if (n < 0)
+			return ucall_end(c, -errno, "recv: %s", strerror(errno));
+		if (n == 0) {
+			if (c->closed)
+				break;
+			return ucall_end(c, -ECONNRESET, "the peer closed the connection");
+		}
+		if (nghttp2_session_mem_recv(c->session, buf, (size_t)n) < 0)
+			return ucall_end(c, -EPROTO, "HTTP/2 protocol error");
+		if (c->closed)
+			break;
+	}
+	if (c->closed)
+		return ucall_complete(c);
+	if (nghttp2_session_send(c->session))
+		return ucall_end(c, -EIO, "send: the connection failed");
+	if (now_ms() >= c->deadline)
+		return ucall_end(c, -ETIMEDOUT, "no answer in time");
+	return -EINPROGRESS;
+}
+
+int grpc_ucall_result(const struct grpc_ucall *c, int *status, const uint8_t **resp,
+		      size_t *resp_len, const char **errmsg)
+{
+	*status = c->result ? -1 : c->status;
+	*errmsg = c->errmsg;
+	*resp = NULL;
+	*resp_len = 0;
+	if (!c->result && c->status == GRPC_STATUS_OK)
+		bytes_message(&c->resp, resp, resp_len);
+	return c->result;
+}
+
+void grpc_ucall_free(struct grpc_ucall *c)
+{
+	if (!c)
+		return;
+	if (c->session)
+		nghttp2_session_del(c->session);
+	if (c->fd >= 0)
+		close(c->fd);
+	free(c->req.data);
+	free(c->resp.data);
+	free(c);
 }

@@ -47,12 +47,32 @@ int grpc_call_send(struct grpc_call *call, const uint8_t *msg, size_t len);
 /* Queues the trailers that end the call. */
 int grpc_call_finish(struct grpc_call *call, int status, const char *message);
 
-/* One unary call on the unix socket @sock_path: connect, send, wait up to
- * @timeout_ms for the answer.  Returns 0 with *status (the grpc-status) and,
- * when status is OK, the response message in *resp (malloc'd); a negative
- * errno for transport failures.  @errmsg gets grpc-message or the reason. */
-int grpc_unary_call(const char *sock_path, const char *path, const uint8_t *req, size_t len,
-		    int timeout_ms, int *status, uint8_t **resp, size_t *resp_len, char *errmsg,
-		    size_t errlen);
+/* A unary call from a poll loop (the client side): connect to the unix
+ * socket @sock_path, send, read the answer as the fd becomes readable.
+ *
+ *   grpc_ucall_start(sock, path, req, len, timeout_ms, &c);
+ *   loop: poll grpc_ucall_fd(c) for grpc_ucall_events(c), then (and at
+ *         least once in a while, for the deadline) grpc_ucall_step(c)
+ *         until it stops answering -EINPROGRESS;
+ *   grpc_ucall_result(c, ...); grpc_ucall_free(c);
+ *
+ * grpc_ucall_start fails only when the call cannot be placed (memory); a
+ * connection that fails ends the call, as its result. */
+struct grpc_ucall;
+
+int grpc_ucall_start(const char *sock_path, const char *path, const uint8_t *req, size_t len,
+		     int timeout_ms, struct grpc_ucall **call);
+/* -1 once the call is over. */
+int grpc_ucall_fd(const struct grpc_ucall *call);
+short grpc_ucall_events(const struct grpc_ucall *call);
+/* -EINPROGRESS while the call runs; then 0 (the peer answered: see the
+ * status) or a negative errno for transport failures and the deadline. */
+int grpc_ucall_step(struct grpc_ucall *call);
+/* The outcome: the return of the last step, *status the grpc-status (-1
+ * without one), *resp the response message (valid until free, NULL unless
+ * OK), *errmsg grpc-message or the transport failure. */
+int grpc_ucall_result(const struct grpc_ucall *call, int *status, const uint8_t **resp,
+		      size_t *resp_len, const char **errmsg);
+void grpc_ucall_free(struct grpc_ucall *call);
 
 #endif

@@ -24,6 +24,7 @@
 #include "agent/rdma_sysfs.h"
 #include "common/log.h"
 #include "proto/deviceplugin.pb-c.h"
+#include "proto/podresources.pb-c.h"
 
 #define DP_API_VERSION	  "v1beta1"
 #define DP_KUBELET_SOCK	  "kubelet.sock"
@@ -32,6 +33,14 @@
 #define DP_TICK_MS	  1000
 #define DP_MAX_CONNS	  64
 #define DP_DEVICE_ID_MAX  63
+#define DP_DEVICE_NAME_MAX 40 /* of the resource name, in a device ID */
+/* The kubelet answers Register only after dialing the plugin back (its own
+ * dial gives up after 10 s): wait longer than that, to hear its verdict. */
+#define DP_REGISTER_TIMEOUT_MS 15000
+#define DP_REGISTER_BACKOFF_MAX_MS 30000
+#define PR_LIST_PATH	   "/v1.PodResourcesLister/List"
+#define PR_TIMEOUT_MS	   5000
+#define NETNS_CHECK_MS	   10000
 
 struct watcher {
 	struct grpc_call *call;
@@ -53,10 +62,19 @@ struct resource {
 	 * reuse the inode number of the one it replaces); ino 0: not registered */
 	ino_t kubelet_ino;
 	struct timespec kubelet_ctime;
-	unsigned int register_failures; /* in a row, to log the first and then rarely */
+	/* Register in flight (the loop drives it while serving the kubelet's
+	 * call back), the kubelet.sock it went to, the retry backoff */
+	struct grpc_ucall *reg_call;
+	struct stat reg_kubelet;
+	unsigned int register_failures; /* in a row; the backoff doubles with each */
+	unsigned long long register_failures_total;
+	long long register_next_ms;
+	char register_error[256]; /* the last failure, "" once registered */
 	struct watcher *watchers;
-	unsigned long long allocate_calls, devices_allocated;
-	size_t attached;
+	unsigned long long allocate_calls, devices_allocated; /* since start */
+	unsigned char *in_use; /* bitmap of device indexes, the loop's scratch */
+	size_t kubelet_in_use;	/* devices held by containers (PodResources) */
+	size_t attached;	/* pod NICs */
 };
 
 struct attachment {
@@ -89,11 +107,19 @@ struct rdma {
 	size_t nres;
 	struct attachment *attachments;
 	char netns_mode[96];
+	int netns_shared; /* 1 shared, 0 exclusive, -1 unknown */
+	long long netns_checked_ms;
+	/* PodResources List: in flight, next due, 1 answering / -1 not / 0 not asked */
+	struct grpc_ucall *podres_call;
+	long long podres_next_ms;
+	int podres_state;
+	char podres_error[256];
 	/* owned by the thread */
 	struct dp_conn *conns[DP_MAX_CONNS];
 	size_t nconns;
 	int wake_fd, link_fd;
 	bool stopping;
+	int kubelet_state; /* kubelet.sock: 1 there, -1 absent, 0 not looked yet */
 	pthread_t thread;
 	bool thread_started;
 	long long last_scan_ms; /* under the lock */
@@ -122,16 +148,16 @@ static bool resource_healthy(const struct rdma *r, const struct resource *res)
 	for (size_t c = 0; c < r->inv.nnics; c++) {
 		const struct rdma_nic *nic = &r->inv.nics[c];
 
-		if (!rdma_nic_matches(nic, &res->rc->sel))
-			continue;
-		for (size_t h = 0; h < nic->nhcas; h++) {
-			const struct rdma_hca *hca = &r->inv.hcas[nic->hcas[h]];
-			const struct rdma_port *port = rdma_hca_port(hca, rdma_nic_port(nic, hca));
+		const struct rdma_hca *hca;
+		unsigned int num;
+		const struct rdma_port *port;
 
-			if (!port || port->state != RDMA_PORT_ACTIVE)
-				return false;
-			any = true;
-		}
+		if (!rdma_nic_matches(nic, &res->rc->sel) || !(hca = rdma_nic_hca(&r->inv, nic, &num)))
+			continue;
+		port = rdma_hca_port(hca, num);
+		if (!port || port->state != RDMA_PORT_ACTIVE)
+			return false;
+		any = true;
 	}
 	return any;
 }
@@ -184,10 +210,16 @@ static void resources_select(struct rdma *r)
 	}
 }
 
+static void netns_mode_check(struct rdma *r);
+
+/* Rediscovers everything, the netns mode included. */
 static int rescan(struct rdma *r)
 {
 	struct rdma_inventory inv;
-	int err = rdma_discover(r->cfg.sysfs_root, r->cfg.dev_root, &inv);
+	int err;
+
+	netns_mode_check(r);
+	err = rdma_discover(r->cfg.sysfs_root, r->cfg.dev_root, &inv);
 
 	if (err) {
 		log_warn("rdma_discovery_failed", "sysfs=%s err=\"%s\"", r->cfg.sysfs_root,
@@ -208,7 +240,25 @@ static int rescan(struct rdma *r)
 
 static void device_id(const struct resource *res, size_t i, char *buf, size_t len)
 {
-	snprintf(buf, len, "%.40s-%zu", res->rc->name, i);
+	snprintf(buf, len, "%.*s-%zu", DP_DEVICE_NAME_MAX, res->rc->name, i);
+}
+
+/* The index of device @id of @res (as device_id writes it), or -1. */
+static long device_index(const struct resource *res, const char *id)
+{
+	size_t n = strnlen(res->rc->name, DP_DEVICE_NAME_MAX);
+	const char *digits = id + n + 1;
+	unsigned long i;
+	char *end;
+
+	if (strncmp(id, res->rc->name, n) || id[n] != '-' || *digits < '0' || *digits > '9' ||
+	    (digits[0] == '0' && digits[1]))
+		return -1;
+	errno = 0;
+	i = strtoul(digits, &end, 10);
+	if (errno || *end || i >= (unsigned long)res->rc->hca_max)
+		return -1;
+	return (long)i;
 }
 
 /* The ListAndWatch message for @res, packed.  Under the lock. */
@@ -258,18 +308,6 @@ static void notify_watchers(struct rdma *r, struct resource *res)
 		grpc_conn_flush(grpc_call_conn(w->call));
 	}
 	free(buf);
-}
-
-static bool known_device(const struct resource *res, const char *id)
-{
-	char want[DP_DEVICE_ID_MAX + 1];
-
-	for (long long i = 0; i < res->rc->hca_max; i++) {
-		device_id(res, (size_t)i, want, sizeof(want));
-		if (!strcmp(want, id))
-			return true;
-	}
-	return false;
 }
 
 /* The DeviceSpecs of every selected HCA's char devices plus rdma_cm, the
@@ -338,7 +376,7 @@ static void dp_allocate(struct rdma *r, struct resource *res, struct grpc_call *
 	pthread_mutex_lock(&r->lock);
 	for (size_t c = 0; c < nc && !err[0]; c++)
 		for (size_t d = 0; d < req->container_requests[c]->n_devices_ids && !err[0]; d++)
-			if (!known_device(res, req->container_requests[c]->devices_ids[d]))
+			if (device_index(res, req->container_requests[c]->devices_ids[d]) < 0)
 				snprintf(err, sizeof(err), "unknown device %.64s of %s",
 					 req->container_requests[c]->devices_ids[d], res->full_name);
 	if (!err[0] && !res->nhcas)
@@ -375,6 +413,9 @@ static void dp_allocate(struct rdma *r, struct resource *res, struct grpc_call *
 	resp.container_responses = crp;
 	log_info("rdma_allocated", "resource=%s containers=%zu device_specs=%zu", res->full_name,
 		 nc, nspecs);
+	/* the kubelet lists the container's devices once it has this answer */
+	if (r->podres_next_ms > now_ms() + DP_TICK_MS)
+		r->podres_next_ms = now_ms() + DP_TICK_MS;
 	answer(call, &resp.base);
 out:
 	for (size_t s = 0; s < nspecs; s++)
@@ -530,9 +571,17 @@ static void conn_accept(struct rdma *r, struct resource *res)
 	r->conns[r->nconns++] = dc;
 }
 
+static void register_cancel(struct resource *res)
+{
+	grpc_ucall_free(res->reg_call);
+	res->reg_call = NULL;
+}
+
 static void endpoint_close(struct rdma *r, struct resource *res)
 {
-	/* the kubelet's connections to the old socket go with it */
+	/* the kubelet's connections to the old socket go with it, and a
+	 * Register naming it */
+	register_cancel(res);
 	for (size_t i = r->nconns; i-- > 0;)
 		if (r->conns[i]->res == res)
 			conn_drop(r, i);
@@ -573,14 +622,51 @@ static int endpoint_open(struct rdma *r, struct resource *res)
 	return 0;
 }
 
-static int kubelet_register(struct rdma *r, struct resource *res, const struct stat *kubelet)
+static bool same_socket(const struct stat *a, const struct stat *b)
+{
+	return a->st_ino == b->st_ino && a->st_ctim.tv_sec == b->st_ctim.tv_sec &&
+	       a->st_ctim.tv_nsec == b->st_ctim.tv_nsec;
+}
+
+static bool registered_with(const struct resource *res, const struct stat *kubelet)
+{
+	return res->kubelet_ino && res->kubelet_ino == kubelet->st_ino &&
+	       res->kubelet_ctime.tv_sec == kubelet->st_ctim.tv_sec &&
+	       res->kubelet_ctime.tv_nsec == kubelet->st_ctim.tv_nsec;
+}
+
+/* Every failed attempt is logged; the backoff (1 s doubling to 30 s) keeps
+ * that to a couple of lines a minute while the kubelet refuses. */
+static void register_failed(struct rdma *r, struct resource *res, int status, const char *why)
+{
+	unsigned int shift;
+	long long delay;
+
+	pthread_mutex_lock(&r->lock);
+	res->register_failures++;
+	res->register_failures_total++;
+	shift = res->register_failures - 1 < 5 ? res->register_failures - 1 : 5;
+	delay = (long long)DP_TICK_MS << shift;
+	if (delay > DP_REGISTER_BACKOFF_MAX_MS)
+		delay = DP_REGISTER_BACKOFF_MAX_MS;
+	res->register_next_ms = now_ms() + delay;
+	snprintf(res->register_error, sizeof(res->register_error), "%s", why);
+	pthread_mutex_unlock(&r->lock);
+	log_warn("rdma_register_failed",
+		 "resource=%s kubelet=%s/" DP_KUBELET_SOCK " attempt=%u status=%d err=\"%s\" retry_in_ms=%lld",
+		 res->full_name, r->cfg.plugin_dir, res->register_failures, status, why, delay);
+}
+
+/* Places Register; the loop polls it (register_poll) and serves the
+ * kubelet's call back to our endpoint meanwhile. */
+static void register_start(struct rdma *r, struct resource *res, const struct stat *kubelet)
 {
 	V1beta1__RegisterRequest req = V1BETA1__REGISTER_REQUEST__INIT;
 	V1beta1__DevicePluginOptions opts = V1BETA1__DEVICE_PLUGIN_OPTIONS__INIT;
-	char path[PATH_MAX], msg[256];
-	uint8_t *buf, *resp = NULL;
-	size_t len, rlen;
-	int status = -1, err;
+	char path[PATH_MAX];
+	uint8_t *buf;
+	size_t len;
+	int err;
 
 	opts.get_preferred_allocation_available = true;
 	req.version = DP_API_VERSION;
@@ -589,30 +675,51 @@ static int kubelet_register(struct rdma *r, struct resource *res, const struct s
 	req.options = &opts;
 	len = v1beta1__register_request__get_packed_size(&req);
 	buf = malloc(len);
-	if (!buf)
-		return -ENOMEM;
+	if (!buf) {
+		register_failed(r, res, -1, strerror(ENOMEM));
+		return;
+	}
 	v1beta1__register_request__pack(&req, buf);
 	snprintf(path, sizeof(path), "%s/" DP_KUBELET_SOCK, r->cfg.plugin_dir);
-	err = grpc_unary_call(path, DP_REGISTER_PATH, buf, len, 2000, &status, &resp, &rlen, msg,
-			      sizeof(msg));
+	err = grpc_ucall_start(path, DP_REGISTER_PATH, buf, len, DP_REGISTER_TIMEOUT_MS,
+			       &res->reg_call);
 	free(buf);
-	free(resp);
-	if (!err && status != GRPC_STATUS_OK)
-		err = -EPERM;
-	if (err && res->register_failures++ % 60 == 0) {
-		log_warn("rdma_register_failed", "resource=%s kubelet=%s status=%d err=\"%s\"",
-			 res->full_name, path, status, msg[0] ? msg : strerror(-err));
-	}
+	res->reg_kubelet = *kubelet;
 	if (err)
-		return err;
-	res->register_failures = 0;
+		register_failed(r, res, -1, strerror(-err));
+	else
+		log_debug("rdma_registering", "resource=%s kubelet=%s attempt=%u", res->full_name,
+			  path, res->register_failures + 1);
+}
+
+/* Advances @res's Register; when it is over, records the outcome. */
+static void register_poll(struct rdma *r, struct resource *res)
+{
+	const uint8_t *resp;
+	const char *msg;
+	size_t rlen;
+	int status, err;
+
+	if (!res->reg_call || grpc_ucall_step(res->reg_call) == -EINPROGRESS)
+		return;
+	err = grpc_ucall_result(res->reg_call, &status, &resp, &rlen, &msg);
+	if (err || status != GRPC_STATUS_OK) {
+		char why[320];
+
+		snprintf(why, sizeof(why), "%s", msg[0] ? msg : err ? strerror(-err) : "refused");
+		register_cancel(res);
+		register_failed(r, res, status, why);
+		return;
+	}
+	register_cancel(res);
 	pthread_mutex_lock(&r->lock);
-	res->kubelet_ino = kubelet->st_ino;
-	res->kubelet_ctime = kubelet->st_ctim;
+	res->kubelet_ino = res->reg_kubelet.st_ino;
+	res->kubelet_ctime = res->reg_kubelet.st_ctim;
+	res->register_error[0] = '\0';
 	pthread_mutex_unlock(&r->lock);
-	log_info("rdma_registered", "resource=%s endpoint=%s kubelet=%s", res->full_name,
-		 res->sock_name, path);
-	return 0;
+	log_info("rdma_registered", "resource=%s endpoint=%s kubelet=%s/" DP_KUBELET_SOCK " attempt=%u",
+		 res->full_name, res->sock_name, r->cfg.plugin_dir, res->register_failures + 1);
+	res->register_failures = 0;
 }
 
 /* Re-creates an endpoint whose socket file vanished (the kubelet wipes its
@@ -620,11 +727,20 @@ static int kubelet_register(struct rdma *r, struct resource *res, const struct s
 static void kubelet_watch(struct rdma *r)
 {
 	char path[PATH_MAX];
+	long long now = now_ms();
 	struct stat st;
 	bool kubelet_up;
 
 	snprintf(path, sizeof(path), "%s/" DP_KUBELET_SOCK, r->cfg.plugin_dir);
 	kubelet_up = !stat(path, &st) && S_ISSOCK(st.st_mode);
+	if (kubelet_up != (r->kubelet_state > 0)) {
+		if (kubelet_up)
+			log_info("rdma_kubelet_present", "kubelet=%s", path);
+		else
+			log_warn("rdma_kubelet_absent", "kubelet=%s err=\"no socket: nothing to register with\"",
+				 path);
+		r->kubelet_state = kubelet_up ? 1 : -1;
+	}
 	for (size_t i = 0; i < r->nres; i++) {
 		struct resource *res = &r->res[i];
 		struct stat own;
@@ -636,11 +752,151 @@ static void kubelet_watch(struct rdma *r)
 			if (endpoint_open(r, res))
 				continue;
 		}
-		if (kubelet_up && (res->kubelet_ino != st.st_ino ||
-				   res->kubelet_ctime.tv_sec != st.st_ctim.tv_sec ||
-				   res->kubelet_ctime.tv_nsec != st.st_ctim.tv_nsec))
-			kubelet_register(r, res, &st);
+		if (!kubelet_up) {
+			register_cancel(res);
+			pthread_mutex_lock(&r->lock);
+			res->kubelet_ino = 0;
+			snprintf(res->register_error, sizeof(res->register_error),
+				 "no kubelet socket at %.200s", path);
+			pthread_mutex_unlock(&r->lock);
+			continue;
+		}
+		if (registered_with(res, &st))
+			continue;
+		if (res->kubelet_ino) { /* a new kubelet: registered with none now */
+			pthread_mutex_lock(&r->lock);
+			res->kubelet_ino = 0;
+			pthread_mutex_unlock(&r->lock);
+		}
+		if (res->reg_call) {
+			if (same_socket(&res->reg_kubelet, &st))
+				continue; /* under way */
+			register_cancel(res); /* a new kubelet came meanwhile */
+		}
+		/* a new kubelet gets an attempt at once, whatever the old one did */
+		if (!same_socket(&res->reg_kubelet, &st)) {
+			res->register_next_ms = 0;
+			res->register_failures = 0;
+		}
+		/* half a tick early rather than a whole tick late */
+		if (now + DP_TICK_MS / 2 >= res->register_next_ms)
+			register_start(r, res, &st);
 	}
+}
+
+/* --- devices in use: the kubelet's PodResources API ----------------------------- */
+
+static void podres_down(struct rdma *r, const char *why)
+{
+	int was;
+
+	pthread_mutex_lock(&r->lock);
+	was = r->podres_state;
+	r->podres_state = -1;
+	snprintf(r->podres_error, sizeof(r->podres_error), "%s", why);
+	pthread_mutex_unlock(&r->lock);
+	if (was != -1)
+		log_warn("rdma_pod_resources_unavailable",
+			 "socket=%s err=\"%s\" allocated=\"pod NICs until it answers\"",
+			 r->cfg.pod_resources_socket, why);
+}
+
+/* Counts, per resource, the distinct devices the kubelet has given to the
+ * containers it runs. */
+static void podres_count(struct rdma *r, const V1__ListPodResourcesResponse *list)
+{
+	for (size_t i = 0; i < r->nres; i++) {
+		struct resource *res = &r->res[i];
+		size_t n = 0;
+
+		memset(res->in_use, 0, ((size_t)res->rc->hca_max + 7) / 8);
+		for (size_t p = 0; p < list->n_pod_resources; p++) {
+			const V1__PodResources *pod = list->pod_resources[p];
+
+			for (size_t c = 0; c < pod->n_containers; c++)
+				for (size_t d = 0; d < pod->containers[c]->n_devices; d++) {
+					const V1__ContainerDevices *cd = pod->containers[c]->devices[d];
+
+					if (strcmp(cd->resource_name, res->full_name))
+						continue;
+					for (size_t k = 0; k < cd->n_device_ids; k++) {
+						long idx = device_index(res, cd->device_ids[k]);
+
+						if (idx < 0 || res->in_use[idx / 8] & (1u << (idx % 8)))
+							continue;
+						res->in_use[idx / 8] |= (unsigned char)(1u << (idx % 8));
+						n++;
+					}
+				}
+		}
+		pthread_mutex_lock(&r->lock);
+		if (res->kubelet_in_use != n || r->podres_state != 1)
+			log_info("rdma_devices_in_use", "resource=%s devices=%zu capacity=%lld",
+				 res->full_name, n, res->rc->hca_max);
+		res->kubelet_in_use = n;
+		pthread_mutex_unlock(&r->lock);
+	}
+}
+
+static void podres_poll(struct rdma *r)
+{
+	V1__ListPodResourcesResponse *list;
+	const uint8_t *resp;
+	const char *msg;
+	size_t len;
+	int status, err;
+	char why[320];
+
+	if (!r->podres_call || grpc_ucall_step(r->podres_call) == -EINPROGRESS)
+		return;
+	err = grpc_ucall_result(r->podres_call, &status, &resp, &len, &msg);
+	if (err || status != GRPC_STATUS_OK) {
+		snprintf(why, sizeof(why), "List: %s (status %d)",
+			 msg[0] ? msg : err ? strerror(-err) : "refused", status);
+		podres_down(r, why);
+	} else if (!(list = v1__list_pod_resources_response__unpack(NULL, len, resp))) {
+		podres_down(r, "List: a malformed ListPodResourcesResponse");
+	} else {
+		int was;
+
+		podres_count(r, list);
+		v1__list_pod_resources_response__free_unpacked(list, NULL);
+		pthread_mutex_lock(&r->lock);
+		was = r->podres_state;
+		r->podres_state = 1;
+		r->podres_error[0] = '\0';
+		pthread_mutex_unlock(&r->lock);
+		if (was != 1)
+			log_info("rdma_pod_resources", "socket=%s", r->cfg.pod_resources_socket);
+	}
+	grpc_ucall_free(r->podres_call);
+	r->podres_call = NULL;
+}
+
+/* Asks the kubelet which devices its containers hold, every
+ * podResourcesInterval and a tick after each Allocate. */
+static void podres_tick(struct rdma *r, long long now)
+{
+	V1__ListPodResourcesRequest req = V1__LIST_POD_RESOURCES_REQUEST__INIT;
+	uint8_t buf[16];
+	char why[320];
+	struct stat st;
+	size_t len;
+	int err;
+
+	if (!r->cfg.pod_resources_socket[0] || r->podres_call || now < r->podres_next_ms)
+		return;
+	r->podres_next_ms = now + r->cfg.pod_resources_interval_s * 1000;
+	if (stat(r->cfg.pod_resources_socket, &st) || !S_ISSOCK(st.st_mode)) {
+		snprintf(why, sizeof(why), "no socket at %.200s", r->cfg.pod_resources_socket);
+		podres_down(r, why);
+		return;
+	}
+	len = v1__list_pod_resources_request__pack(&req, buf);
+	err = grpc_ucall_start(r->cfg.pod_resources_socket, PR_LIST_PATH, buf, len, PR_TIMEOUT_MS,
+			       &r->podres_call);
+	if (err)
+		podres_down(r, strerror(-err));
 }
 
 /* --- attachments and GID indexes ------------------------------------------------ */
@@ -840,6 +1096,7 @@ int rdma_attach(struct rdma *r, const struct rdma_attach_req *req, struct json_o
 	const struct rdma_nic *nic;
 	const struct rdma_hca *hca = NULL;
 	struct resource *res = NULL;
+	unsigned int port = 0;
 	long long deadline;
 
 	*not_found = false;
@@ -866,12 +1123,11 @@ int rdma_attach(struct rdma *r, const struct rdma_attach_req *req, struct json_o
 		snprintf(errbuf, errlen, "no RDMA resource %s is configured", req->resource);
 		goto bad;
 	}
-	if (!nic || !nic->nhcas) {
+	if (!nic || !(hca = rdma_nic_hca(&r->inv, nic, &port))) {
 		snprintf(errbuf, errlen, "master %s has no RDMA device", req->master);
 		*not_found = true;
 		goto bad;
 	}
-	hca = &r->inv.hcas[nic->hcas[0]];
 	if (res && !resource_has_hca(r, res, hca->name)) {
 		snprintf(errbuf, errlen, "%s (behind master %s) is not selected by resource %s",
 			 hca->name, req->master, res->full_name);
@@ -904,7 +1160,7 @@ int rdma_attach(struct rdma *r, const struct rdma_attach_req *req, struct json_o
 	snprintf(a->netns, sizeof(a->netns), "%s", req->netns ? req->netns : "");
 	snprintf(a->resource, sizeof(a->resource), "%s", res ? res->full_name : "");
 	snprintf(a->hca, sizeof(a->hca), "%s", hca->name);
-	a->port = rdma_nic_port(nic, hca);
+	a->port = port;
 	a->gid_index = -1;
 	memcpy(a->families, fresh.families, sizeof(a->families));
 	memcpy(a->addrs, fresh.addrs, sizeof(a->addrs));
@@ -935,35 +1191,66 @@ bad:
 	return -EINVAL;
 }
 
-bool rdma_detach(struct rdma *r, const char *network, const char *container_id,
-		 const char *ifname)
+int rdma_forget(struct rdma *r, const char *network, const char *container_id,
+		const char *ifname)
 {
-	bool found = false;
+	int n = 0;
 
+	if (!r)
+		return 0;
+	if (!container_id || !container_id[0])
+		return -EINVAL;
 	pthread_mutex_lock(&r->lock);
-	for (struct attachment **p = &r->attachments; *p; p = &(*p)->next) {
+	for (struct attachment **p = &r->attachments; *p;) {
 		struct attachment *a = *p;
 		struct resource *res;
 
-		if (strcmp(a->network, network) || strcmp(a->container_id, container_id) ||
-		    strcmp(a->ifname, ifname))
+		if ((network && strcmp(a->network, network)) || strcmp(a->container_id, container_id) ||
+		    (ifname && strcmp(a->ifname, ifname))) {
+			p = &a->next;
 			continue;
+		}
 		res = a->resource[0] ? resource_by_name(r, a->resource) : NULL;
 		if (res)
 			res->attached--;
 		*p = a->next;
-		log_info("rdma_detached", "container=%.12s ifname=%s device=%s", a->container_id,
-			 a->ifname, a->hca);
+		log_info("rdma_detached", "container=%.12s ifname=%s network=%s device=%s",
+			 a->container_id, a->ifname, a->network, a->hca);
 		free(a);
-		found = true;
-		attachments_save(r);
-		break;
+		n++;
 	}
+	if (n)
+		attachments_save(r);
 	pthread_mutex_unlock(&r->lock);
-	return found;
+	return n;
+}
+
+bool rdma_detach(struct rdma *r, const char *network, const char *container_id,
+		 const char *ifname)
+{
+	return network && ifname && rdma_forget(r, network, container_id, ifname) > 0;
 }
 
 /* --- status ------------------------------------------------------------------- */
+
+/* What a resource has handed out (docs/rdma.md#accounting): the devices the
+ * kubelet's containers hold while its PodResources API answers, else the
+ * pod NICs attached through the resource.  Under the lock. */
+static size_t resource_allocated(const struct rdma *r, const struct resource *res,
+				 const char **source)
+{
+	if (r->podres_state == 1) {
+		*source = "podResources";
+		return res->kubelet_in_use;
+	}
+	*source = "podNICs";
+	return res->attached;
+}
+
+static struct json_object *string_or_null(const char *s)
+{
+	return s[0] ? json_object_new_string(s) : NULL;
+}
 
 struct json_object *rdma_status_json(struct rdma *r)
 {
@@ -972,6 +1259,18 @@ struct json_object *rdma_status_json(struct rdma *r)
 
 	pthread_mutex_lock(&r->lock);
 	json_object_object_add(o, "netnsMode", json_object_new_string(r->netns_mode));
+	json_object_object_add(o, "netnsShared",
+			       r->netns_shared < 0 ? NULL : json_object_new_boolean(r->netns_shared));
+	{
+		struct json_object *pr = json_object_new_object();
+
+		json_object_object_add(pr, "socket",
+				       string_or_null(r->cfg.pod_resources_socket));
+		json_object_object_add(pr, "available",
+				       json_object_new_boolean(r->podres_state == 1));
+		json_object_object_add(pr, "error", string_or_null(r->podres_error));
+		json_object_object_add(o, "podResources", pr);
+	}
 	for (size_t i = 0; i < r->inv.nhcas; i++) {
 		const struct rdma_hca *h = &r->inv.hcas[i];
 		struct json_object *d = json_object_new_object(), *ports = json_object_new_array();
@@ -988,6 +1287,7 @@ struct json_object *rdma_status_json(struct rdma *r)
 					       json_object_new_string(h->ports[p].state_name));
 			json_object_object_add(po, "linkLayer",
 					       json_object_new_string(h->ports[p].link_layer));
+			json_object_object_add(po, "netdev", string_or_null(h->ports[p].netdev));
 			json_object_array_add(ports, po);
 		}
 		json_object_object_add(d, "ports", ports);
@@ -1000,6 +1300,8 @@ struct json_object *rdma_status_json(struct rdma *r)
 		const struct resource *res = &r->res[i];
 		struct json_object *ro = json_object_new_object(), *hcas = json_object_new_array();
 		long long cap = res->rc->hca_max;
+		const char *source;
+		size_t allocated = resource_allocated(r, res, &source);
 
 		json_object_object_add(ro, "name", json_object_new_string(res->full_name));
 		json_object_object_add(ro, "socket", json_object_new_string(res->sock_path));
@@ -1010,14 +1312,22 @@ struct json_object *rdma_status_json(struct rdma *r)
 					      json_object_new_string(r->inv.hcas[res->hcas[h]].name));
 		json_object_object_add(ro, "devices", hcas);
 		json_object_object_add(ro, "capacity", json_object_new_int64(cap));
-		json_object_object_add(ro, "allocated", json_object_new_int64((int64_t)res->attached));
+		json_object_object_add(ro, "allocated", json_object_new_int64((int64_t)allocated));
 		json_object_object_add(ro, "free",
-				       json_object_new_int64(cap > (long long)res->attached ?
-							     cap - (long long)res->attached : 0));
+				       json_object_new_int64(cap > (long long)allocated ?
+							     cap - (long long)allocated : 0));
+		json_object_object_add(ro, "allocatedSource", json_object_new_string(source));
+		json_object_object_add(ro, "podNICs", json_object_new_int64((int64_t)res->attached));
+		json_object_object_add(ro, "kubeletDevicesAllocated",
+				       r->podres_state == 1 ?
+				       json_object_new_int64((int64_t)res->kubelet_in_use) : NULL);
 		json_object_object_add(ro, "kubeletAllocateCalls",
 				       json_object_new_uint64(res->allocate_calls));
-		json_object_object_add(ro, "kubeletDevicesAllocated",
+		json_object_object_add(ro, "kubeletDevicesAllocatedTotal",
 				       json_object_new_uint64(res->devices_allocated));
+		json_object_object_add(ro, "registerFailures",
+				       json_object_new_uint64(res->register_failures_total));
+		json_object_object_add(ro, "registerError", string_or_null(res->register_error));
 		json_object_array_add(ress, ro);
 	}
 	for (const struct attachment *a = r->attachments; a; a = a->next) {
@@ -1094,14 +1404,46 @@ static void refresh(struct rdma *r, bool full)
 	}
 }
 
+/* The RDMA netns mode, asked again every NETNS_CHECK_MS and on each full
+ * rescan (`rdma system set netns` sends no event); logged when it changes. */
+static void netns_mode_check(struct rdma *r)
+{
+	char mode[sizeof(r->netns_mode)];
+	bool shared = true, changed;
+	int err = r->opts.netns_mode(&shared);
+	int state = err ? -1 : shared;
+
+	if (err == -EPROTONOSUPPORT)
+		snprintf(mode, sizeof(mode), "RDMA subsystem not present");
+	else if (err)
+		snprintf(mode, sizeof(mode), "unknown (%s)", strerror(-err));
+	else
+		snprintf(mode, sizeof(mode), "%s", shared ? "shared" : "exclusive");
+	pthread_mutex_lock(&r->lock);
+	changed = strcmp(mode, r->netns_mode) != 0;
+	snprintf(r->netns_mode, sizeof(r->netns_mode), "%s", mode);
+	r->netns_shared = state;
+	r->netns_checked_ms = now_ms();
+	pthread_mutex_unlock(&r->lock);
+	if (!changed)
+		return;
+	if (state != 1)
+		log_warn("rdma_netns_mode", "mode=\"%s\" err=\"%s\"", mode,
+			 err ? "the netns mode could not be read" :
+			       "pods see no shared HCA: set `rdma system set netns shared`");
+	else
+		log_info("rdma_netns_mode", "mode=shared");
+}
+
 static void *rdma_loop(void *arg)
 {
 	struct rdma *r = arg;
 	long long next_tick = now_ms();
 
 	for (;;) {
-		struct pollfd pfds[2 + RDMA_MAX_RESOURCES + DP_MAX_CONNS];
-		size_t np = 0, first_res, first_conn;
+		struct pollfd pfds[3 + 2 * RDMA_MAX_RESOURCES + DP_MAX_CONNS];
+		int reg_pfd[RDMA_MAX_RESOURCES], podres_pfd = -1;
+		size_t np = 0, first_res, first_conn, end_conn;
 		long long now = now_ms();
 		int timeout = next_tick > now ? (int)(next_tick - now) : 0;
 		uint64_t v;
@@ -1115,6 +1457,24 @@ static void *rdma_loop(void *arg)
 		for (size_t i = 0; i < r->nconns; i++)
 			pfds[np++] = (struct pollfd){ .fd = grpc_conn_fd(r->conns[i]->gc),
 						      .events = POLLIN };
+		end_conn = np;
+		/* the client calls in flight: Register (answered only once the
+		 * kubelet has called us back) and PodResources List */
+		for (size_t i = 0; i < r->nres; i++) {
+			struct grpc_ucall *c = r->res[i].reg_call;
+
+			reg_pfd[i] = -1;
+			if (c && grpc_ucall_fd(c) >= 0) {
+				reg_pfd[i] = (int)np;
+				pfds[np++] = (struct pollfd){ .fd = grpc_ucall_fd(c),
+							      .events = grpc_ucall_events(c) };
+			}
+		}
+		if (r->podres_call && grpc_ucall_fd(r->podres_call) >= 0) {
+			podres_pfd = (int)np;
+			pfds[np++] = (struct pollfd){ .fd = grpc_ucall_fd(r->podres_call),
+						      .events = grpc_ucall_events(r->podres_call) };
+		}
 		if (poll(pfds, np, timeout) < 0 && errno != EINTR)
 			break;
 		if (pfds[0].revents && read(r->wake_fd, &v, sizeof(v)) == sizeof(v) && r->stopping)
@@ -1125,47 +1485,41 @@ static void *rdma_loop(void *arg)
 			if (pfds[i].revents & POLLIN)
 				conn_accept(r, &r->res[i - first_res]);
 		/* back to front: conn_drop moves the last connection into the hole */
-		for (size_t i = np; i-- > first_conn;) {
+		for (size_t i = end_conn; i-- > first_conn;) {
 			size_t c = i - first_conn;
 
 			if (c < r->nconns && pfds[i].revents && grpc_conn_on_readable(r->conns[c]->gc))
 				conn_drop(r, c);
 		}
+		for (size_t i = 0; i < r->nres; i++)
+			if (reg_pfd[i] >= 0 && pfds[reg_pfd[i]].revents)
+				register_poll(r, &r->res[i]);
+		if (podres_pfd >= 0 && pfds[podres_pfd].revents)
+			podres_poll(r);
 		now = now_ms();
 		if (now >= next_tick) {
-			bool full;
+			bool full, netns_due;
 
 			pthread_mutex_lock(&r->lock);
 			full = r->rescan_due || (r->cfg.update_interval_s > 0 &&
 						 now - r->last_scan_ms >= r->cfg.update_interval_s * 1000);
+			netns_due = now - r->netns_checked_ms >= NETNS_CHECK_MS;
 			pthread_mutex_unlock(&r->lock);
 			r->rescan_due = false;
-			refresh(r, full);
+			refresh(r, full); /* a full one asks the netns mode too */
+			if (!full && netns_due)
+				netns_mode_check(r);
 			gids_resolve_pending(r);
+			/* the calls' deadlines */
+			for (size_t i = 0; i < r->nres; i++)
+				register_poll(r, &r->res[i]);
+			podres_poll(r);
 			kubelet_watch(r);
+			podres_tick(r, now);
 			next_tick = now + DP_TICK_MS;
 		}
 	}
 	return NULL;
-}
-
-static void netns_mode_check(struct rdma *r)
-{
-	bool shared = true;
-	int err = r->opts.netns_mode(&shared);
-
-	if (err == -EPROTONOSUPPORT)
-		snprintf(r->netns_mode, sizeof(r->netns_mode), "RDMA subsystem not present");
-	else if (err)
-		snprintf(r->netns_mode, sizeof(r->netns_mode), "unknown (%s)", strerror(-err));
-	else
-		snprintf(r->netns_mode, sizeof(r->netns_mode), "%s", shared ? "shared" : "exclusive");
-	if (err || !shared)
-		log_warn("rdma_netns_mode", "mode=\"%s\" err=\"%s\"", r->netns_mode,
-			 err ? "the netns mode could not be read" :
-			       "pods see no shared HCA: set `rdma system set netns shared`");
-	else
-		log_info("rdma_netns_mode", "mode=shared");
 }
 
 int rdma_start(struct rdma_config *cfg, const struct rdma_options *opts, struct rdma **out)
@@ -1182,22 +1536,25 @@ int rdma_start(struct rdma_config *cfg, const struct rdma_options *opts, struct 
 	if (opts && opts->state_file && !(r->state_file = strdup(opts->state_file)))
 		goto fail;
 	r->wake_fd = r->link_fd = -1;
+	r->netns_shared = -1;
 	pthread_mutex_init(&r->lock, NULL);
 	r->res = calloc(r->cfg.nresources ? r->cfg.nresources : 1, sizeof(*r->res));
 	if (!r->res)
 		goto fail;
-	r->nres = r->cfg.nresources;
-	for (size_t i = 0; i < r->nres; i++) {
+	for (size_t i = 0; i < r->cfg.nresources; i++) {
 		struct resource *res = &r->res[i];
 
+		r->nres = i + 1; /* what rdma_stop undoes on failure */
 		res->rc = &r->cfg.resources[i];
 		res->listen_fd = -1;
+		res->in_use = calloc(((size_t)res->rc->hca_max + 7) / 8 + 1, 1);
+		if (!res->in_use)
+			goto fail;
 		rdma_resource_full_name(res->rc, res->full_name, sizeof(res->full_name));
 		snprintf(res->sock_name, sizeof(res->sock_name), "railnet-%s.sock", res->rc->name);
 		snprintf(res->sock_path, sizeof(res->sock_path), "%s/%s", r->cfg.plugin_dir,
 			 res->sock_name);
 	}
-	netns_mode_check(r);
 	err = rescan(r);
 	if (err)
 		goto fail;
@@ -1243,6 +1600,7 @@ void rdma_stop(struct rdma *r)
 		if (r->res[i].sock_ino)
 			unlink(r->res[i].sock_path);
 		free(r->res[i].hcas);
+		free(r->res[i].in_use);
 	}
 	while (r->attachments) {
 		struct attachment *a = r->attachments;
@@ -1250,6 +1608,7 @@ void rdma_stop(struct rdma *r)
 		r->attachments = a->next;
 		free(a);
 	}
+	grpc_ucall_free(r->podres_call);
 	if (r->wake_fd >= 0)
 		close(r->wake_fd);
 	if (r->link_fd >= 0)
@@ -1355,7 +1714,8 @@ static size_t read_counters(const struct rdma *r, struct counter_sample **out)
 						counter_family(c->family, sizeof(c->family), dirs[d][1],
 							       ents[e]->d_name);
 						snprintf(c->device, sizeof(c->device), "%s", hca->name);
-						snprintf(c->netdev, sizeof(c->netdev), "%s", hca->netdev);
+						snprintf(c->netdev, sizeof(c->netdev), "%s",
+							 hca->ports[p].netdev);
 						snprintf(c->port, sizeof(c->port), "%u", hca->ports[p].num);
 						c->value = strtoull(val, NULL, 10);
 					}
@@ -1388,8 +1748,8 @@ static void rdma_collect(void *ctx, struct metrics_writer *w)
 			snprintf(port, sizeof(port), "%u", r->inv.hcas[h].ports[p].num);
 			metrics_sample(w, "railnet_rdma_port_state", r->inv.hcas[h].ports[p].state,
 				       "device", r->inv.hcas[h].name, "port", port, "netdev",
-				       r->inv.hcas[h].netdev, "state", r->inv.hcas[h].ports[p].state_name,
-				       NULL);
+				       r->inv.hcas[h].ports[p].netdev, "state",
+				       r->inv.hcas[h].ports[p].state_name, NULL);
 		}
 	metrics_family(w, "railnet_rdma_resource_capacity", "gauge",
 		       "Devices a resource advertises to the kubelet (rdmaHcaMax).");
@@ -1397,10 +1757,46 @@ static void rdma_collect(void *ctx, struct metrics_writer *w)
 		metrics_sample(w, "railnet_rdma_resource_capacity", (double)r->res[i].rc->hca_max,
 			       "resource", r->res[i].full_name, NULL);
 	metrics_family(w, "railnet_rdma_resource_allocated", "gauge",
-		       "Pod NICs attached through a resource.");
+		       "Devices handed out: held by containers per the kubelet's PodResources API, "
+		       "or pod NICs attached while it does not answer.");
+	for (size_t i = 0; i < r->nres; i++) {
+		const char *source;
+
+		metrics_sample(w, "railnet_rdma_resource_allocated",
+			       (double)resource_allocated(r, &r->res[i], &source), "resource",
+			       r->res[i].full_name, NULL);
+	}
+	metrics_family(w, "railnet_rdma_resource_pod_nics", "gauge",
+		       "Pod NICs attached through a resource (CNI ADDs naming rdmaResourceName).");
 	for (size_t i = 0; i < r->nres; i++)
-		metrics_sample(w, "railnet_rdma_resource_allocated", (double)r->res[i].attached,
+		metrics_sample(w, "railnet_rdma_resource_pod_nics", (double)r->res[i].attached,
 			       "resource", r->res[i].full_name, NULL);
+	if (r->podres_state == 1) {
+		metrics_family(w, "railnet_rdma_resource_kubelet_devices", "gauge",
+			       "Devices of a resource held by containers (kubelet PodResources API).");
+		for (size_t i = 0; i < r->nres; i++)
+			metrics_sample(w, "railnet_rdma_resource_kubelet_devices",
+				       (double)r->res[i].kubelet_in_use, "resource",
+				       r->res[i].full_name, NULL);
+	}
+	metrics_family(w, "railnet_rdma_pod_resources_up", "gauge",
+		       "1 while the kubelet's PodResources API answers.");
+	metrics_sample(w, "railnet_rdma_pod_resources_up", r->podres_state == 1, NULL);
+	metrics_family(w, "railnet_rdma_resource_registered", "gauge",
+		       "1 once the kubelet accepted the resource's Register.");
+	for (size_t i = 0; i < r->nres; i++)
+		metrics_sample(w, "railnet_rdma_resource_registered", r->res[i].kubelet_ino != 0,
+			       "resource", r->res[i].full_name, NULL);
+	metrics_family(w, "railnet_rdma_register_failures_total", "counter",
+		       "Register calls that failed (refused, timed out or no kubelet).");
+	for (size_t i = 0; i < r->nres; i++)
+		metrics_sample_u64(w, "railnet_rdma_register_failures_total",
+				   r->res[i].register_failures_total, "resource",
+				   r->res[i].full_name, NULL);
+	metrics_family(w, "railnet_rdma_netns_shared", "gauge",
+		       "1 when the RDMA netns mode is shared (pods see the HCAs), else 0.");
+	metrics_sample(w, "railnet_rdma_netns_shared", r->netns_shared == 1, "mode", r->netns_mode,
+		       NULL);
 	metrics_family(w, "railnet_rdma_resource_healthy", "gauge",
 		       "1 while every HCA of the resource has an ACTIVE port.");
 	for (size_t i = 0; i < r->nres; i++)

@@ -57,9 +57,16 @@ struct rdma_attach_req {
  * bad request. */
 int rdma_attach(struct rdma *r, const struct rdma_attach_req *req, struct json_object *result,
 		bool *not_found, char *errbuf, size_t errlen);
-/* Forgets the pod NIC; true when it was attached. */
+/* Forgets the pod NIC (rdma.detach, the CNI DEL); true when it was attached. */
 bool rdma_detach(struct rdma *r, const char *network, const char *container_id,
 		 const char *ifname);
+/* Forgets the pod NICs of @container_id that went away without a CNI DEL
+ * (the agent's IPAM release paths): those on @network (NULL: any) named
+ * @ifname (NULL: all of the container's).  Returns how many were attached,
+ * or -EINVAL without a container ID.  Thread-safe; @r may be NULL (no RDMA
+ * section): 0.  Saves the state file when it forgot any. */
+int rdma_forget(struct rdma *r, const char *network, const char *container_id,
+		const char *ifname);
 
 /* {netnsMode, devices:[..], resources:[..], attachments:[..]} */
 struct json_object *rdma_status_json(struct rdma *r);

@@ -229,11 +229,30 @@ static int parse_resource(struct rparser *ps, struct json_object *obj, size_t id
 	return 0;
 }
 
+/* A path, or "" to turn the PodResources API off. */
+static int get_podres_socket(struct rparser *ps, struct json_object *obj, char **out)
+{
+	struct json_object *v;
+
+	if (!json_object_object_get_ex(obj, "podResourcesSocket", &v) ||
+	    json_object_is_type(v, json_type_null))
+		return 0;
+	if (!json_object_is_type(v, json_type_string))
+		return fail(ps, "rdma.podResourcesSocket", "must be a string, not %s", type_name(v));
+	if (json_object_get_string_len(v) && json_object_get_string(v)[0] != '/')
+		return fail(ps, "rdma.podResourcesSocket",
+			    "\"%s\" must be an absolute path (or \"\" to turn it off)",
+			    json_object_get_string(v));
+	*out = strdup(json_object_get_string(v));
+	return *out ? 0 : -ENOMEM;
+}
+
 int rdma_config_parse(struct json_object *section, struct rdma_config *cfg, char *errbuf,
 		      size_t errlen)
 {
 	static const char *const keys[] = { "periodicUpdateInterval", "sysfsRoot", "devRoot",
-					    "devicePluginDir", "configList", NULL };
+					    "devicePluginDir", "podResourcesSocket",
+					    "podResourcesInterval", "configList", NULL };
 	struct rparser ps = { errbuf, errlen };
 	struct json_object *list;
 	size_t len;
@@ -241,6 +260,7 @@ int rdma_config_parse(struct json_object *section, struct rdma_config *cfg, char
 
 	memset(cfg, 0, sizeof(*cfg));
 	cfg->update_interval_s = RDMA_DEFAULT_INTERVAL_S;
+	cfg->pod_resources_interval_s = RDMA_DEFAULT_PODRES_S;
 	if (!section || json_object_is_type(section, json_type_null))
 		return 0;
 	cfg->enabled = true;
@@ -259,9 +279,19 @@ int rdma_config_parse(struct json_object *section, struct rdma_config *cfg, char
 	if (!err)
 		err = get_str(&ps, section, "devicePluginDir", "rdma.devicePluginDir",
 			      &cfg->plugin_dir);
+	if (!err)
+		err = get_podres_socket(&ps, section, &cfg->pod_resources_socket);
+	if (!err)
+		err = get_nonneg(&ps, section, "podResourcesInterval", "rdma.podResourcesInterval",
+				 &cfg->pod_resources_interval_s);
+	if (!err && (cfg->pod_resources_interval_s < 1 || cfg->pod_resources_interval_s > 3600))
+		err = fail(&ps, "rdma.podResourcesInterval", "must be 1 to 3600 seconds, not %lld",
+			   cfg->pod_resources_interval_s);
 	if (err)
 		goto fail;
 	if ((!cfg->sysfs_root && !(cfg->sysfs_root = strdup("/sys"))) ||
+	    (!cfg->pod_resources_socket &&
+	     !(cfg->pod_resources_socket = strdup(RDMA_DEFAULT_PODRES_SOCK))) ||
 	    (!cfg->dev_root && !(cfg->dev_root = strdup("/dev"))) ||
 	    (!cfg->plugin_dir && !(cfg->plugin_dir = strdup(RDMA_DEFAULT_PLUGIN_DIR)))) {
 		err = -ENOMEM;
@@ -313,6 +343,7 @@ void rdma_config_free(struct rdma_config *cfg)
 	free(cfg->sysfs_root);
 	free(cfg->dev_root);
 	free(cfg->plugin_dir);
+	free(cfg->pod_resources_socket);
 	memset(cfg, 0, sizeof(*cfg));
 }
 

@@ -12,6 +12,8 @@
 #define RDMA_DEFAULT_PREFIX	    "rdma"
 #define RDMA_DEFAULT_INTERVAL_S	    60
 #define RDMA_DEFAULT_PLUGIN_DIR	    "/var/lib/kubelet/device-plugins"
+#define RDMA_DEFAULT_PODRES_SOCK    "/var/lib/kubelet/pod-resources/kubelet.sock"
+#define RDMA_DEFAULT_PODRES_S	    5
 #define RDMA_MAX_RESOURCES	    64
 #define RDMA_MAX_HCA_MAX	    10000 /* keeps ListAndWatch well under gRPC's 4 MiB */
 
@@ -42,6 +44,9 @@ struct rdma_config {
 	char *sysfs_root;
 	char *dev_root;
 	char *plugin_dir;
+	/* the kubelet's PodResources API (devices in use); "" when disabled */
+	char *pod_resources_socket;
+	long long pod_resources_interval_s; /* between two List calls, >= 1 */
 	struct rdma_resource_config *resources;
 	size_t nresources;
 };

@@ -239,6 +239,57 @@ static int read_nic(const char *sysfs_root, const char *ifname, struct rdma_nic 
 	return 0;
 }
 
+static bool nic_has_hca(const struct rdma_nic *nic, size_t h)
+{
+	for (size_t i = 0; i < nic->nhcas; i++)
+		if (nic->hcas[i] == h)
+			return true;
+	return false;
+}
+
+/* Names each port's netdev.  The kernel's own association comes first: the
+ * netdev of the port's default GID (RoCE), which holds for ports whose
+ * numbering is not dev_port's (switchdev representors share a function
+ * and an HCA).  Without it (InfiniBand, a port without GIDs) the
+ * function's netdev with that dev_port, and port 1 for a netdev whose
+ * dev_port names no port (rdma_nic_port's rule). */
+static void assign_port_netdevs(struct rdma_inventory *inv)
+{
+	char buf[64];
+
+	for (size_t h = 0; h < inv->nhcas; h++) {
+		struct rdma_hca *hca = &inv->hcas[h];
+
+		for (size_t p = 0; p < hca->nports; p++) {
+			struct rdma_port *port = &hca->ports[p];
+
+			if (!read_attr(buf, sizeof(buf), "%s/ports/%u/gid_attrs/ndevs/0", hca->dir,
+				       port->num) && buf[0]) {
+				copy_name(port->netdev, sizeof(port->netdev), buf);
+				continue;
+			}
+			for (size_t c = 0; c < inv->nnics && !port->netdev[0]; c++)
+				if (nic_has_hca(&inv->nics[c], h) &&
+				    inv->nics[c].dev_port + 1 == port->num)
+					copy_name(port->netdev, sizeof(port->netdev),
+						  inv->nics[c].ifname);
+		}
+		for (size_t c = 0; c < inv->nnics; c++) {
+			const struct rdma_nic *nic = &inv->nics[c];
+			struct rdma_port *first = hca->nports ? &hca->ports[0] : NULL;
+			bool placed = false;
+
+			if (!nic_has_hca(nic, h) || !first || first->netdev[0] || first->num != 1)
+				continue;
+			for (size_t p = 0; p < hca->nports; p++)
+				placed |= !strcmp(hca->ports[p].netdev, nic->ifname) ||
+					  hca->ports[p].num == nic->dev_port + 1;
+			if (!placed)
+				copy_name(first->netdev, sizeof(first->netdev), nic->ifname);
+		}
+	}
+}
+
 int rdma_discover(const char *sysfs_root, const char *dev_root, struct rdma_inventory *inv)
 {
 	char path[PATH_MAX], pcidir[PATH_MAX];
@@ -274,6 +325,8 @@ next:
 		free(nets[i]);
 	}
 	free(nets);
+	if (!err)
+		assign_port_netdevs(inv);
 	snprintf(path, sizeof(path), "%s/infiniband/rdma_cm", dev_root);
 	if (!stat(path, &st))
 		copy_name(inv->rdma_cm, sizeof(inv->rdma_cm), path);
@@ -349,7 +402,30 @@ const struct rdma_port *rdma_hca_port(const struct rdma_hca *hca, unsigned int n
 
 unsigned int rdma_nic_port(const struct rdma_nic *nic, const struct rdma_hca *hca)
 {
+	for (size_t p = 0; p < hca->nports; p++)
+		if (!strcmp(hca->ports[p].netdev, nic->ifname))
+			return hca->ports[p].num;
 	return rdma_hca_port(hca, nic->dev_port + 1) ? nic->dev_port + 1 : 1;
+}
+
+const struct rdma_hca *rdma_nic_hca(const struct rdma_inventory *inv, const struct rdma_nic *nic,
+				    unsigned int *port)
+{
+	const struct rdma_hca *hca;
+
+	for (size_t i = 0; i < nic->nhcas; i++) {
+		hca = &inv->hcas[nic->hcas[i]];
+		for (size_t p = 0; p < hca->nports; p++)
+			if (!strcmp(hca->ports[p].netdev, nic->ifname)) {
+				*port = hca->ports[p].num;
+				return hca;
+			}
+	}
+	if (!nic->nhcas)
+		return NULL;
+	hca = &inv->hcas[nic->hcas[0]];
+	*port = rdma_nic_port(nic, hca);
+	return hca;
 }
 
 int rdma_gid_find(const struct rdma_hca *hca, unsigned int port, int family, const void *addr,

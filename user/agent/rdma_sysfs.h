@@ -20,12 +20,13 @@ struct rdma_port {
 	int state; /* 1 DOWN, 2 INIT, 3 ARMED, 4 ACTIVE, 5 ACTIVE_DEFER */
 	char state_name[24];
 	char link_layer[24]; /* "Ethernet" (RoCE) or "InfiniBand" */
+	char netdev[IFNAMSIZ]; /* the port's netdev, "" when none is known */
 };
 
 struct rdma_hca {
 	char name[RDMA_NAME_MAX]; /* "mlx5_0" */
 	char pci[RDMA_NAME_MAX];  /* the PCI function it sits on */
-	char netdev[IFNAMSIZ];    /* the function's netdev */
+	char netdev[IFNAMSIZ];    /* the function's first netdev (a port's own: ports[].netdev) */
 	char *dir;		  /* its sysfs directory */
 	struct rdma_port *ports;
 	size_t nports;
@@ -66,8 +67,14 @@ bool rdma_refresh_ports(struct rdma_inventory *inv);
 bool rdma_nic_matches(const struct rdma_nic *nic, const struct rdma_selectors *sel);
 
 const struct rdma_nic *rdma_nic_by_name(const struct rdma_inventory *inv, const char *ifname);
-/* The port of @hca that @nic is: dev_port + 1 when the HCA has it, else 1. */
+/* The port of @hca that @nic is: the one whose netdev is @nic, else
+ * dev_port + 1 when the HCA has it, else 1. */
 unsigned int rdma_nic_port(const struct rdma_nic *nic, const struct rdma_hca *hca);
+/* The HCA and port behind @nic: among the HCAs of its PCI function, the one
+ * with a port whose netdev is @nic (a function may carry several HCAs, an
+ * HCA several netdevs' ports), else its first HCA; NULL when it has none. */
+const struct rdma_hca *rdma_nic_hca(const struct rdma_inventory *inv, const struct rdma_nic *nic,
+				    unsigned int *port);
 const struct rdma_port *rdma_hca_port(const struct rdma_hca *hca, unsigned int num);
 
 /* The RoCE v2 GID index of @addr (AF_INET: looked up IPv4-mapped) on

@@ -43,7 +43,8 @@ static const char *str(struct json_object *o, const char *key)
 {
 	struct json_object *v;
 
-	return json_object_object_get_ex(o, key, &v) ? json_object_get_string(v) : "";
+	/* a JSON null (a value not known yet) prints as "-" */
+	return json_object_object_get_ex(o, key, &v) ? (v ? json_object_get_string(v) : "-") : "";
 }
 
 static void print_json(struct json_object *o)
