@@ -184,21 +184,17 @@ static int check_conflict(const struct netconf *nc, const struct cni_env *env,
 			  const struct cni_result *res, int ifindex, const unsigned char mac[6],
 			  struct cni_error *e)
 {
-	unsigned char who[6];
+	unsigned char who[6], raw[16];
 	struct in6_addr a6;
 	struct in_addr a;
 	char src[64];
-	int err;
+	int err, family;
 
 	for (size_t i = 0; i < res->nips; i++) {
+		family = res->ips[i].family == 4 ? AF_INET : AF_INET6;
 		bare_address(res->ips[i].address, src, sizeof(src));
-		if (res->ips[i].family == 4) {
-			inet_pton(AF_INET, src, &a);
-			err = probe_conflict4(ifindex, mac, a, nc->conflict_window_ms, who);
-		} else {
-			inet_pton(AF_INET6, src, &a6);
-			err = probe_conflict6(ifindex, mac, &a6, nc->conflict_window_ms, who);
-		}
+		inet_pton(family, src, raw);
+		err = probe_conflict(ifindex, mac, family, raw, nc->conflict_window_ms, who);
 		if (err == -EADDRINUSE)
 			return cni_fail(e, RAILNET_ERR_IP_CONFLICT, "IP address already in use",
 					"%s answered from %02x:%02x:%02x:%02x:%02x:%02x on %s's network: "

@@ -3,14 +3,10 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
-#include <linux/if_ether.h>
-#include <linux/if_packet.h>
 #include <net/if.h>
-#include <net/if_arp.h>
 #include <netinet/icmp6.h>
 #include <poll.h>
 #include <stdbool.h>
-#include <stddef.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <time.h>
@@ -22,19 +18,8 @@
 #include <netlink/route/neighbour.h>
 #include <netlink/socket.h>
 
+#include "common/addr_probe.h"
 #include "link.h"
-
-struct arp_pkt {
-	uint16_t htype, ptype;
-	uint8_t hlen, plen;
-	uint16_t op;
-	uint8_t sha[6];
-	uint8_t spa[4];
-	uint8_t tha[6];
-	uint8_t tpa[4];
-} __attribute__((packed));
-
-static const unsigned char bcast[6] = { 0xff, 0xff, 0xff, 0xff, 0xff, 0xff };
 
 static long long now_ms(void)
 {
@@ -44,198 +29,42 @@ static long long now_ms(void)
 	return ts.tv_sec * 1000LL + ts.tv_nsec / 1000000;
 }
 
-static int arp_socket(int ifindex)
+int probe_conflict(int ifindex, const unsigned char mac[6], int family, const void *addr,
+		   int window_ms, unsigned char who[6])
 {
-	struct sockaddr_ll sll = { .sll_family = AF_PACKET, .sll_protocol = htons(ETH_P_ARP),
-				   .sll_ifindex = ifindex };
-	/* Protocol 0 at socket(): the receive hook is registered once, by
-	 * bind(), rather than registered for every device then moved (which
-	 * waits for an RCU grace period). */
-	int fd = socket(AF_PACKET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-
-	if (fd < 0)
-		return -errno;
-	if (bind(fd, (struct sockaddr *)&sll, sizeof(sll)) < 0) {
-		int err = -errno;
-
-		close(fd);
-		return err;
-	}
-	return fd;
-}
-
-static int arp_send(int fd, int ifindex, uint16_t op, const unsigned char sha[6], uint32_t spa,
-		    uint32_t tpa)
-{
-	struct sockaddr_ll to = { .sll_family = AF_PACKET, .sll_protocol = htons(ETH_P_ARP),
-				  .sll_ifindex = ifindex, .sll_halen = 6 };
-	struct arp_pkt p = { .htype = htons(ARPHRD_ETHER), .ptype = htons(ETH_P_IP), .hlen = 6,
-			     .plen = 4, .op = htons(op) };
-
-	memcpy(to.sll_addr, bcast, 6);
-	memcpy(p.sha, sha, 6);
-	memcpy(p.spa, &spa, 4);
-	memcpy(p.tpa, &tpa, 4);
-	return sendto(fd, &p, sizeof(p), 0, (struct sockaddr *)&to, sizeof(to)) < 0 ? -errno : 0;
-}
-
-/* Waits until @deadline for an ARP packet whose sender address is @spa
- * from a MAC other than @self.  1 when seen, 0 at the deadline. */
-static int arp_wait_sender(int fd, uint32_t spa, const unsigned char self[6], long long deadline,
-			   unsigned char who[6])
-{
-	struct pollfd pfd = { .fd = fd, .events = POLLIN };
-	struct arp_pkt p;
-
-	for (;;) {
-		long long left = deadline - now_ms();
-		ssize_t n;
-
-		if (left <= 0)
-			return 0;
-		if (poll(&pfd, 1, (int)left) <= 0)
-			continue;
-		n = recv(fd, &p, sizeof(p), MSG_DONTWAIT);
-		if (n < (ssize_t)sizeof(p) || p.hlen != 6 || p.plen != 4 ||
-		    p.ptype != htons(ETH_P_IP) || memcmp(p.spa, &spa, 4) || !memcmp(p.sha, self, 6))
-			continue;
-		if (who)
-			memcpy(who, p.sha, 6);
-		return 1;
-	}
-}
-
-int probe_conflict4(int ifindex, const unsigned char mac[6], struct in_addr addr, int window_ms,
-		    unsigned char who[6])
-{
-	int fd = arp_socket(ifindex), err;
+	size_t len = family == AF_INET ? 4 : 16;
+	struct pollfd pfd = { .events = POLLIN };
+	unsigned char claimed[16];
+	long long deadline;
+	int fd = addr_probe_open(ifindex, family), err;
 
 	if (fd < 0)
 		return fd;
-	/* RFC 5227 probe: sender 0.0.0.0, target the candidate address. */
-	err = arp_send(fd, ifindex, ARPOP_REQUEST, mac, 0, addr.s_addr);
-	if (!err && arp_wait_sender(fd, addr.s_addr, mac, now_ms() + window_ms, who))
-		err = -EADDRINUSE;
+	pfd.fd = fd;
+	err = addr_probe_send(fd, ifindex, mac, family, addr);
+	deadline = now_ms() + window_ms;
+	while (!err && now_ms() < deadline) {
+		int got;
+
+		if (poll(&pfd, 1, (int)(deadline - now_ms())) <= 0)
+			continue;
+		got = addr_probe_recv(fd, family, mac, claimed, who);
+		if (got < 0)
+			err = got;
+		else if (got && !memcmp(claimed, addr, len))
+			err = -EADDRINUSE;
+	}
 	close(fd);
 	return err;
 }
 
 int announce4(int ifindex, const unsigned char mac[6], struct in_addr addr)
 {
-	int fd = arp_socket(ifindex), err;
+	int fd = addr_probe_open(ifindex, AF_INET), err;
 
 	if (fd < 0)
 		return fd;
-	err = arp_send(fd, ifindex, ARPOP_REQUEST, mac, addr.s_addr, addr.s_addr);
-	close(fd);
-	return err;
-}
-
-/* IPv6 Duplicate Address Detection as RFC 4862 5.4 does it, by hand so
- * that the window is ours: a Neighbor Solicitation from the unspecified
- * address for the candidate, then any Neighbor Advertisement for it (or
- * another node's DAD solicitation for it) within the window is a conflict. */
-struct dad_frame {
-	uint32_t ver_class_flow;
-	uint16_t payload_len;
-	uint8_t next_header, hop_limit;
-	struct in6_addr src, dst;
-	uint8_t type, code;
-	uint16_t checksum;
-	uint32_t reserved;
-	struct in6_addr target;
-	/* A Neighbor Advertisement may carry its target link-layer address. */
-	uint8_t opt_type, opt_len, opt_lladdr[6];
-} __attribute__((packed));
-
-#define DAD_ICMP_LEN 24 /* type..target: an NS without options */
-
-static uint16_t icmp6_checksum(const struct dad_frame *f, size_t icmp_len)
-{
-	const uint8_t *icmp = &f->type;
-	uint32_t sum = (uint32_t)icmp_len + IPPROTO_ICMPV6;
-
-	for (int i = 0; i < 16; i += 2)
-		sum += (uint32_t)(f->src.s6_addr[i] << 8 | f->src.s6_addr[i + 1]) +
-		       (uint32_t)(f->dst.s6_addr[i] << 8 | f->dst.s6_addr[i + 1]);
-	for (size_t i = 0; i + 1 < icmp_len; i += 2)
-		sum += (uint32_t)(icmp[i] << 8 | icmp[i + 1]);
-	while (sum >> 16)
-		sum = (sum & 0xffff) + (sum >> 16);
-	return htons((uint16_t)~sum);
-}
-
-static int dad_send(int fd, int ifindex, const struct in6_addr *addr)
-{
-	struct sockaddr_ll to = { .sll_family = AF_PACKET, .sll_protocol = htons(ETH_P_IPV6),
-				  .sll_ifindex = ifindex, .sll_halen = 6,
-				  .sll_addr = { 0x33, 0x33, 0xff } };
-	struct dad_frame f = { .ver_class_flow = htonl(6u << 28),
-			       .payload_len = htons(DAD_ICMP_LEN), .next_header = IPPROTO_ICMPV6,
-			       .hop_limit = 255, .type = ND_NEIGHBOR_SOLICIT, .target = *addr };
-
-	/* To the candidate's solicited-node group, ff02::1:ffXX:XXXX. */
-	inet_pton(AF_INET6, "ff02::1:ff00:0", &f.dst);
-	memcpy(&f.dst.s6_addr[13], &addr->s6_addr[13], 3);
-	memcpy(&to.sll_addr[3], &addr->s6_addr[13], 3);
-	f.checksum = icmp6_checksum(&f, DAD_ICMP_LEN);
-	return sendto(fd, &f, offsetof(struct dad_frame, opt_type), 0, (struct sockaddr *)&to,
-		      sizeof(to)) < 0 ? -errno : 0;
-}
-
-/* 1 when @f (of @len bytes) says another node holds or probes @addr. */
-static int dad_claims(const struct dad_frame *f, size_t len, const struct in6_addr *addr)
-{
-	if (len < offsetof(struct dad_frame, opt_type) || f->next_header != IPPROTO_ICMPV6 ||
-	    memcmp(&f->target, addr, sizeof(*addr)))
-		return 0;
-	return f->type == ND_NEIGHBOR_ADVERT ||
-	       (f->type == ND_NEIGHBOR_SOLICIT && IN6_IS_ADDR_UNSPECIFIED(&f->src));
-}
-
-int probe_conflict6(int ifindex, const unsigned char mac[6], const struct in6_addr *addr,
-		    int window_ms, unsigned char who[6])
-{
-	struct sockaddr_ll sll = { .sll_family = AF_PACKET, .sll_protocol = htons(ETH_P_IPV6),
-				   .sll_ifindex = ifindex };
-	long long deadline;
-	struct pollfd pfd;
-	int fd, err;
-
-	/* Protocol 0 at socket(), as for ARP: one hook registration, by bind(). */
-	fd = socket(AF_PACKET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return -errno;
-	if (bind(fd, (struct sockaddr *)&sll, sizeof(sll)) < 0) {
-		err = -errno;
-		goto out;
-	}
-	err = dad_send(fd, ifindex, addr);
-	deadline = now_ms() + window_ms;
-	pfd = (struct pollfd){ .fd = fd, .events = POLLIN };
-	while (!err && now_ms() < deadline) {
-		struct sockaddr_ll from;
-		socklen_t fromlen = sizeof(from);
-		struct dad_frame f;
-		ssize_t n;
-
-		if (poll(&pfd, 1, (int)(deadline - now_ms())) <= 0)
-			continue;
-		n = recvfrom(fd, &f, sizeof(f), MSG_DONTWAIT, (struct sockaddr *)&from, &fromlen);
-		if (n < 0 || from.sll_pkttype == PACKET_OUTGOING ||
-		    (from.sll_halen == 6 && !memcmp(from.sll_addr, mac, 6)) ||
-		    !dad_claims(&f, (size_t)n, addr))
-			continue;
-		if (who) {
-			/* The advertised link-layer address, else the frame's source. */
-			bool tlla = f.type == ND_NEIGHBOR_ADVERT && n >= (ssize_t)sizeof(f) &&
-				    f.opt_type == ND_OPT_TARGET_LINKADDR;
-
-			memcpy(who, tlla ? f.opt_lladdr : from.sll_addr, 6);
-		}
-		err = -EADDRINUSE;
-	}
-out:
+	err = addr_announce4(fd, ifindex, mac, addr);
 	close(fd);
 	return err;
 }

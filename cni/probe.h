@@ -12,14 +12,11 @@
  * the kernel's ARP requests / neighbour solicitations on @ifindex;
  * -EHOSTUNREACH after @tries x @interval_ms. */
 int probe_gateway(int ifindex, int family, const void *gw, int tries, int interval_ms);
-/* 0 when nobody claims @addr within @window_ms; -EADDRINUSE (and the
+/* 0 when nobody claims @addr (struct in_addr / in6_addr of @family) within
+ * @window_ms of an ARP probe / DAD solicitation; -EADDRINUSE (and the
  * claimant's MAC in @who) when someone does. */
-int probe_conflict4(int ifindex, const unsigned char mac[6], struct in_addr addr, int window_ms,
-		    unsigned char who[6]);
-/* The same for IPv6: Duplicate Address Detection (RFC 4862) within
- * @window_ms instead of the kernel's second. */
-int probe_conflict6(int ifindex, const unsigned char mac[6], const struct in6_addr *addr,
-		    int window_ms, unsigned char who[6]);
+int probe_conflict(int ifindex, const unsigned char mac[6], int family, const void *addr,
+		   int window_ms, unsigned char who[6]);
 int announce4(int ifindex, const unsigned char mac[6], struct in_addr addr);
 int announce6(int ifindex, const unsigned char mac[6], const struct in6_addr *addr);
 
