@@ -161,6 +161,9 @@ static __always_inline bool prefix_match(const __u8 *a, const __u8 *b, __u32 ple
 	return true;
 }
 
+/* Moves a packet of NIC @id's address to NIC @id.  Counted here as a
+ * redirect, and as tx by NIC k's own egress hook, which the redirected
+ * packet passes next: so it is counted once. */
 static __always_inline int redirect_to(struct __sk_buff *skb, const struct rn_nic *nic, __u32 id,
 				       const struct l3 *l3, struct rn_stats *st)
 {
@@ -168,19 +171,15 @@ static __always_inline int redirect_to(struct __sk_buff *skb, const struct rn_ni
 	__u32 alen = v6 ? 16 : 4, gwi = id * RN_FAM_MAX + l3->family;
 	const __u8 *own = v6 ? nic->addr6 : nic->addr4;
 	__u32 plen = v6 ? nic->plen6 : nic->plen4;
+	bool onlink = prefix_match(l3->daddr, own, plen, alen);
 	bool has_gw = nic->flags & (v6 ? RN_NIC_GW6 : RN_NIC_GW4);
 	struct bpf_redir_neigh nh = {};
+	struct bpf_tunnel_key none = {};
 	struct rn_gw *gw;
 	long ret;
 
-	if (prefix_match(l3->daddr, own, plen, alen) || !has_gw) {
-		/* On NIC k's subnet: the kernel resolves the destination on
-		 * NIC k (its route lookup is constrained to that device). */
-		ret = bpf_redirect_neigh(nic->ifindex, NULL, 0, 0);
-		goto out;
-	}
 	gw = bpf_map_lookup_elem(&rn_gw_v1, &gwi);
-	if (rn_fast_redirect && gw && gw->mac_valid) {
+	if (rn_fast_redirect && !onlink && has_gw && gw && gw->mac_valid) {
 		void *data = (void *)(long)skb->data, *end = (void *)(long)skb->data_end;
 		struct ethhdr *eth = data;
 
@@ -193,13 +192,30 @@ static __always_inline int redirect_to(struct __sk_buff *skb, const struct rn_ni
 			st->redirects_fast++;
 		goto out;
 	}
+	if (!onlink && !has_gw) {
+		/* No next hop of our own: NIC k's routes decide. */
+		ret = bpf_redirect_neigh(nic->ifindex, NULL, 0, 0);
+		goto out;
+	}
+	/* The next hop: the destination on NIC k's subnet, else NIC k's
+	 * gateway. */
 	if (v6) {
 		nh.nh_family = AF_INET6;
-		__builtin_memcpy(&nh.ipv6_nh, nic->gw6, 16);
+		__builtin_memcpy(&nh.ipv6_nh, onlink ? l3->daddr : nic->gw6, 16);
 	} else {
 		nh.nh_family = AF_INET;
-		__builtin_memcpy(&nh.ipv4_nh, nic->gw4, 4);
+		__builtin_memcpy(&nh.ipv4_nh, onlink ? l3->daddr : nic->gw4, 4);
 	}
+	/* The packet still holds the route the main table chose (eth0's, or
+	 * another NIC's).  If NIC k's neighbour is unresolved the packet
+	 * waits in its queue, and once resolved is sent through the neighbour
+	 * that route names - the other interface's next hop's MAC, on NIC k:
+	 * lost.  A metadata dst (an empty tunnel key) names no neighbour, so
+	 * the queued packet leaves through the one it waited for.  The
+	 * kernel's own lookup (no next hop given) would set the right dst,
+	 * but for IPv6 with a source address it does not stay on NIC k when
+	 * the destination is on another NIC's subnet - the cross-rail case. */
+	bpf_skb_set_tunnel_key(skb, &none, sizeof(none), 0);
 	ret = bpf_redirect_neigh(nic->ifindex, &nh, sizeof(nh), 0);
 out:
 	if (ret != TC_ACT_REDIRECT) {
@@ -209,11 +225,8 @@ out:
 		}
 		return TC_ACT_SHOT;
 	}
-	if (st) {
+	if (st)
 		st->redirects++;
-		st->tx_packets++;
-		st->tx_bytes += skb->len;
-	}
 	return TC_ACT_REDIRECT;
 }
 

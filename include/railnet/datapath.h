@@ -103,7 +103,8 @@ enum rn_drop_reason {
 struct rn_stats {
 	__u64 rx_packets;
 	__u64 rx_bytes;
-	__u64 tx_packets;       /* left by this NIC: directly or redirected to it */
+	__u64 tx_packets;       /* left by this NIC, directly or redirected to it:
+				 * counted on its own egress hook, once */
 	__u64 tx_bytes;
 	__u64 redirects;        /* return-path redirects to this NIC */
 	__u64 redirects_fast;   /* of which with the learnt gateway MAC */

@@ -5,6 +5,8 @@
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include <errno.h>
+#include <net/if.h>
+#include <netlink/route/link/veth.h>
 #include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,8 +20,7 @@
 
 #define LO 1              /* the hook's device in the test: plays eth0 and NIC A */
 #define NIC_A 1           /* id of a NIC whose device is LO */
-#define NIC_B 2           /* id of a NIC on another (absent) device */
-#define NIC_B_IFINDEX 1000
+#define NIC_B 2           /* id of a NIC on another device, rnb0 */
 #define VERDICT_PASS ((__u32)-1) /* TC_ACT_UNSPEC: untouched, next hook decides */
 #define VERDICT_SHOT 2
 #define VERDICT_REDIRECT 7
@@ -30,6 +31,13 @@ static const uint8_t mac_gw[6] = { 0x02, 0, 0, 0, 0, 0xfe };
 static const uint8_t mac_bcast[6] = { 0xff, 0xff, 0xff, 0xff, 0xff, 0xff };
 
 static int tap_n, tap_failed;
+static int nic_b_ifindex;
+
+/* The device a case's packet leaves by. */
+enum dev {
+	DEV_LO,    /* eth0, or NIC A */
+	DEV_NIC_B, /* NIC B's own device: where a packet redirected to it passes next */
+};
 
 static void tap(bool ok, const char *what)
 {
@@ -88,11 +96,12 @@ static int run(struct ctx *c, int prog_fd, const struct pkt *in, int ifindex, st
 	return err;
 }
 
-/* An egress case: the packet, the device it leaves by, what must happen. */
+/* An egress case: the packet, the device it leaves by, what must happen.
+ * A redirect counts no tx: the packet does, on its new device's hook. */
 struct egress_case {
 	const char *what;
 	void (*build)(struct pkt *p);
-	int ifindex;
+	enum dev dev;
 	__u32 verdict;
 	bool rewritten;   /* MACs become (gateway, NIC B) */
 	__u32 nic;        /* whose counters move (0: none) */
@@ -194,29 +203,33 @@ static void v6_b_icmp_cut(struct pkt *p)
 
 static const struct egress_case egress_cases[] = {
 	{ "v4, NIC B's source leaving by eth0, gateway MAC unknown: redirect via neigh",
-	  v4_b_offlink, LO, VERDICT_REDIRECT, false, NIC_B, 1, 0, 1 },
+	  v4_b_offlink, DEV_LO, VERDICT_REDIRECT, false, NIC_B, 1, 0, 0 },
 	{ "v4, NIC B's source to NIC B's subnet: redirect, kernel resolves the peer",
-	  v4_b_onlink, LO, VERDICT_REDIRECT, false, NIC_B, 1, 0, 1 },
-	{ "v4, NIC A's source on NIC A: untouched, counted as tx", v4_a, LO, VERDICT_PASS, false,
+	  v4_b_onlink, DEV_LO, VERDICT_REDIRECT, false, NIC_B, 1, 0, 0 },
+	{ "v4, NIC A's source on NIC A: untouched, counted as tx", v4_a, DEV_LO, VERDICT_PASS, false,
 	  NIC_A, 0, 0, 1 },
-	{ "v4, unknown source: untouched", v4_unknown, LO, VERDICT_PASS },
-	{ "v4, same address held by a pod in another netns: untouched", v4_other_pod, LO,
+	{ "v4, unknown source: untouched", v4_unknown, DEV_LO, VERDICT_PASS },
+	{ "v4, same address held by a pod in another netns: untouched", v4_other_pod, DEV_LO,
 	  VERDICT_PASS },
-	{ "ARP from NIC B's address: untouched", arp_b, LO, VERDICT_PASS, false, NIC_B },
-	{ "v4 fragment of NIC B's source: redirected like the whole datagram", v4_b_fragment, LO,
-	  VERDICT_REDIRECT, false, NIC_B, 1, 0, 1 },
-	{ "v4 fragment of an unknown source: untouched", v4_unknown_fragment, LO, VERDICT_PASS },
-	{ "VLAN-tagged frame: untouched", v4_b_vlan, LO, VERDICT_PASS, false, NIC_B },
-	{ "IPv4 header with IHL < 5: untouched", v4_b_bad_ihl, LO, VERDICT_PASS, false, NIC_B },
-	{ "v6, NIC B's source leaving by eth0: redirect", v6_b_offlink, LO, VERDICT_REDIRECT, false,
-	  NIC_B, 1, 0, 1 },
-	{ "v6 neighbour solicitation from NIC B's address: untouched", v6_b_ns, LO, VERDICT_PASS,
+	{ "ARP from NIC B's address: untouched", arp_b, DEV_LO, VERDICT_PASS, false, NIC_B },
+	{ "v4 fragment of NIC B's source: redirected like the whole datagram", v4_b_fragment, DEV_LO,
+	  VERDICT_REDIRECT, false, NIC_B, 1, 0, 0 },
+	{ "v4 fragment of an unknown source: untouched", v4_unknown_fragment, DEV_LO, VERDICT_PASS },
+	{ "VLAN-tagged frame: untouched", v4_b_vlan, DEV_LO, VERDICT_PASS, false, NIC_B },
+	{ "IPv4 header with IHL < 5: untouched", v4_b_bad_ihl, DEV_LO, VERDICT_PASS, false, NIC_B },
+	{ "v6, NIC B's source leaving by eth0: redirect", v6_b_offlink, DEV_LO, VERDICT_REDIRECT, false,
+	  NIC_B, 1, 0, 0 },
+	{ "v6 neighbour solicitation from NIC B's address: untouched", v6_b_ns, DEV_LO, VERDICT_PASS,
 	  false, NIC_B },
-	{ "v6 echo request (ICMPv6, not ND) from NIC B: redirect", v6_b_echo, LO, VERDICT_REDIRECT,
-	  false, NIC_B, 1, 0, 1 },
-	{ "v6 fragment of NIC B's source: redirect", v6_b_fragment, LO, VERDICT_REDIRECT, false,
-	  NIC_B, 1, 0, 1 },
-	{ "v6 with a truncated ICMPv6 header: untouched", v6_b_icmp_cut, LO, VERDICT_PASS, false, NIC_B },
+	{ "v6 echo request (ICMPv6, not ND) from NIC B: redirect", v6_b_echo, DEV_LO, VERDICT_REDIRECT,
+	  false, NIC_B, 1, 0, 0 },
+	{ "v6 fragment of NIC B's source: redirect", v6_b_fragment, DEV_LO, VERDICT_REDIRECT, false,
+	  NIC_B, 1, 0, 0 },
+	{ "v6 with a truncated ICMPv6 header: untouched", v6_b_icmp_cut, DEV_LO, VERDICT_PASS, false, NIC_B },
+	{ "v4 of NIC B on NIC B (a redirected packet's second pass): untouched, counted as tx",
+	  v4_b_offlink, DEV_NIC_B, VERDICT_PASS, false, NIC_B, 0, 0, 1 },
+	{ "v6 of NIC B on NIC B: untouched, counted as tx", v6_b_offlink, DEV_NIC_B, VERDICT_PASS,
+	  false, NIC_B, 0, 0, 1 },
 };
 
 static bool stats_moved(struct ctx *c, __u32 nic, const struct rn_stats *before,
@@ -259,7 +272,8 @@ static void run_egress_case(struct ctx *c, const struct egress_case *tc)
 	}
 	if (tc->nic)
 		dp_stats_sum(&c->maps, tc->nic, &before);
-	err = run(c, bpf_program__fd(c->skel->progs.rn_egress), &in, tc->ifindex, &o);
+	err = run(c, bpf_program__fd(c->skel->progs.rn_egress), &in,
+		  tc->dev == DEV_NIC_B ? nic_b_ifindex : LO, &o);
 	if (err)
 		printf("# test run: %s\n", strerror(-err));
 	ok = !err && o.verdict == tc->verdict && o.out.len == want.len &&
@@ -326,11 +340,11 @@ static void fast_path(struct ctx *c)
 {
 	static const struct egress_case fast[] = {
 		{ "v4 with the gateway MAC learnt: MACs rewritten, plain redirect", v4_b_offlink,
-		  LO, VERDICT_REDIRECT, true, NIC_B, 1, 1, 1 },
+		  DEV_LO, VERDICT_REDIRECT, true, NIC_B, 1, 1, 0 },
 		{ "v4 on NIC B's subnet with the gateway MAC learnt: still via neigh",
-		  v4_b_onlink, LO, VERDICT_REDIRECT, false, NIC_B, 1, 0, 1 },
-		{ "v6 with the gateway MAC learnt: MACs rewritten", v6_b_offlink, LO,
-		  VERDICT_REDIRECT, true, NIC_B, 1, 1, 1 },
+		  v4_b_onlink, DEV_LO, VERDICT_REDIRECT, false, NIC_B, 1, 0, 0 },
+		{ "v6 with the gateway MAC learnt: MACs rewritten", v6_b_offlink, DEV_LO,
+		  VERDICT_REDIRECT, true, NIC_B, 1, 1, 0 },
 	};
 
 	for (size_t i = 0; i < sizeof(fast) / sizeof(fast[0]); i++)
@@ -341,7 +355,7 @@ static void detached_nic(struct ctx *c)
 {
 	static const struct egress_case gone = {
 		"a source whose NIC slot is being torn down: dropped, not leaked by eth0",
-		v4_b_offlink, LO, VERDICT_SHOT, false, NIC_B, 0, 0, 0, 1
+		v4_b_offlink, DEV_LO, VERDICT_SHOT, false, NIC_B, 0, 0, 0, 1
 	};
 	struct rn_nic zero = { 0 };
 	__u32 id = NIC_B;
@@ -349,8 +363,26 @@ static void detached_nic(struct ctx *c)
 	bpf_map_update_elem(c->maps.nic, &id, &zero, BPF_ANY);
 	run_egress_case(c, &gone);
 	dp_nic_unpublish(&c->maps, NIC_B, &c->b);
-	run_egress_case(c, &(struct egress_case){ "after detach: untouched", v4_b_offlink, LO,
+	run_egress_case(c, &(struct egress_case){ "after detach: untouched", v4_b_offlink, DEV_LO,
 						  VERDICT_PASS });
+}
+
+/* NIC B's device: one end of a veth pair, in the test's netns. */
+static int nic_b_device(void)
+{
+	struct nl_sock *sk = nl_socket_alloc();
+	int err;
+
+	if (!sk)
+		return -ENOMEM;
+	err = nl_connect(sk, NETLINK_ROUTE);
+	if (!err)
+		err = rtnl_link_veth_add(sk, "rnb0", "rnb1", getpid());
+	nl_socket_free(sk);
+	if (err)
+		return -EIO;
+	nic_b_ifindex = (int)if_nametoindex("rnb0");
+	return nic_b_ifindex ? 0 : -errno;
 }
 
 int main(void)
@@ -369,6 +401,11 @@ int main(void)
 		return 0;
 	}
 	libbpf_set_print(NULL);
+	err = nic_b_device();
+	if (err) {
+		printf("Bail out! cannot make NIC B's device: %s\n", strerror(-err));
+		return 1;
+	}
 	err = dp_load(NULL, &knobs, &c.skel);
 	if (!err)
 		err = dp_maps_open(c.skel, &c.maps);
@@ -382,7 +419,7 @@ int main(void)
 	c.a.ifindex = LO;
 	nic_v4(&c.a, "172.16.11.21", 24, "172.16.11.254");
 	c.b.netns = c.netns;
-	c.b.ifindex = NIC_B_IFINDEX;
+	c.b.ifindex = (__u32)nic_b_ifindex;
 	memcpy(c.b.mac, mac_b, 6);
 	nic_v4(&c.b, "172.16.12.21", 24, "172.16.12.254");
 	nic_v6(&c.b, "fd16:12::1:1", 64, "fd16:12::fe");
