@@ -183,8 +183,8 @@ int main(int argc, char **argv)
 			}
 		for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
 			struct pkt p;
-			int fd = bpf_program__fd(cases[c].egress ? skel->progs.rn_egress :
-								   skel->progs.rn_ingress);
+			int fd = bpf_program__fd(dp_prog(skel, cases[c].egress ? DP_HOOK_EGRESS :
+										    DP_HOOK_INGRESS));
 
 			build(&cases[c], &p);
 			ns[c][k] = measure(fd, &p, repeat, cases[c].verdict);

@@ -9,6 +9,12 @@
  *
  * rn_ingress, on the ingress of every rail NIC: counts, and records when a
  * frame from the NIC's gateway was last seen, and the gateway's MAC.
+ *
+ * Each program comes twice, differing only in how it reads the netns cookie
+ * of the packet's device (netns_of): rn_egress / rn_ingress walk the
+ * kernel's sk_buff with plain loads (bpf_cast_to_kern_ctx, 6.2+);
+ * rn_egress_core / rn_ingress_core with bpf_probe_read_kernel (5.12+), three
+ * helper calls.  The loader loads one pair (dp_load).
  */
 #include "vmlinux.h"
 
@@ -25,6 +31,10 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 const volatile bool rn_netns_cookie = true; /* key by netns (false: by address only) */
 const volatile bool rn_fast_redirect = true; /* rewrite MACs to the learnt gateway */
 const volatile __u64 rn_seen_granularity_ns = 1000000; /* bounds writes to rn_gw_v1 */
+
+/* Weak: on a kernel without it only the _core programs are loaded, and they
+ * do not call it. */
+extern void *bpf_cast_to_kern_ctx(void *obj) __ksym __weak;
 
 /* A pod's rail address -> its NIC id. */
 struct {
@@ -82,17 +92,26 @@ struct l3 {
 	bool nd;      /* ARP-like: neighbour discovery */
 };
 
-/* The netns cookie of the device the packet is on.  bpf_get_netns_cookie()
- * in tc (6.15+) answers from skb->sk, the init netns on ingress: read the
- * device's netns instead, through CO-RE (5.12+, where net_cookie is a u64). */
-static __always_inline __u64 netns_of(struct __sk_buff *skb)
+/* The netns cookie of the device the packet is on.  Not
+ * bpf_get_netns_cookie(): in tc (6.15+) it answers from skb->sk, which is
+ * the init netns for a received frame and for a packet sent with no socket.
+ * @btf: plain loads through the kernel's sk_buff; otherwise probe reads
+ * through CO-RE (5.12+, where net_cookie is a u64). */
+static __always_inline __u64 netns_of(struct __sk_buff *skb, bool btf)
 {
-	struct sk_buff *kskb = (struct sk_buff *)skb;
 	struct net_device *dev;
 
-	if (!rn_netns_cookie || !bpf_core_field_exists(struct net, net_cookie))
+	if (!rn_netns_cookie)
 		return 0;
-	dev = BPF_CORE_READ(kskb, dev);
+	if (btf) {
+		struct sk_buff *kskb = bpf_cast_to_kern_ctx(skb);
+
+		dev = kskb->dev;
+		return dev ? dev->nd_net.net->net_cookie : 0;
+	}
+	if (!bpf_core_field_exists(struct net, net_cookie))
+		return 0;
+	dev = BPF_CORE_READ((struct sk_buff *)skb, dev);
 	return dev ? BPF_CORE_READ(dev, nd_net.net, net_cookie) : 0;
 }
 
@@ -230,8 +249,7 @@ out:
 	return TC_ACT_REDIRECT;
 }
 
-SEC("tc")
-int rn_egress(struct __sk_buff *skb)
+static __always_inline int egress(struct __sk_buff *skb, bool btf)
 {
 	struct rn_addr_key key = {};
 	struct l3 l3 = {};
@@ -241,7 +259,7 @@ int rn_egress(struct __sk_buff *skb)
 
 	if (!parse_l3(skb, &l3) || l3.nd)
 		return TC_ACT_UNSPEC;
-	key.netns = netns_of(skb);
+	key.netns = netns_of(skb, btf);
 	key.family = l3.family;
 	__builtin_memcpy(key.addr, l3.saddr, sizeof(key.addr));
 	if (l3.family == RN_FAM_V4)
@@ -343,15 +361,14 @@ static __always_inline void track_gateway(struct __sk_buff *skb, __u32 id,
 		gw->last_seen_ns = now;
 }
 
-SEC("tc")
-int rn_ingress(struct __sk_buff *skb)
+static __always_inline int ingress(struct __sk_buff *skb, bool btf)
 {
 	struct rn_ifc_key key = { .ifindex = skb->ifindex };
 	struct rn_nic_ref *ref;
 	struct rn_stats *st;
 	struct rn_nic *nic;
 
-	key.netns = netns_of(skb);
+	key.netns = netns_of(skb, btf);
 	ref = bpf_map_lookup_elem(&rn_ifc_v1, &key);
 	if (!ref)
 		return TC_ACT_UNSPEC;
@@ -364,4 +381,28 @@ int rn_ingress(struct __sk_buff *skb)
 	if (nic && (nic->flags & RN_NIC_ACTIVE))
 		track_gateway(skb, ref->nic, nic);
 	return TC_ACT_UNSPEC;
+}
+
+SEC("tc")
+int rn_egress(struct __sk_buff *skb)
+{
+	return egress(skb, true);
+}
+
+SEC("tc")
+int rn_ingress(struct __sk_buff *skb)
+{
+	return ingress(skb, true);
+}
+
+SEC("tc")
+int rn_egress_core(struct __sk_buff *skb)
+{
+	return egress(skb, false);
+}
+
+SEC("tc")
+int rn_ingress_core(struct __sk_buff *skb)
+{
+	return ingress(skb, false);
 }

@@ -261,14 +261,16 @@ static int hook_fn(void *arg)
 	struct hook_job *job = arg;
 	struct datapath *dp = job->dp;
 	const struct dp_entry *e = job->e;
+	int egress = bpf_program__fd(dp_prog(dp->skel, DP_HOOK_EGRESS));
+	int ingress = bpf_program__fd(dp_prog(dp->skel, DP_HOOK_INGRESS));
 	struct {
 		int ifindex;
 		enum dp_hook hook;
 		int prog;
 	} hooks[3] = {
-		{ (int)e->nic.ifindex, DP_HOOK_EGRESS, bpf_program__fd(dp->skel->progs.rn_egress) },
-		{ (int)e->nic.ifindex, DP_HOOK_INGRESS, bpf_program__fd(dp->skel->progs.rn_ingress) },
-		{ e->eth0_ifindex, DP_HOOK_EGRESS, bpf_program__fd(dp->skel->progs.rn_egress) },
+		{ (int)e->nic.ifindex, DP_HOOK_EGRESS, egress },
+		{ (int)e->nic.ifindex, DP_HOOK_INGRESS, ingress },
+		{ e->eth0_ifindex, DP_HOOK_EGRESS, egress },
 	};
 	int n = job->eth0 && e->eth0_ifindex ? 3 : 2, err = 0;
 	char pin[512];
@@ -615,7 +617,7 @@ int datapath_open(const char *bpffs, const char *state_dir, const struct datapat
 		err = load_records(dp);
 	if (err)
 		goto unlock;
-	dp->mode = dp_attach_mode(bpf_program__fd(dp->skel->progs.rn_egress));
+	dp->mode = dp_attach_mode(bpf_program__fd(dp_prog(dp->skel, DP_HOOK_EGRESS)));
 	restore_entries(dp, !reused);
 	for (size_t i = 0; stale[i]; i++) {
 		/* The records rebuilt the new maps and the hooks now run

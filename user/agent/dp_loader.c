@@ -3,6 +3,7 @@
 #include "agent/dp_loader.h"
 
 #include <bpf/bpf.h>
+#include <bpf/btf.h>
 #include <bpf/libbpf.h>
 #include <dirent.h>
 #include <errno.h>
@@ -49,11 +50,48 @@ static bool netns_cookie_works(void)
 	return ok;
 }
 
+/* Does the kernel let a tc program call bpf_cast_to_kern_ctx (6.2+)?  Asked
+ * with a two-instruction program, since a kfunc call the verifier rejects
+ * fails the whole load, dead code or not. */
+static bool kern_ctx_works(void)
+{
+	struct btf *vmlinux = btf__load_vmlinux_btf();
+	int id = vmlinux ? btf__find_by_name_kind(vmlinux, "bpf_cast_to_kern_ctx", BTF_KIND_FUNC) :
+			   -ENOENT;
+	struct bpf_insn insns[] = {
+		/* r0 = bpf_cast_to_kern_ctx(r1 = ctx) */
+		{ .code = BPF_JMP | BPF_CALL, .src_reg = BPF_PSEUDO_KFUNC_CALL, .imm = id },
+		{ .code = BPF_ALU64 | BPF_MOV | BPF_K, .dst_reg = BPF_REG_0, .imm = -1 },
+		{ .code = BPF_JMP | BPF_EXIT },
+	};
+	int fd;
+
+	btf__free(vmlinux);
+	if (id <= 0)
+		return false;
+	fd = bpf_prog_load(BPF_PROG_TYPE_SCHED_CLS, "rn_probe_kctx", "GPL", insns,
+			   sizeof(insns) / sizeof(insns[0]), NULL);
+	if (fd < 0)
+		return false;
+	close(fd);
+	return true;
+}
+
+struct bpf_program *dp_prog(const struct datapath_bpf *skel, enum dp_hook hook)
+{
+	bool btf = bpf_program__autoload(skel->progs.rn_egress);
+
+	if (hook == DP_HOOK_EGRESS)
+		return btf ? skel->progs.rn_egress : skel->progs.rn_egress_core;
+	return btf ? skel->progs.rn_ingress : skel->progs.rn_ingress_core;
+}
+
 int dp_load(const char *bpffs, const struct dp_knobs *knobs, struct datapath_bpf **skel)
 {
 	LIBBPF_OPTS(bpf_object_open_opts, opts, .pin_root_path = bpffs);
 	struct datapath_bpf *s;
 	struct bpf_map *map;
+	bool btf;
 	int err;
 
 	s = datapath_bpf__open_opts(&opts);
@@ -67,6 +105,11 @@ int dp_load(const char *bpffs, const struct dp_knobs *knobs, struct datapath_bpf
 			bpf_map__set_pin_path(map, NULL);
 	s->rodata->rn_netns_cookie = netns_cookie_works();
 	s->rodata->rn_fast_redirect = knobs->fast_redirect;
+	btf = !knobs->core_netns && kern_ctx_works();
+	bpf_program__set_autoload(s->progs.rn_egress, btf);
+	bpf_program__set_autoload(s->progs.rn_ingress, btf);
+	bpf_program__set_autoload(s->progs.rn_egress_core, !btf);
+	bpf_program__set_autoload(s->progs.rn_ingress_core, !btf);
 	err = datapath_bpf__load(s);
 	if (err) {
 		log_err("datapath_load_failed", "bpffs=%s err=\"%s\"", bpffs ? bpffs : "-",
@@ -77,6 +120,8 @@ int dp_load(const char *bpffs, const struct dp_knobs *knobs, struct datapath_bpf
 	if (!s->rodata->rn_netns_cookie)
 		log_warn("datapath_no_netns_cookie",
 			 "detail=\"kernel < 5.14 has no SO_NETNS_COOKIE: pods are told apart by address only\"");
+	log_info("datapath_loaded", "netns_read=%s",
+		  !s->rodata->rn_netns_cookie ? "none" : btf ? "btf" : "probe_read");
 	*skel = s;
 	return 0;
 }
@@ -93,10 +138,10 @@ static int pin_replace(struct bpf_program *prog, const char *bpffs, const char *
 
 int dp_pin_programs(struct datapath_bpf *skel, const char *bpffs)
 {
-	int err = pin_replace(skel->progs.rn_egress, bpffs, RN_PIN_PROG_EGRESS);
+	int err = pin_replace(dp_prog(skel, DP_HOOK_EGRESS), bpffs, RN_PIN_PROG_EGRESS);
 
 	if (!err)
-		err = pin_replace(skel->progs.rn_ingress, bpffs, RN_PIN_PROG_INGRESS);
+		err = pin_replace(dp_prog(skel, DP_HOOK_INGRESS), bpffs, RN_PIN_PROG_INGRESS);
 	if (err)
 		log_err("datapath_pin_failed", "bpffs=%s err=\"%s\"", bpffs, strerror(-err));
 	return err;

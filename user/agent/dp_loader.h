@@ -24,10 +24,14 @@
 
 struct dp_knobs {
 	bool fast_redirect; /* rewrite MACs to the learnt gateway, skip the neighbour layer */
+	bool core_netns;    /* the probe-read programs even where the kernel has better */
 };
 
-/* @bpffs NULL: nothing is pinned (tests, benchmarks). */
+/* @bpffs NULL: nothing is pinned (tests, benchmarks).  Loads one of the two
+ * program pairs: rn_egress/rn_ingress where the kernel lets tc programs
+ * call bpf_cast_to_kern_ctx (6.2+), else rn_egress_core/rn_ingress_core. */
 int dp_load(const char *bpffs, const struct dp_knobs *knobs, struct datapath_bpf **skel);
+
 /* Pins @skel's programs under @bpffs, replacing older pins. */
 int dp_pin_programs(struct datapath_bpf *skel, const char *bpffs);
 
@@ -45,6 +49,9 @@ enum dp_attach_mode {
 	DP_MODE_TCX,
 	DP_MODE_CLSACT,
 };
+
+/* The loaded program for @hook's direction. */
+struct bpf_program *dp_prog(const struct datapath_bpf *skel, enum dp_hook hook);
 
 /* Whether this kernel has tcx links (probed once, on the loopback). */
 enum dp_attach_mode dp_attach_mode(int prog_fd);
