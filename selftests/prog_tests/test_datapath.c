@@ -300,41 +300,56 @@ static void gateway_learning(struct ctx *c)
 	struct pkt p;
 	__u64 now;
 
-	clock_gettime(CLOCK_MONOTONIC, &ts);
+	/* last_seen_ns is CLOCK_MONOTONIC_COARSE. */
+	clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
 	now = (__u64)ts.tv_sec * 1000000000ULL + (__u64)ts.tv_nsec;
 	dp_stats_sum(&c->maps, NIC_B, &before);
 
 	/* A routed frame before the gateway is known: nothing learnt. */
 	pkt_eth(&p, mac_b, mac_gw, ETH_P_IP);
 	pkt_ipv4(&p, "172.16.13.5", "172.16.12.21", 0);
-	run(c, ingress, &p, LO, &o);
+	run(c, ingress, &p, nic_b_ifindex, &o);
 	tap(o.verdict == VERDICT_PASS && !gw4->mac_valid && !gw4->last_seen_ns,
 	    "ingress: a routed frame from an unknown MAC teaches nothing");
 
 	gw4->probe_sent_ns = now;
 	pkt_eth(&p, mac_b, mac_gw, ETH_P_ARP);
 	pkt_arp(&p, 2, mac_gw, "172.16.12.254", "172.16.12.21");
-	run(c, ingress, &p, LO, &o);
+	run(c, ingress, &p, nic_b_ifindex, &o);
 	tap(o.verdict == VERDICT_PASS && gw4->mac_valid && !memcmp(gw4->mac, mac_gw, 6) &&
 		    gw4->last_seen_ns >= now && !gw4->probe_sent_ns && gw4->rtt_ns > 0,
 	    "ingress: the gateway's ARP reply records its MAC, last seen, and the probe's RTT");
 
 	gw4->last_seen_ns = 0;
+	gw4->seen_jiffies = 0; /* as if the last sign was ticks ago */
 	pkt_eth(&p, mac_b, mac_gw, ETH_P_IP);
 	pkt_ipv4(&p, "172.16.13.5", "172.16.12.21", 0);
-	run(c, ingress, &p, LO, &o);
+	run(c, ingress, &p, nic_b_ifindex, &o);
 	tap(gw4->last_seen_ns >= now, "ingress: a frame routed by the gateway counts as a sign of it");
 
 	pkt_eth(&p, mac_b, mac_gw, ETH_P_IPV6);
 	pkt_ipv6(&p, "fd16:12::fe", "fd16:12::1:1", 58, 136);
-	run(c, ingress, &p, LO, &o);
+	run(c, ingress, &p, nic_b_ifindex, &o);
 	tap(gw6->mac_valid && !memcmp(gw6->mac, mac_gw, 6) && gw6->last_seen_ns >= now,
 	    "ingress: the v6 gateway's NA records its MAC");
 
+	gw4->last_seen_ns = 1;
+	pkt_eth(&p, mac_b, mac_gw, ETH_P_IP);
+	pkt_ipv4(&p, "172.16.13.5", "172.16.12.21", 0);
+	run(c, ingress, &p, nic_b_ifindex, &o);
+	tap(gw4->last_seen_ns == 1,
+	    "ingress: a second sign within the same tick leaves the record alone");
+
 	dp_stats_sum(&c->maps, NIC_B, &after);
-	tap(after.rx_packets - before.rx_packets == 4 &&
-		    after.rx_bytes - before.rx_bytes == 3 * 42 + 62,
+	tap(after.rx_packets - before.rx_packets == 5 &&
+		    after.rx_bytes - before.rx_bytes == 4 * 42 + 62,
 	    "ingress: rx packets and bytes of the NIC count every frame");
+
+	dp_stats_sum(&c->maps, NIC_A, &before);
+	run(c, ingress, &p, LO, &o);
+	dp_stats_sum(&c->maps, NIC_A, &after);
+	tap(o.verdict == VERDICT_PASS && after.rx_packets - before.rx_packets == 1,
+	    "ingress: each NIC is found by its own device");
 }
 
 static void fast_path(struct ctx *c)
@@ -355,17 +370,164 @@ static void fast_path(struct ctx *c)
 static void detached_nic(struct ctx *c)
 {
 	static const struct egress_case gone = {
-		"a source whose NIC slot is being torn down: dropped, not leaked by eth0",
+		"a source whose NIC is being detached: dropped, not leaked by eth0",
 		v4_b_offlink, DEV_LO, VERDICT_SHOT, false, NIC_B, 0, 0, 0, 1
 	};
-	struct rn_nic zero = { 0 };
+	struct rn_nic detaching = c->b;
 	__u32 id = NIC_B;
 
-	bpf_map_update_elem(c->maps.nic, &id, &zero, BPF_ANY);
+	/* What dp_nic_unpublish does first. */
+	detaching.flags &= ~(__u32)RN_NIC_ACTIVE;
+	bpf_map_update_elem(c->maps.nic, &id, &detaching, BPF_ANY);
 	run_egress_case(c, &gone);
 	dp_nic_unpublish(&c->maps, NIC_B, &c->b);
 	run_egress_case(c, &(struct egress_case){ "after detach: untouched", v4_b_offlink, DEV_LO,
 						  VERDICT_PASS });
+}
+
+/* An IPv4 address of 11.0.0.0/8 whose key in netns @netns falls into
+ * bucket @b, searched from @from on. */
+static __u32 colliding_addr(__u64 netns, __u32 b, __u32 from)
+{
+	for (__u32 host = from; host < 0x1000000; host++) {
+		__u32 a = htonl(0x0b000000u | host);
+
+		if (rn_addr_bucket(netns, RN_FAM_V4, a, 0) == b)
+			return host;
+	}
+	return 0;
+}
+
+static struct rn_bucket bucket_of(struct ctx *c, __u32 b)
+{
+	struct rn_bucket bk = { { 0 } };
+
+	bpf_map_lookup_elem(c->maps.aidx, &b, &bk);
+	return bk;
+}
+
+static bool in_bucket(const struct rn_bucket *bk, __u32 id)
+{
+	for (int w = 0; w < RN_BUCKET_WAYS; w++)
+		if (bk->nic[w] == id)
+			return true;
+	return false;
+}
+
+static char crowd_src[INET_ADDRSTRLEN];
+
+static void v4_crowd(struct pkt *p)
+{
+	pkt_eth(p, mac_bcast, mac_pod, ETH_P_IP);
+	pkt_ipv4(p, crowd_src, "172.16.13.5", 0);
+}
+
+/* The device index likewise: NIC B's device key behind a full bucket. */
+static void index_devices(struct ctx *c)
+{
+	enum { FIRST = 20 };
+	int ingress = bpf_program__fd(dp_prog(c->skel, DP_HOOK_INGRESS));
+	__u32 b = rn_ifc_bucket(c->netns, (__u32)nic_b_ifindex), ib = b, n = 0;
+	struct rn_nic nics[RN_BUCKET_WAYS];
+	struct rn_stats before, after;
+	struct rn_bucket bk = { { 0 } };
+	struct outcome o;
+	struct pkt p;
+	int err;
+
+	err = dp_nic_unpublish(&c->maps, NIC_B, &c->b);
+	for (__u64 netns = c->netns + 1000; !err && n < RN_BUCKET_WAYS; netns++) {
+		if (rn_ifc_bucket(netns, 1) != b)
+			continue;
+		memset(&nics[n], 0, sizeof(nics[n]));
+		nics[n].netns = netns;
+		nics[n].ifindex = 1;
+		nic_v4(&nics[n], "11.255.0.1", 8, NULL);
+		err = dp_nic_publish(&c->maps, FIRST + n, &nics[n], true);
+		n++;
+	}
+	if (!err)
+		err = dp_nic_publish(&c->maps, NIC_B, &c->b, false);
+	bpf_map_lookup_elem(c->maps.iidx, &ib, &bk);
+	tap(!err && bk.overflow && !in_bucket(&bk, NIC_B),
+	    "index: a NIC's device key behind a full bucket");
+	dp_stats_sum(&c->maps, NIC_B, &before);
+	pkt_eth(&p, mac_b, mac_gw, ETH_P_IP);
+	pkt_ipv4(&p, "172.16.13.5", "172.16.12.21", 0);
+	run(c, ingress, &p, nic_b_ifindex, &o);
+	dp_stats_sum(&c->maps, NIC_B, &after);
+	tap(o.verdict == VERDICT_PASS && after.rx_packets - before.rx_packets == 1,
+	    "index: ... is still found by its frames");
+	for (__u32 i = 0; i < n; i++)
+		dp_nic_unpublish(&c->maps, FIRST + i, &nics[i]);
+	bpf_map_lookup_elem(c->maps.iidx, &ib, &bk);
+	tap(!bk.overflow && in_bucket(&bk, NIC_B), "index: ... and takes a way once one is free");
+}
+
+/* The inline index: a full bucket sends the programs to the hash map, an
+ * id in a bucket counts only if its NIC owns the key, a freed way takes
+ * the key that waited. */
+static void index_buckets(struct ctx *c)
+{
+	enum { FIRST = 10, CROWD = RN_BUCKET_WAYS + 1 };
+	struct egress_case redirect = { "", v4_crowd, DEV_LO, VERDICT_REDIRECT, false, 0, 1 };
+	struct rn_nic nics[CROWD];
+	struct rn_bucket bk;
+	__u32 host = 0, b = 0, last = FIRST + CROWD - 1, a;
+	char what[160];
+	int err = 0;
+
+	/* RN_BUCKET_WAYS + 1 NICs of other pods and ours, all in one bucket. */
+	for (int i = 0; i < CROWD && !err; i++) {
+		__u64 netns = i == CROWD - 1 ? c->netns : c->netns + 100 + (__u64)i;
+
+		if (i == 0) {
+			host = 1;
+			b = rn_addr_bucket(netns, RN_FAM_V4, htonl(0x0b000000u | host), 0);
+		} else {
+			host = colliding_addr(netns, b, host + 1);
+		}
+		memset(&nics[i], 0, sizeof(nics[i]));
+		nics[i].netns = netns;
+		nics[i].ifindex = (__u32)nic_b_ifindex;
+		a = htonl(0x0b000000u | host);
+		inet_ntop(AF_INET, &a, crowd_src, sizeof(crowd_src));
+		nic_v4(&nics[i], crowd_src, 8, "11.255.255.254");
+		err = host ? dp_nic_publish(&c->maps, FIRST + (__u32)i, &nics[i], true) : -ENOENT;
+	}
+	if (err) {
+		tap(false, "index: publish NICs that share a bucket");
+		return;
+	}
+	bk = bucket_of(c, b);
+	tap(bk.overflow && !in_bucket(&bk, last), "index: a full bucket overflows to the hash map");
+	redirect.nic = last;
+	snprintf(what, sizeof(what), "index: a key of an overflowed bucket (%s) is still found",
+		 crowd_src);
+	redirect.what = what;
+	run_egress_case(c, &redirect);
+
+	dp_nic_unpublish(&c->maps, FIRST, &nics[0]);
+	bk = bucket_of(c, b);
+	tap(!bk.overflow && in_bucket(&bk, last) && !in_bucket(&bk, FIRST),
+	    "index: a freed way takes the waiting key, and the overflow clears");
+	redirect.what = "index: ... which is found there";
+	run_egress_case(c, &redirect);
+
+	/* A way naming a NIC that does not own the key (stale, or read
+	 * torn): the packet is not taken for that NIC's. */
+	for (int w = 0; w < RN_BUCKET_WAYS; w++)
+		if (bk.nic[w] == last)
+			bk.nic[w] = NIC_A;
+	bpf_map_update_elem(c->maps.aidx, &b, &bk, BPF_ANY);
+	run_egress_case(c, &(struct egress_case){
+		"index: an id whose NIC does not own the key is not taken", v4_crowd, DEV_LO,
+		VERDICT_PASS, false, NIC_A });
+	for (int i = 1; i < CROWD; i++)
+		dp_nic_unpublish(&c->maps, FIRST + (__u32)i, &nics[i]);
+	bk = bucket_of(c, b);
+	tap(!bk.overflow && !in_bucket(&bk, last), "index: unpublished NICs leave their bucket");
+	index_devices(c);
 }
 
 /* NIC B's device: one end of a veth pair, in the test's netns. */
@@ -424,14 +586,11 @@ static int suite(const struct dp_knobs *knobs)
 		printf("Bail out! cannot fill the maps: %s\n", strerror(-err));
 		goto out;
 	}
-	/* The ingress hook's device: LO plays NIC B for these cases. */
-	bpf_map_update_elem(c.maps.ifc, &(struct rn_ifc_key){ .netns = c.netns, .ifindex = LO },
-			    &(struct rn_nic_ref){ .nic = NIC_B }, BPF_ANY);
-
 	for (size_t i = 0; i < sizeof(egress_cases) / sizeof(egress_cases[0]); i++)
 		run_egress_case(&c, &egress_cases[i]);
 	gateway_learning(&c);
 	fast_path(&c);
+	index_buckets(&c);
 	detached_nic(&c);
 out:
 	dp_maps_close(&c.maps);

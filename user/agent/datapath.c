@@ -520,11 +520,14 @@ static int load_records(struct datapath *dp)
 
 /* Puts every recorded pod NIC back: map entries (@fresh: the maps are new)
  * and hooks switched to this agent's programs.  A pod whose netns is gone
- * is dropped. */
+ * is dropped.  All entries go into the maps before any hook switches: with
+ * new maps, a pod's eth0 hook running this agent's program while one of its
+ * NICs is not in them yet would let that NIC's replies leave by eth0. */
 static void restore_entries(struct datapath *dp, bool fresh)
 {
 	size_t restored = 0, dropped = 0;
 
+	for (int pass = 0; pass < 2; pass++)
 	for (__u32 id = 1; id < RN_MAX_NICS; id++) {
 		struct dp_entry *e = dp->entries[id];
 		char path[512];
@@ -532,13 +535,15 @@ static void restore_entries(struct datapath *dp, bool fresh)
 
 		if (!e)
 			continue;
-		err = access(e->netns_path, F_OK) ? -errno : 0;
-		if (!err)
-			err = dp_nic_publish(&dp->maps, id, &e->nic, fresh);
-		if (!err)
+		if (pass == 0) {
+			err = access(e->netns_path, F_OK) ? -errno : 0;
+			if (!err)
+				err = dp_nic_publish(&dp->maps, id, &e->nic, fresh);
+		} else {
 			err = hooks_apply(dp, e, true, e->eth0_ifindex != 0);
+		}
 		if (!err) {
-			restored++;
+			restored += pass == 1;
 			continue;
 		}
 		log_warn("datapath_entry_dropped", "pod=%s/%s ifname=%s netns=%s err=\"%s\"",
