@@ -151,6 +151,25 @@ static void v4_b_fragment(struct pkt *p)
 	pkt_ipv4(p, "172.16.12.21", "172.16.13.5", 0x2000 | 185);
 }
 
+static void v4_b_first_fragment(struct pkt *p)
+{
+	pkt_eth(p, mac_bcast, mac_pod, ETH_P_IP);
+	pkt_ipv4(p, "172.16.12.21", "172.16.13.5", 0x2000);
+}
+
+/* The last fragment: an offset, no MF, and payload where ports would be. */
+static void v4_b_last_fragment(struct pkt *p)
+{
+	pkt_eth(p, mac_bcast, mac_pod, ETH_P_IP);
+	pkt_ipv4(p, "172.16.12.21", "172.16.13.5", 370);
+}
+
+static void v4_a_fragment(struct pkt *p)
+{
+	pkt_eth(p, mac_bcast, mac_pod, ETH_P_IP);
+	pkt_ipv4(p, "172.16.11.21", "172.16.13.5", 0x2000 | 185);
+}
+
 static void v4_unknown_fragment(struct pkt *p)
 {
 	pkt_eth(p, mac_bcast, mac_pod, ETH_P_IP);
@@ -196,6 +215,16 @@ static void v6_b_fragment(struct pkt *p)
 	pkt_ipv6(p, "fd16:12::1:1", "fd16:13::5", 44, 0);
 }
 
+/* A non-first fragment of an ICMPv6 datagram: the fragment header (next
+ * header ICMPv6, offset 1232 bytes) stands where ND would be told apart. */
+static void v6_b_later_fragment(struct pkt *p)
+{
+	pkt_eth(p, mac_bcast, mac_pod, ETH_P_IPV6);
+	pkt_ipv6(p, "fd16:12::1:1", "fd16:13::5", 44, 58);
+	p->data[14 + 40 + 2] = (uint8_t)((1232 >> 3) >> 5);
+	p->data[14 + 40 + 3] = (uint8_t)((1232 >> 3) << 3);
+}
+
 static void v6_b_icmp_cut(struct pkt *p)
 {
 	v6_b_echo(p);
@@ -213,8 +242,18 @@ static const struct egress_case egress_cases[] = {
 	{ "v4, same address held by a pod in another netns: untouched", v4_other_pod, DEV_LO,
 	  VERDICT_PASS },
 	{ "ARP from NIC B's address: untouched", arp_b, DEV_LO, VERDICT_PASS, false, NIC_B },
-	{ "v4 fragment of NIC B's source: redirected like the whole datagram", v4_b_fragment, DEV_LO,
+	/* Fragments: the return path needs only the source address, which
+	 * every fragment carries; the program reads no ports.  So all the
+	 * fragments of a datagram take the same way as the datagram would -
+	 * by eth0 they would be lost - rather than pass untouched. */
+	{ "v4 first fragment of NIC B's source: redirected like the whole datagram",
+	  v4_b_first_fragment, DEV_LO, VERDICT_REDIRECT, false, NIC_B, 1, 0, 0 },
+	{ "v4 middle fragment of NIC B's source: redirected", v4_b_fragment, DEV_LO,
 	  VERDICT_REDIRECT, false, NIC_B, 1, 0, 0 },
+	{ "v4 last fragment (no ports in it) of NIC B's source: redirected", v4_b_last_fragment,
+	  DEV_LO, VERDICT_REDIRECT, false, NIC_B, 1, 0, 0 },
+	{ "v4 fragment of NIC A's source on NIC A: untouched, counted as tx", v4_a_fragment,
+	  DEV_LO, VERDICT_PASS, false, NIC_A, 0, 0, 1 },
 	{ "v4 fragment of an unknown source: untouched", v4_unknown_fragment, DEV_LO, VERDICT_PASS },
 	{ "VLAN-tagged frame: untouched", v4_b_vlan, DEV_LO, VERDICT_PASS, false, NIC_B },
 	{ "IPv4 header with IHL < 5: untouched", v4_b_bad_ihl, DEV_LO, VERDICT_PASS, false, NIC_B },
@@ -224,8 +263,10 @@ static const struct egress_case egress_cases[] = {
 	  false, NIC_B },
 	{ "v6 echo request (ICMPv6, not ND) from NIC B: redirect", v6_b_echo, DEV_LO, VERDICT_REDIRECT,
 	  false, NIC_B, 1, 0, 0 },
-	{ "v6 fragment of NIC B's source: redirect", v6_b_fragment, DEV_LO, VERDICT_REDIRECT, false,
+	{ "v6 first fragment of NIC B's source: redirect", v6_b_fragment, DEV_LO, VERDICT_REDIRECT, false,
 	  NIC_B, 1, 0, 0 },
+	{ "v6 later fragment of an ICMPv6 datagram of NIC B: redirect", v6_b_later_fragment,
+	  DEV_LO, VERDICT_REDIRECT, false, NIC_B, 1, 0, 0 },
 	{ "v6 with a truncated ICMPv6 header: untouched", v6_b_icmp_cut, DEV_LO, VERDICT_PASS, false, NIC_B },
 	{ "v4 of NIC B on NIC B (a redirected packet's second pass): untouched, counted as tx",
 	  v4_b_offlink, DEV_NIC_B, VERDICT_PASS, false, NIC_B, 0, 0, 1 },
