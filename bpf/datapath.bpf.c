@@ -265,13 +265,14 @@ static __always_inline bool in_subnet4(__u32 a, const __u8 *own, __u32 plen)
 
 static __always_inline bool in_subnet6(__u64 a0, __u64 a1, const __u8 *own, __u32 plen)
 {
-	__u64 m0 = plen >= 64 ? ~0ull : plen ? ~0ull << (64 - plen) : 0;
-	__u64 m1 = plen >= 128 ? ~0ull : plen > 64 ? ~0ull << (128 - plen) : 0;
 	__u64 o0, o1;
 
 	__builtin_memcpy(&o0, ALIGNED(own, 8), 8);
+	if (plen <= 64) /* the usual /64: one word */
+		return !((a0 ^ o0) & bpf_cpu_to_be64(plen ? ~0ull << (64 - plen) : 0));
 	__builtin_memcpy(&o1, ALIGNED(own + 8, 8), 8);
-	return !((a0 ^ o0) & bpf_cpu_to_be64(m0)) && !((a1 ^ o1) & bpf_cpu_to_be64(m1));
+	return a0 == o0 &&
+	       !((a1 ^ o1) & bpf_cpu_to_be64(plen >= 128 ? ~0ull : ~0ull << (128 - plen)));
 }
 
 /* @b: a MAC in a map value (8-aligned). */
