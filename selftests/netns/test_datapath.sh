@@ -79,9 +79,10 @@ tap_eq "gateway of pod 1/1 net1 is up" "up" \
 	"$(jq -r '.[] | select(.pod=="default/pod-1-1" and .ifName=="net1") | .state' <<<"$gw")"
 tap_ok "... with its MAC learnt" test -n "$(jq -r '.[] | select(.pod=="default/pod-1-1" and .ifName=="net1") | .mac // empty' <<<"$gw")"
 
-for m in rn_addr_v1 rn_ifc_v1 rn_nic_v1 rn_gw_v1 rn_stats_v1; do
-	tap_ok "bpftool dumps pinned $m readably" bash -c \
-		"bpftool map dump pinned $(lab_node_dir 1)/bpffs/$m | grep -q '\"ifindex\"\|\"nic\"\|\"last_seen_ns\"\|\"rx_packets\"'"
+v=$(sed -n 's/^#define RN_LAYOUT_SUFFIX "\(.*\)"/\1/p' "$LAB_ROOT/include/railnet/datapath.h")
+for m in rn_addr rn_aidx rn_ifc rn_iidx rn_nic rn_gw rn_stats; do
+	tap_ok "bpftool dumps pinned $m$v readably" bash -c \
+		"bpftool map dump pinned $(lab_node_dir 1)/bpffs/$m$v | grep -q '\"ifindex\"\|\"nic\"\|\"last_seen_ns\"\|\"rx_packets\"'"
 done
 
 scrape() { lab_in "$(lab_node_ns 1)" curl -sf http://127.0.0.1:9402/metrics; }

@@ -89,7 +89,8 @@ tap_ok "... and its replies take the return path" \
 # A layout change: the running maps' pins are gone (a new version would not
 # find them under its names) and maps of another version are pinned.
 agent_stop 1
-for m in rn_addr rn_ifc rn_nic rn_gw rn_stats; do rm -f "$bpffs/${m}_v1"; done
+v=$(sed -n 's/^#define RN_LAYOUT_SUFFIX "\(.*\)"/\1/p' "$LAB_ROOT/include/railnet/datapath.h")
+for m in rn_addr rn_aidx rn_ifc rn_iidx rn_nic rn_gw rn_stats; do rm -f "$bpffs/$m$v"; done
 bpftool map create "$bpffs/rn_nic_v0" type array key 4 value 8 entries 1 name rn_nic_v0
 pings_start
 sleep 0.5
@@ -98,5 +99,5 @@ pings_check "layout migration under 100 pps"
 tap_ok "the old layout's pins are removed" test ! -e "$bpffs/rn_nic_v0"
 tap_ok "the migration is logged" grep -q datapath_layout_migrated "$(lab_node_dir 1)/railnetd.log"
 tap_ok "the new maps hold the pods again" bash -c \
-	"bpftool map dump pinned $bpffs/rn_addr_v1 | grep -q '\"nic\"'"
+	"bpftool map dump pinned $bpffs/rn_addr$v | grep -q '\"nic\"'"
 tap_done

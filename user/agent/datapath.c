@@ -284,14 +284,16 @@ static int hook_fn(void *arg)
 	struct hook_job *job = arg;
 	struct datapath *dp = job->dp;
 	const struct dp_entry *e = job->e;
+	int egress = bpf_program__fd(dp_prog(dp->skel, DP_HOOK_EGRESS));
+	int ingress = bpf_program__fd(dp_prog(dp->skel, DP_HOOK_INGRESS));
 	struct {
 		int ifindex;
 		enum dp_hook hook;
 		int prog;
 	} hooks[3] = {
-		{ (int)e->nic.ifindex, DP_HOOK_EGRESS, bpf_program__fd(dp->skel->progs.rn_egress) },
-		{ (int)e->nic.ifindex, DP_HOOK_INGRESS, bpf_program__fd(dp->skel->progs.rn_ingress) },
-		{ e->eth0_ifindex, DP_HOOK_EGRESS, bpf_program__fd(dp->skel->progs.rn_egress) },
+		{ (int)e->nic.ifindex, DP_HOOK_EGRESS, egress },
+		{ (int)e->nic.ifindex, DP_HOOK_INGRESS, ingress },
+		{ e->eth0_ifindex, DP_HOOK_EGRESS, egress },
 	};
 	int n = job->eth0 && e->eth0_ifindex ? 3 : 2, err = 0;
 	char pin[512];
@@ -559,11 +561,14 @@ static int load_records(struct datapath *dp)
 
 /* Puts every recorded pod NIC back: map entries (@fresh: the maps are new)
  * and hooks switched to this agent's programs.  A pod whose netns is gone
- * is dropped. */
+ * is dropped.  All entries go into the maps before any hook switches: with
+ * new maps, a pod's eth0 hook running this agent's program while one of its
+ * NICs is not in them yet would let that NIC's replies leave by eth0. */
 static void restore_entries(struct datapath *dp, bool fresh)
 {
 	size_t restored = 0, dropped = 0;
 
+	for (int pass = 0; pass < 2; pass++)
 	for (__u32 id = 1; id < RN_MAX_NICS; id++) {
 		struct dp_entry *e = dp->entries[id];
 		char path[512];
@@ -571,13 +576,15 @@ static void restore_entries(struct datapath *dp, bool fresh)
 
 		if (!e)
 			continue;
-		err = access(e->netns_path, F_OK) ? -errno : 0;
-		if (!err)
-			err = dp_nic_publish(&dp->maps, id, &e->nic, fresh);
-		if (!err)
+		if (pass == 0) {
+			err = access(e->netns_path, F_OK) ? -errno : 0;
+			if (!err)
+				err = dp_nic_publish(&dp->maps, id, &e->nic, fresh);
+		} else {
 			err = hooks_apply(dp, e, true, e->eth0_ifindex != 0);
+		}
 		if (!err) {
-			restored++;
+			restored += pass == 1;
 			continue;
 		}
 		log_warn("datapath_entry_dropped", "pod=%s/%s ifname=%s netns=%s err=\"%s\"",
@@ -658,7 +665,7 @@ int datapath_open(const char *bpffs, const char *state_dir, const struct datapat
 		goto unlock;
 	dp->mode = cfg->hooks == DP_HOOKS_CLSACT ?
 			   DP_MODE_CLSACT :
-			   dp_attach_mode(bpf_program__fd(dp->skel->progs.rn_egress));
+			   dp_attach_mode(bpf_program__fd(dp_prog(dp->skel, DP_HOOK_EGRESS)));
 	if (cfg->hooks == DP_HOOKS_TCX && dp->mode != DP_MODE_TCX) {
 		log_err("datapath_hooks_unsupported", "hooks=tcx err=\"%s\"",
 			"this kernel has no tcx links (6.6 and later do): set datapath.hooks to "

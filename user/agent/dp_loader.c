@@ -3,6 +3,7 @@
 #include "agent/dp_loader.h"
 
 #include <bpf/bpf.h>
+#include <bpf/btf.h>
 #include <bpf/libbpf.h>
 #include <dirent.h>
 #include <errno.h>
@@ -49,11 +50,48 @@ static bool netns_cookie_works(void)
 	return ok;
 }
 
+/* Does the kernel let a tc program call bpf_cast_to_kern_ctx (6.2+)?  Asked
+ * with a two-instruction program, since a kfunc call the verifier rejects
+ * fails the whole load, dead code or not. */
+static bool kern_ctx_works(void)
+{
+	struct btf *vmlinux = btf__load_vmlinux_btf();
+	int id = vmlinux ? btf__find_by_name_kind(vmlinux, "bpf_cast_to_kern_ctx", BTF_KIND_FUNC) :
+			   -ENOENT;
+	struct bpf_insn insns[] = {
+		/* r0 = bpf_cast_to_kern_ctx(r1 = ctx) */
+		{ .code = BPF_JMP | BPF_CALL, .src_reg = BPF_PSEUDO_KFUNC_CALL, .imm = id },
+		{ .code = BPF_ALU64 | BPF_MOV | BPF_K, .dst_reg = BPF_REG_0, .imm = -1 },
+		{ .code = BPF_JMP | BPF_EXIT },
+	};
+	int fd;
+
+	btf__free(vmlinux);
+	if (id <= 0)
+		return false;
+	fd = bpf_prog_load(BPF_PROG_TYPE_SCHED_CLS, "rn_probe_kctx", "GPL", insns,
+			   sizeof(insns) / sizeof(insns[0]), NULL);
+	if (fd < 0)
+		return false;
+	close(fd);
+	return true;
+}
+
+struct bpf_program *dp_prog(const struct datapath_bpf *skel, enum dp_hook hook)
+{
+	bool btf = bpf_program__autoload(skel->progs.rn_egress);
+
+	if (hook == DP_HOOK_EGRESS)
+		return btf ? skel->progs.rn_egress : skel->progs.rn_egress_core;
+	return btf ? skel->progs.rn_ingress : skel->progs.rn_ingress_core;
+}
+
 int dp_load(const char *bpffs, const struct dp_knobs *knobs, struct datapath_bpf **skel)
 {
 	LIBBPF_OPTS(bpf_object_open_opts, opts, .pin_root_path = bpffs);
 	struct datapath_bpf *s;
 	struct bpf_map *map;
+	bool btf;
 	int err;
 
 	s = datapath_bpf__open_opts(&opts);
@@ -67,6 +105,11 @@ int dp_load(const char *bpffs, const struct dp_knobs *knobs, struct datapath_bpf
 			bpf_map__set_pin_path(map, NULL);
 	s->rodata->rn_netns_cookie = netns_cookie_works();
 	s->rodata->rn_fast_redirect = knobs->fast_redirect;
+	btf = !knobs->core_netns && kern_ctx_works();
+	bpf_program__set_autoload(s->progs.rn_egress, btf);
+	bpf_program__set_autoload(s->progs.rn_ingress, btf);
+	bpf_program__set_autoload(s->progs.rn_egress_core, !btf);
+	bpf_program__set_autoload(s->progs.rn_ingress_core, !btf);
 	err = datapath_bpf__load(s);
 	if (err) {
 		log_err("datapath_load_failed", "bpffs=%s err=\"%s\"", bpffs ? bpffs : "-",
@@ -77,6 +120,8 @@ int dp_load(const char *bpffs, const struct dp_knobs *knobs, struct datapath_bpf
 	if (!s->rodata->rn_netns_cookie)
 		log_warn("datapath_no_netns_cookie",
 			 "detail=\"kernel < 5.14 has no SO_NETNS_COOKIE: pods are told apart by address only\"");
+	log_info("datapath_loaded", "netns_read=%s",
+		  !s->rodata->rn_netns_cookie ? "none" : btf ? "btf" : "probe_read");
 	*skel = s;
 	return 0;
 }
@@ -93,10 +138,10 @@ static int pin_replace(struct bpf_program *prog, const char *bpffs, const char *
 
 int dp_pin_programs(struct datapath_bpf *skel, const char *bpffs)
 {
-	int err = pin_replace(skel->progs.rn_egress, bpffs, RN_PIN_PROG_EGRESS);
+	int err = pin_replace(dp_prog(skel, DP_HOOK_EGRESS), bpffs, RN_PIN_PROG_EGRESS);
 
 	if (!err)
-		err = pin_replace(skel->progs.rn_ingress, bpffs, RN_PIN_PROG_INGRESS);
+		err = pin_replace(dp_prog(skel, DP_HOOK_INGRESS), bpffs, RN_PIN_PROG_INGRESS);
 	if (err)
 		log_err("datapath_pin_failed", "bpffs=%s err=\"%s\"", bpffs, strerror(-err));
 	return err;
@@ -261,11 +306,13 @@ int dp_maps_open(struct datapath_bpf *skel, struct dp_maps *maps)
 {
 	size_t len = (size_t)RN_MAX_NICS * RN_FAM_MAX * sizeof(struct rn_gw);
 
-	maps->addr = bpf_map__fd(skel->maps.rn_addr_v1);
-	maps->ifc = bpf_map__fd(skel->maps.rn_ifc_v1);
-	maps->nic = bpf_map__fd(skel->maps.rn_nic_v1);
-	maps->gw = bpf_map__fd(skel->maps.rn_gw_v1);
-	maps->stats = bpf_map__fd(skel->maps.rn_stats_v1);
+	maps->addr = bpf_map__fd(skel->maps.rn_addr_v2);
+	maps->aidx = bpf_map__fd(skel->maps.rn_aidx_v2);
+	maps->ifc = bpf_map__fd(skel->maps.rn_ifc_v2);
+	maps->iidx = bpf_map__fd(skel->maps.rn_iidx_v2);
+	maps->nic = bpf_map__fd(skel->maps.rn_nic_v2);
+	maps->gw = bpf_map__fd(skel->maps.rn_gw_v2);
+	maps->stats = bpf_map__fd(skel->maps.rn_stats_v2);
 	maps->ncpus = libbpf_num_possible_cpus();
 	if (maps->ncpus <= 0)
 		return maps->ncpus ? maps->ncpus : -EINVAL;
@@ -284,31 +331,193 @@ void dp_maps_close(struct dp_maps *maps)
 	maps->gw_mem = NULL;
 }
 
-static void addr_keys(const struct rn_nic *nic, struct rn_addr_key keys[RN_FAM_MAX], bool has[2])
+/* The two indexes over the hash maps of record: rn_aidx_v2 over rn_addr_v2,
+ * rn_iidx_v2 over rn_ifc_v2.  One writer (the agent, under its bpffs lock);
+ * the programs check every id a bucket gives them against rn_nic_v2. */
+enum dp_idx {
+	DP_IDX_ADDR,
+	DP_IDX_IFC,
+};
+
+union dp_key {
+	struct rn_addr_key addr;
+	struct rn_ifc_key ifc;
+};
+
+static int idx_bucket_fd(const struct dp_maps *m, enum dp_idx idx)
 {
-	memset(keys, 0, sizeof(*keys) * RN_FAM_MAX);
-	for (int f = 0; f < RN_FAM_MAX; f++) {
-		keys[f].netns = nic->netns;
-		keys[f].family = (__u32)f;
+	return idx == DP_IDX_ADDR ? m->aidx : m->iidx;
+}
+
+static int idx_hash_fd(const struct dp_maps *m, enum dp_idx idx)
+{
+	return idx == DP_IDX_ADDR ? m->addr : m->ifc;
+}
+
+static __u32 key_bucket(enum dp_idx idx, const union dp_key *key)
+{
+	const struct rn_addr_key *k = &key->addr;
+	__u64 a0, a1 = 0;
+	__u32 a4;
+
+	if (idx == DP_IDX_IFC)
+		return rn_ifc_bucket(key->ifc.netns, key->ifc.ifindex);
+	if (k->family == RN_FAM_V4) {
+		memcpy(&a4, k->addr, 4);
+		a0 = a4;
+	} else {
+		memcpy(&a0, k->addr, 8);
+		memcpy(&a1, k->addr + 8, 8);
 	}
-	memcpy(keys[RN_FAM_V4].addr, nic->addr4, 4);
-	memcpy(keys[RN_FAM_V6].addr, nic->addr6, 16);
-	has[RN_FAM_V4] = nic->flags & RN_NIC_V4;
-	has[RN_FAM_V6] = nic->flags & RN_NIC_V6;
+	return rn_addr_bucket(k->netns, k->family, a0, a1);
+}
+
+/* NIC @nic's keys in @idx; returns how many. */
+static int nic_keys(enum dp_idx idx, const struct rn_nic *nic, union dp_key keys[RN_FAM_MAX])
+{
+	int n = 0;
+
+	memset(keys, 0, sizeof(*keys) * RN_FAM_MAX);
+	if (idx == DP_IDX_IFC) {
+		if (!(nic->flags & (RN_NIC_V4 | RN_NIC_V6)))
+			return 0;
+		keys[0].ifc.netns = nic->netns;
+		keys[0].ifc.ifindex = nic->ifindex;
+		return 1;
+	}
+	if (nic->flags & RN_NIC_V4) {
+		keys[n].addr.netns = nic->netns;
+		keys[n].addr.family = RN_FAM_V4;
+		memcpy(keys[n++].addr.addr, nic->addr4, 4);
+	}
+	if (nic->flags & RN_NIC_V6) {
+		keys[n].addr.netns = nic->netns;
+		keys[n].addr.family = RN_FAM_V6;
+		memcpy(keys[n++].addr.addr, nic->addr6, 16);
+	}
+	return n;
+}
+
+/* Whether NIC @id, as its slot reads now, has a key in bucket @b. */
+static bool nic_in_bucket(const struct dp_maps *m, enum dp_idx idx, __u32 id, __u32 b)
+{
+	union dp_key keys[RN_FAM_MAX];
+	struct rn_nic nic;
+	int n;
+
+	if (bpf_map_lookup_elem(m->nic, &id, &nic))
+		return false;
+	n = nic_keys(idx, &nic, keys);
+	for (int i = 0; i < n; i++)
+		if (key_bucket(idx, &keys[i]) == b)
+			return true;
+	return false;
+}
+
+/* Puts NIC @id into the bucket of @key, which the hash map already has: a
+ * free way, or one whose NIC has no key here any more; else the bucket
+ * overflows and the programs look in the hash map too. */
+static int index_add(const struct dp_maps *m, enum dp_idx idx, const union dp_key *key, __u32 id)
+{
+	int fd = idx_bucket_fd(m, idx), way = -1;
+	__u32 b = key_bucket(idx, key);
+	struct rn_bucket bk;
+
+	if (bpf_map_lookup_elem(fd, &b, &bk))
+		return -errno;
+	for (int w = 0; w < RN_BUCKET_WAYS; w++) {
+		if (bk.nic[w] == id)
+			return 0;
+		if (way < 0 && (!bk.nic[w] || !nic_in_bucket(m, idx, bk.nic[w], b)))
+			way = w;
+	}
+	if (way >= 0)
+		bk.nic[way] = id;
+	else
+		bk.overflow = 1;
+	return bpf_map_update_elem(fd, &b, &bk, BPF_ANY) ? -errno : 0;
+}
+
+static bool in_ways(const struct rn_bucket *bk, __u32 id)
+{
+	for (int w = 0; w < RN_BUCKET_WAYS; w++)
+		if (bk->nic[w] == id)
+			return true;
+	return false;
+}
+
+/* Takes NIC @id out of the bucket of @key, before the key leaves the hash
+ * map.  An overflowed bucket is refilled from the hash map (a scan, as
+ * rare as the overflow), and says overflow only while a key still waits. */
+static int index_del(const struct dp_maps *m, enum dp_idx idx, const union dp_key *key, __u32 id)
+{
+	int fd = idx_bucket_fd(m, idx), hash = idx_hash_fd(m, idx);
+	__u32 b = key_bucket(idx, key);
+	union dp_key cur, next;
+	struct rn_nic_ref ref;
+	struct rn_bucket bk;
+	bool more = false;
+
+	if (bpf_map_lookup_elem(fd, &b, &bk))
+		return -errno;
+	for (int w = 0; w < RN_BUCKET_WAYS; w++)
+		if (bk.nic[w] == id)
+			bk.nic[w] = 0;
+	for (void *prev = NULL; bk.overflow && !bpf_map_get_next_key(hash, prev, &next);
+	     prev = &cur) {
+		cur = next;
+		if (key_bucket(idx, &cur) != b || bpf_map_lookup_elem(hash, &cur, &ref) ||
+		    ref.nic == id || in_ways(&bk, ref.nic))
+			continue;
+		for (int w = 0; w < RN_BUCKET_WAYS && !in_ways(&bk, ref.nic); w++)
+			if (!bk.nic[w])
+				bk.nic[w] = ref.nic;
+		more = more || !in_ways(&bk, ref.nic);
+	}
+	/* A torn read of the ways must not meet a cleared overflow: the
+	 * promoted keys are found by the hash map until their ways are in. */
+	if (bpf_map_update_elem(fd, &b, &bk, BPF_ANY))
+		return -errno;
+	if (bk.overflow && !more) {
+		bk.overflow = 0;
+		if (bpf_map_update_elem(fd, &b, &bk, BPF_ANY))
+			return -errno;
+	}
+	return 0;
+}
+
+/* @key -> @id in the hash map, then in the index. */
+static int key_publish(const struct dp_maps *m, enum dp_idx idx, const union dp_key *key,
+		       __u32 id)
+{
+	struct rn_nic_ref ref = { .nic = id };
+
+	if (bpf_map_update_elem(idx_hash_fd(m, idx), key, &ref, BPF_ANY))
+		return -errno;
+	return index_add(m, idx, key, id);
+}
+
+/* Only our own entry: another NIC may have taken the key since. */
+static void key_unpublish(const struct dp_maps *m, enum dp_idx idx, const union dp_key *key,
+			  __u32 id)
+{
+	int hash = idx_hash_fd(m, idx);
+	struct rn_nic_ref ref;
+
+	index_del(m, idx, key, id);
+	if (!bpf_map_lookup_elem(hash, key, &ref) && ref.nic == id)
+		bpf_map_delete_elem(hash, key);
 }
 
 int dp_nic_publish(const struct dp_maps *maps, __u32 id, const struct rn_nic *nic, bool fresh)
 {
-	struct rn_ifc_key ikey = { .netns = nic->netns, .ifindex = nic->ifindex };
-	struct rn_nic_ref ref = { .nic = id };
-	struct rn_addr_key keys[RN_FAM_MAX];
-	bool has[RN_FAM_MAX];
+	union dp_key keys[RN_FAM_MAX];
+	int n, err;
 
 	if (!id || id >= RN_MAX_NICS)
 		return -ERANGE;
 	if (fresh) {
 		struct rn_stats *zero = calloc((size_t)maps->ncpus, sizeof(*zero));
-		int err;
 
 		if (!zero)
 			return -ENOMEM;
@@ -318,32 +527,44 @@ int dp_nic_publish(const struct dp_maps *maps, __u32 id, const struct rn_nic *ni
 			return err;
 		memset(&maps->gw_mem[id * RN_FAM_MAX], 0, RN_FAM_MAX * sizeof(struct rn_gw));
 	}
-	if (bpf_map_update_elem(maps->nic, &id, nic, BPF_ANY) ||
-	    bpf_map_update_elem(maps->ifc, &ikey, &ref, BPF_ANY))
+	if (bpf_map_update_elem(maps->nic, &id, nic, BPF_ANY))
 		return -errno;
-	addr_keys(nic, keys, has);
-	for (int f = 0; f < RN_FAM_MAX; f++)
-		if (has[f] && bpf_map_update_elem(maps->addr, &keys[f], &ref, BPF_ANY))
-			return -errno;
+	n = nic_keys(DP_IDX_IFC, nic, keys);
+	for (int i = 0; i < n; i++) {
+		err = key_publish(maps, DP_IDX_IFC, &keys[i], id);
+		if (err)
+			return err;
+	}
+	n = nic_keys(DP_IDX_ADDR, nic, keys);
+	for (int i = 0; i < n; i++) {
+		err = key_publish(maps, DP_IDX_ADDR, &keys[i], id);
+		if (err)
+			return err;
+	}
 	return 0;
 }
 
 int dp_nic_unpublish(const struct dp_maps *maps, __u32 id, const struct rn_nic *nic)
 {
-	struct rn_ifc_key ikey = { .netns = nic->netns, .ifindex = nic->ifindex };
-	struct rn_addr_key keys[RN_FAM_MAX];
-	struct rn_nic_ref ref;
-	struct rn_nic zero = { 0 };
-	bool has[RN_FAM_MAX];
+	struct rn_nic slot, zero = { 0 };
+	union dp_key keys[RN_FAM_MAX];
+	int n;
 
-	addr_keys(nic, keys, has);
-	for (int f = 0; f < RN_FAM_MAX; f++) {
-		/* Only our own entry: another NIC may have taken the key since. */
-		if (has[f] && !bpf_map_lookup_elem(maps->addr, &keys[f], &ref) && ref.nic == id)
-			bpf_map_delete_elem(maps->addr, &keys[f]);
+	if (!id || id >= RN_MAX_NICS)
+		return -ERANGE;
+	/* Detaching: the programs still find the NIC by its keys, and drop
+	 * its packets.  Only if the slot is still this NIC's. */
+	if (!bpf_map_lookup_elem(maps->nic, &id, &slot) && slot.netns == nic->netns &&
+	    slot.ifindex == nic->ifindex) {
+		slot.flags &= ~(__u32)RN_NIC_ACTIVE;
+		bpf_map_update_elem(maps->nic, &id, &slot, BPF_ANY);
 	}
-	if (!bpf_map_lookup_elem(maps->ifc, &ikey, &ref) && ref.nic == id)
-		bpf_map_delete_elem(maps->ifc, &ikey);
+	n = nic_keys(DP_IDX_ADDR, nic, keys);
+	for (int i = 0; i < n; i++)
+		key_unpublish(maps, DP_IDX_ADDR, &keys[i], id);
+	n = nic_keys(DP_IDX_IFC, nic, keys);
+	for (int i = 0; i < n; i++)
+		key_unpublish(maps, DP_IDX_IFC, &keys[i], id);
 	if (bpf_map_update_elem(maps->nic, &id, &zero, BPF_ANY))
 		return -errno;
 	return 0;

@@ -24,10 +24,14 @@
 
 struct dp_knobs {
 	bool fast_redirect; /* rewrite MACs to the learnt gateway, skip the neighbour layer */
+	bool core_netns;    /* the probe-read programs even where the kernel has better */
 };
 
-/* @bpffs NULL: nothing is pinned (tests, benchmarks). */
+/* @bpffs NULL: nothing is pinned (tests, benchmarks).  Loads one of the two
+ * program pairs: rn_egress/rn_ingress where the kernel lets tc programs
+ * call bpf_cast_to_kern_ctx (6.2+), else rn_egress_core/rn_ingress_core. */
 int dp_load(const char *bpffs, const struct dp_knobs *knobs, struct datapath_bpf **skel);
+
 /* Pins @skel's programs under @bpffs, replacing older pins. */
 int dp_pin_programs(struct datapath_bpf *skel, const char *bpffs);
 
@@ -46,6 +50,9 @@ enum dp_attach_mode {
 	DP_MODE_CLSACT,
 };
 
+/* The loaded program for @hook's direction. */
+struct bpf_program *dp_prog(const struct datapath_bpf *skel, enum dp_hook hook);
+
 /* Whether this kernel has tcx links (probed once, on the loopback). */
 enum dp_attach_mode dp_attach_mode(int prog_fd);
 
@@ -60,8 +67,8 @@ int dp_hook_detach(enum dp_attach_mode mode, int ifindex, enum dp_hook hook,
 
 /* The maps of a loaded skeleton, and what a pod NIC is in them. */
 struct dp_maps {
-	int addr, ifc, nic, gw, stats;
-	struct rn_gw *gw_mem; /* rn_gw_v1 mmapped, RN_MAX_NICS * RN_FAM_MAX entries */
+	int addr, aidx, ifc, iidx, nic, gw, stats;
+	struct rn_gw *gw_mem; /* rn_gw_v2 mmapped, RN_MAX_NICS * RN_FAM_MAX entries */
 	int ncpus;
 };
 
@@ -69,10 +76,14 @@ int dp_maps_open(struct datapath_bpf *skel, struct dp_maps *maps);
 void dp_maps_close(struct dp_maps *maps);
 
 /* Makes NIC @id live: with @fresh its counters and gateway record start at
- * zero; then its rn_nic_v1 slot, its rn_ifc_v1 key and, last, its
- * addresses, so that no packet finds an address before its NIC. */
+ * zero; then its rn_nic_v2 slot, its device key and, last, its addresses,
+ * each into its hash map and then its index bucket, so that no packet finds
+ * an address before its NIC.  Idempotent. */
 int dp_nic_publish(const struct dp_maps *maps, __u32 id, const struct rn_nic *nic, bool fresh);
-/* The reverse order: addresses first, then the rest. */
+/* The reverse: the slot marked detaching (its packets are dropped rather
+ * than leaked by eth0), the addresses and the device key out of their
+ * buckets and hash maps, the slot zeroed.  A bucket a key had overflowed
+ * takes a waiting key into the freed way. */
 int dp_nic_unpublish(const struct dp_maps *maps, __u32 id, const struct rn_nic *nic);
 /* Counters of NIC @id summed over the CPUs. */
 int dp_stats_sum(const struct dp_maps *maps, __u32 id, struct rn_stats *sum);

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* Active gateway probes: an ARP request or a neighbour solicitation sent
  * from a pod rail NIC, in the calling thread's netns.  The answer is seen by
- * the ingress program (rn_gw_v1), not here. */
+ * the ingress program (rn_gw_v2), not here. */
 #ifndef RAILNET_DP_PROBE_H
 #define RAILNET_DP_PROBE_H
 
