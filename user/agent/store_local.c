@@ -4,8 +4,9 @@
  * A file header, then records (length, crc32, JSON payload).  Appends are
  * write()s under the store lock; durability is fdatasync(), shared: a caller
  * whose record is already covered by a sync that finished returns at once,
- * one that arrives while a sync runs waits for it and then syncs everything
- * written meanwhile (group commit).  At start the log is replayed up to the
+ * one that arrives while a sync runs queues, and when that sync ends one of
+ * the queued callers syncs everything written meanwhile for all of them
+ * (group commit, leader/follower).  At start the log is replayed up to the
  * first record that is torn or corrupt - a crash while appending - and
  * truncated there.
  *
@@ -24,6 +25,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
+#include <semaphore.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -71,6 +73,20 @@ static void bytes_free(struct bytes *b)
 /* Below this many copied bytes compact_finish takes the lock to switch. */
 #define COMPACT_SWITCH_BYTES (64 * 1024)
 
+/* A caller of sync waiting for the sync in progress.  It sleeps on its own
+ * semaphore, so that the leader wakes exactly the callers its fdatasync
+ * covered - they return without touching the store lock again - and hands
+ * the fd to one of the rest, which syncs everything written meanwhile.  A
+ * condition variable broadcast would wake all of them to fight over the
+ * lock, only to find most of them must go back to sleep. */
+struct sync_waiter {
+	struct sync_waiter *next;
+	uint64_t seq;
+	sem_t sem;
+	enum { WAITER_WAITING, WAITER_DONE, WAITER_LEADS } state;
+	int err;
+};
+
 struct store_local {
 	struct store base;
 	char path[PATH_MAX];
@@ -78,11 +94,13 @@ struct store_local {
 	char dir[PATH_MAX];
 	int fd;
 	pthread_mutex_t lock; /* everything below */
-	pthread_cond_t synced_cond;
 	uint64_t written;     /* sequence number of the last record written */
 	uint64_t synced;      /* ... of the last record known durable */
 	bool syncing;         /* a sync or a compaction holds the fd */
-	int failed;           /* a compaction lost the log: every sync fails */
+	struct sync_waiter *waiters, **waiters_tail; /* in arrival order */
+	bool compact_waiting; /* compact_finish waits for the fd */
+	pthread_cond_t compact_cond;
+	int failed;           /* nothing can be made durable any more: every sync fails */
 	uint64_t backlog;
 	/* A compaction between begin and finish. */
 	bool capturing;
@@ -329,33 +347,85 @@ static int local_append(struct store *s, struct json_object *record, uint64_t *s
 	return err;
 }
 
+/* The fd's holder is done with it: wakes the waiters that @target (the last
+ * record durable now, 0 after a failure) covers, then hands the fd to the
+ * first of the others - or to a waiting compaction.  Lock held, syncing
+ * set. */
+static void sync_done(struct store_local *st, uint64_t target)
+{
+	struct sync_waiter *w, **pp, *lead = NULL;
+
+	if (target > st->synced)
+		st->synced = target;
+	for (pp = &st->waiters; (w = *pp);) {
+		if (!st->failed && w->seq > st->synced) {
+			pp = &w->next;
+			continue;
+		}
+		*pp = w->next;
+		w->err = st->failed;
+		w->state = WAITER_DONE;
+		sem_post(&w->sem); /* w may be gone from here on */
+	}
+	st->waiters_tail = pp;
+	if (st->compact_waiting) {
+		st->syncing = false;
+		pthread_cond_signal(&st->compact_cond);
+		return;
+	}
+	lead = st->waiters;
+	if (!lead) {
+		st->syncing = false;
+		return;
+	}
+	st->waiters = lead->next;
+	if (!st->waiters)
+		st->waiters_tail = &st->waiters;
+	lead->state = WAITER_LEADS; /* syncing stays set: the fd is its now */
+	sem_post(&lead->sem);
+}
+
+/* Group commit, leader/follower: the caller that finds the fd free syncs
+ * everything written so far; callers that arrive meanwhile queue, and when
+ * the sync ends the ones it covered return and one of the others leads the
+ * next sync for all of them. */
 static int local_sync(struct store *s, uint64_t seq)
 {
 	struct store_local *st = to_local(s);
+	struct sync_waiter w;
 	uint64_t target;
 	int err = 0, fd;
 
 	pthread_mutex_lock(&st->lock);
 	if (seq == STORE_SEQ_WRITTEN)
 		seq = st->written;
-	while (st->synced < seq) {
+	for (;;) {
+		if (st->synced >= seq)
+			break;
 		if (st->failed) {
 			err = st->failed;
 			break;
 		}
-		if (st->syncing) {
-			pthread_cond_wait(&st->synced_cond, &st->lock);
-			continue;
+		if (st->syncing || st->compact_waiting) {
+			w = (struct sync_waiter){ .seq = seq };
+			sem_init(&w.sem, 0, 0);
+			*st->waiters_tail = &w;
+			st->waiters_tail = &w.next;
+			pthread_mutex_unlock(&st->lock);
+			while (sem_wait(&w.sem) < 0 && errno == EINTR)
+				;
+			sem_destroy(&w.sem);
+			if (w.state == WAITER_DONE)
+				return w.err;
+			pthread_mutex_lock(&st->lock); /* WAITER_LEADS: syncing is ours */
+		} else {
+			st->syncing = true;
 		}
-		st->syncing = true;
 		target = st->written;
 		fd = st->fd;
 		pthread_mutex_unlock(&st->lock);
 		err = fdatasync(fd) < 0 ? -errno : 0;
 		pthread_mutex_lock(&st->lock);
-		st->syncing = false;
-		if (!err && target > st->synced)
-			st->synced = target;
 		/* After a failed fdatasync the kernel may have dropped the dirty
 		 * pages and will not say so again: nothing written since the
 		 * last good sync can be acknowledged any more. */
@@ -364,9 +434,7 @@ static int local_sync(struct store *s, uint64_t seq)
 			log_err("store_failed", "path=%s err=\"fdatasync: %s\" state=\"%s\"", st->path,
 				strerror(-err), "no allocation is acknowledged until a restart");
 		}
-		pthread_cond_broadcast(&st->synced_cond);
-		if (err)
-			break;
+		sync_done(st, err ? 0 : target);
 	}
 	pthread_mutex_unlock(&st->lock);
 	return err;
@@ -468,13 +536,20 @@ static int local_compact_finish(struct store *s)
 			return compact_abort(st, fd, err);
 		pthread_mutex_lock(&st->lock);
 	}
-	/* A sync in flight on the old file finishes first. */
-	while (st->syncing)
-		pthread_cond_wait(&st->synced_cond, &st->lock);
+	/* A sync in flight on the old file finishes first; syncs asked for
+	 * meanwhile queue behind this switch. */
+	while (st->syncing) {
+		st->compact_waiting = true;
+		pthread_cond_wait(&st->compact_cond, &st->lock);
+	}
+	st->compact_waiting = false;
 	err = st->capture_err;
 	if (!err)
 		err = write_all(fd, st->capture.p, st->capture.len);
 	if (err) {
+		/* Syncs that queued behind the switch go on with the old file. */
+		st->syncing = true;
+		sync_done(st, 0);
 		pthread_mutex_unlock(&st->lock);
 		return compact_abort(st, fd, err);
 	}
@@ -497,12 +572,9 @@ static int local_compact_finish(struct store *s)
 		err = fsync_dir(st->dir);
 
 	pthread_mutex_lock(&st->lock);
-	st->syncing = false;
 	if (err)
 		st->failed = err; /* appends since the switch are in a file that is not the log */
-	else if (target > st->synced)
-		st->synced = target;
-	pthread_cond_broadcast(&st->synced_cond);
+	sync_done(st, err ? 0 : target);
 	pthread_mutex_unlock(&st->lock);
 	close(old_fd);
 	if (err) {
@@ -538,7 +610,7 @@ static void local_close(struct store *s)
 	bytes_free(&st->capture);
 	bytes_free(&st->snap);
 	pthread_mutex_destroy(&st->lock);
-	pthread_cond_destroy(&st->synced_cond);
+	pthread_cond_destroy(&st->compact_cond);
 	free(st);
 }
 
@@ -565,7 +637,8 @@ int store_local_open(const char *dir, struct store **out)
 	st->base.ops = &local_ops;
 	st->fd = -1;
 	pthread_mutex_init(&st->lock, NULL);
-	pthread_cond_init(&st->synced_cond, NULL);
+	pthread_cond_init(&st->compact_cond, NULL);
+	st->waiters_tail = &st->waiters;
 	if (snprintf(st->dir, sizeof(st->dir), "%s", dir) >= (int)sizeof(st->dir) ||
 	    snprintf(st->path, sizeof(st->path), "%s/ipam.log", dir) >= (int)sizeof(st->path) ||
 	    snprintf(st->tmp_path, sizeof(st->tmp_path), "%s/ipam.log.tmp", dir) >=
