@@ -118,6 +118,15 @@ static void test_record_encoding(void **state)
 	assert_int_equal(store_record_decode(buf, len, &payload), -EBADMSG);
 }
 
+static long long status_field(struct store *st, const char *key)
+{
+	struct json_object *status = st->ops->status(st);
+	long long v = json_object_get_int64(json_object_object_get(status, key));
+
+	json_object_put(status);
+	return v;
+}
+
 static void test_replay_in_order(void **state)
 {
 	struct seen seen;
@@ -152,6 +161,7 @@ static void test_torn_tail_is_dropped_and_truncated(void **state)
 	assert_int_equal(seen.n, 3);
 	assert_int_equal(seen.last, 2);
 	assert_int_equal(file_size(log_path(state)), good);
+	assert_int_equal(status_field(st, "tornTailBytes"), 13);
 	/* Appends go after the last good record. */
 	append_n(st, 3, 1);
 	st->ops->close(st);
@@ -186,6 +196,121 @@ static void test_corrupt_tail_is_dropped(void **state)
 	/* The dropped bytes are kept aside for the operator. */
 	snprintf(dropped, sizeof(dropped), "%s.dropped", log_path(state));
 	assert_true(file_size(dropped) > 0 && file_size(dropped) < size);
+}
+
+/* The offset of record @n (from 0) in the log at @path. */
+static off_t record_offset(const char *path, int n)
+{
+	unsigned char buf[65536];
+	const char *payload;
+	size_t off = 8; /* the header */
+	ssize_t len;
+	int fd = open(path, O_RDONLY);
+
+	assert_true(fd >= 0);
+	len = read(fd, buf, sizeof(buf));
+	close(fd);
+	for (int i = 0; i < n; i++) {
+		long plen = store_record_decode(buf + off, (size_t)len - off, &payload);
+
+		assert_true(plen > 0);
+		off += STORE_RECORD_HDR + (size_t)plen;
+	}
+	return (off_t)off;
+}
+
+/* Damage with valid records after it is not a torn tail: those records may
+ * have been acknowledged, and none of them is dropped. */
+static void test_damage_mid_log_keeps_later_records(void **state)
+{
+	char corrupt[300];
+	struct seen seen;
+	struct store *st = open_replay(state, &seen);
+	off_t size, r3, r6;
+	int fd;
+
+	append_n(st, 0, 10);
+	st->ops->close(st);
+	size = file_size(log_path(state));
+	r3 = record_offset(log_path(state), 3);
+	r6 = record_offset(log_path(state), 6);
+	fd = open(log_path(state), O_WRONLY);
+	assert_true(fd >= 0);
+	/* Record 3's payload damaged, record 6's length field too (it then
+	 * claims more bytes than the file holds, as a torn record would). */
+	assert_int_equal(pwrite(fd, "X", 1, r3 + STORE_RECORD_HDR + 2), 1);
+	assert_int_equal(pwrite(fd, "\xff\x7f", 2, r6), 2);
+	close(fd);
+
+	st = open_replay(state, &seen);
+	assert_int_equal(seen.n, 8);
+	assert_int_equal(seen.last, 9);
+	assert_int_equal(status_field(st, "damagedRegions"), 2);
+	assert_int_equal(status_field(st, "tornTailBytes"), 0);
+	/* The whole damaged log is kept for the operator... */
+	snprintf(corrupt, sizeof(corrupt), "%s.corrupt", log_path(state));
+	assert_int_equal(file_size(corrupt), size);
+	/* ...and the log is rewritten without the damage, taking appends. */
+	assert_true(file_size(log_path(state)) < size);
+	append_n(st, 10, 1);
+	st->ops->close(st);
+	st = open_replay(state, &seen);
+	assert_int_equal(seen.n, 9);
+	assert_int_equal(seen.last, 10);
+	assert_int_equal(status_field(st, "damagedRegions"), 0);
+	st->ops->close(st);
+}
+
+/* A power loss after the file grew but before its blocks were written
+ * leaves zeros: a torn tail too. */
+static void test_zeros_after_the_last_record_are_a_torn_tail(void **state)
+{
+	static const char zeros[4096];
+	struct seen seen;
+	struct store *st = open_replay(state, &seen);
+	off_t good;
+	int fd;
+
+	append_n(st, 0, 4);
+	st->ops->close(st);
+	good = file_size(log_path(state));
+	fd = open(log_path(state), O_WRONLY | O_APPEND);
+	assert_int_equal(write(fd, zeros, sizeof(zeros)), sizeof(zeros));
+	close(fd);
+	st = open_replay(state, &seen);
+	assert_int_equal(seen.n, 4);
+	assert_int_equal(status_field(st, "tornTailBytes"), sizeof(zeros));
+	assert_int_equal(file_size(log_path(state)), good);
+	st->ops->close(st);
+}
+
+/* railnetd --check-config reads the state and changes nothing. */
+static void test_readonly_changes_nothing(void **state)
+{
+	struct json_object *rec = json_object_new_object();
+	struct seen seen = { 0 };
+	struct store *st;
+	uint64_t seq;
+	off_t size;
+	int fd;
+
+	assert_int_equal(store_local_open_readonly(*state, &st), -ENOENT);
+	st = open_replay(state, &seen);
+	append_n(st, 0, 3);
+	st->ops->close(st);
+	fd = open(log_path(state), O_WRONLY | O_APPEND);
+	assert_int_equal(write(fd, "\x20\x00\x00\x00\x12\x34", 6), 6);
+	close(fd);
+	size = file_size(log_path(state));
+
+	assert_int_equal(store_local_open_readonly(*state, &st), 0);
+	assert_int_equal(st->ops->replay(st, count_records, &seen), 0);
+	assert_int_equal(seen.n, 3);
+	assert_int_equal(st->ops->append(st, rec, &seq), -EROFS);
+	assert_int_equal(st->ops->sync(st, STORE_SEQ_WRITTEN), 0);
+	st->ops->close(st);
+	json_object_put(rec);
+	assert_int_equal(file_size(log_path(state)), size);
 }
 
 static void test_bad_header_is_refused(void **state)
@@ -421,6 +546,9 @@ int main(void)
 		T(test_replay_in_order),
 		T(test_torn_tail_is_dropped_and_truncated),
 		T(test_corrupt_tail_is_dropped),
+		T(test_damage_mid_log_keeps_later_records),
+		T(test_zeros_after_the_last_record_are_a_torn_tail),
+		T(test_readonly_changes_nothing),
 		T(test_bad_header_is_refused),
 		T(test_compaction_replaces_the_log),
 		T(test_appends_during_compaction_are_kept),

@@ -35,6 +35,8 @@ struct store_ops {
 	int (*compact_finish)(struct store *store);
 	/* Records appended since the last compaction. */
 	uint64_t (*backlog)(struct store *store);
+	/* What recovery found at open, as JSON (a new reference); optional. */
+	struct json_object *(*status)(struct store *store);
 	void (*close)(struct store *store);
 };
 
@@ -46,6 +48,9 @@ struct store {
 
 /* The local store: <dir>/ipam.log, an append-only checksummed log. */
 int store_local_open(const char *dir, struct store **store);
+/* The same log for reading only (-ENOENT when there is none): replay
+ * repairs nothing, appends fail with -EROFS. */
+int store_local_open_readonly(const char *dir, struct store **store);
 
 /* Encoding of one local-log record: u32 length, u32 crc32, payload (JSON),
  * little-endian.  Exposed for tests. */

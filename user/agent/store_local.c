@@ -6,9 +6,15 @@
  * whose record is already covered by a sync that finished returns at once,
  * one that arrives while a sync runs queues, and when that sync ends one of
  * the queued callers syncs everything written meanwhile for all of them
- * (group commit, leader/follower).  At start the log is replayed up to the
- * first record that is torn or corrupt - a crash while appending - and
- * truncated there.
+ * (group commit, leader/follower).
+ *
+ * At start the log is replayed.  A record that is cut short or fails its
+ * checksum with no valid record after it is a torn tail - a crash while
+ * appending, nothing of it acknowledged - and is cut off (kept aside in
+ * ipam.log.dropped).  One with valid records after it is damage in the
+ * middle of the log: records after it may have been acknowledged, so none
+ * is dropped - the damaged bytes are skipped, the whole log is kept in
+ * ipam.log.corrupt, and the log is rewritten without them.
  *
  * Compaction holds up neither the caller nor the appends: compact_begin
  * encodes the live state into memory (under the caller's lock, so no record
@@ -93,7 +99,10 @@ struct store_local {
 	char tmp_path[PATH_MAX];
 	char dir[PATH_MAX];
 	int fd;
+	bool readonly;	      /* railnetd --check-config: no writes at all */
+	struct json_object *recovery; /* what replay found, for status */
 	pthread_mutex_t lock; /* everything below */
+	off_t end;	      /* where the next record goes */
 	uint64_t written;     /* sequence number of the last record written */
 	uint64_t synced;      /* ... of the last record known durable */
 	bool syncing;         /* a sync or a compaction holds the fd */
@@ -219,11 +228,107 @@ static int keep_aside(struct store_local *st, const unsigned char *bytes, size_t
 	return err;
 }
 
+/* Decodes a whole, checksummed, NUL-terminated record at @off: its payload
+ * length, or a negative errno as store_record_decode. */
+static long record_at(const unsigned char *buf, size_t len, size_t off, const char **payload)
+{
+	long plen = store_record_decode(buf + off, len - off, payload);
+
+	/* Payloads are written with their NUL. */
+	if (plen > 0 && (*payload)[plen - 1] != '\0')
+		return -EBADMSG;
+	return plen;
+}
+
+/* The offset of the first valid record after @from, or 0.  A payload is
+ * JSON text, so a record's length and checksum cannot appear inside another
+ * record's payload: what this finds is a record. */
+static size_t next_record(const unsigned char *buf, size_t len, size_t from)
+{
+	for (size_t off = from; off + STORE_RECORD_HDR < len; off++) {
+		const char *payload;
+		struct json_object *rec;
+
+		if (record_at(buf, len, off, &payload) <= 0)
+			continue;
+		rec = json_tokener_parse(payload);
+		if (rec) {
+			json_object_put(rec);
+			return off;
+		}
+	}
+	return 0;
+}
+
+/* A damaged stretch in the middle of the log, skipped at replay. */
+struct damage {
+	size_t off, len;
+};
+
+/* Writes @len bytes to @path (replacing it), durably. */
+static int write_file(struct store_local *st, const char *path, const unsigned char *bytes,
+		      size_t len)
+{
+	int fd, err;
+
+	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return -errno;
+	err = write_all(fd, bytes, len);
+	if (!err && fsync(fd) < 0)
+		err = -errno;
+	close(fd);
+	if (!err)
+		err = fsync_dir(st->dir);
+	return err;
+}
+
+/* Rewrites the log without the damaged stretches, once the whole of it is
+ * safe in <log>.corrupt, and reopens it. */
+static int repair(struct store_local *st, const unsigned char *buf, size_t len,
+		  const struct damage *dmg, size_t ndmg, size_t *newlen)
+{
+	char path[PATH_MAX + 16];
+	struct bytes out = { 0 };
+	size_t from = 0;
+	int err, fd;
+
+	snprintf(path, sizeof(path), "%s.corrupt", st->path);
+	err = write_file(st, path, buf, len);
+	for (size_t i = 0; !err && i < ndmg; i++) {
+		err = bytes_put(&out, buf + from, dmg[i].off - from);
+		from = dmg[i].off + dmg[i].len;
+	}
+	if (!err)
+		err = bytes_put(&out, buf + from, len - from);
+	if (!err)
+		err = write_file(st, st->tmp_path, out.p, out.len);
+	if (!err && rename(st->tmp_path, st->path) < 0)
+		err = -errno;
+	if (!err)
+		err = fsync_dir(st->dir);
+	if (!err) {
+		fd = open(st->path, O_RDWR | O_APPEND | O_CLOEXEC);
+		if (fd < 0) {
+			err = -errno;
+		} else {
+			close(st->fd);
+			st->fd = fd;
+			*newlen = out.len;
+		}
+	}
+	bytes_free(&out);
+	if (err)
+		log_err("store_repair_failed", "path=%s err=\"%s\"", st->path, strerror(-err));
+	return err;
+}
+
 static int local_replay(struct store *s, store_apply_fn apply, void *ctx)
 {
 	struct store_local *st = to_local(s);
+	struct damage *dmg = NULL;
+	size_t ndmg = 0, damaged = 0, torn = 0, after = 0, len = 0, off = LOG_MAGIC_LEN;
 	unsigned char *buf = NULL;
-	size_t len = 0, off = LOG_MAGIC_LEN;
 	uint64_t count = 0;
 	int err;
 
@@ -237,28 +342,54 @@ static int local_replay(struct store *s, store_apply_fn apply, void *ctx)
 	}
 	while (off < len) {
 		const char *payload;
-		long plen = store_record_decode(buf + off, len - off, &payload);
+		long plen = record_at(buf, len, off, &payload);
 		struct json_object *rec;
+		size_t next;
 
-		/* Payloads are written with their NUL. */
-		if (plen > 0 && payload[plen - 1] != '\0')
-			plen = -EBADMSG;
 		if (plen < 0) {
-			/* Past the last durable record: a crash while appending.
-			 * Nothing there was acknowledged, but keep the bytes for
-			 * the operator before cutting them off. */
-			log_warn("store_torn_tail",
-				 "path=%s offset=%zu dropped_bytes=%zu reason=%s records_kept=%llu kept_aside=%s.dropped",
-				 st->path, off, len - off, plen == -EAGAIN ? "truncated" : "corrupt",
-				 (unsigned long long)count, st->path);
-			err = keep_aside(st, buf + off, len - off);
-			if (err)
-				goto out;
-			if (ftruncate(st->fd, (off_t)off) < 0 || fdatasync(st->fd) < 0) {
-				err = -errno;
-				goto out;
+			next = next_record(buf, len, off + 1);
+			if (!next) {
+				torn = len - off;
+				/* Past the last durable record: a crash while
+				 * appending.  Nothing there was acknowledged, but
+				 * keep the bytes for the operator before cutting
+				 * them off. */
+				log_warn("store_torn_tail",
+					 "path=%s offset=%zu dropped_bytes=%zu reason=%s records_kept=%llu kept_aside=%s%s",
+					 st->path, off, torn, plen == -EAGAIN ? "truncated" : "corrupt",
+					 (unsigned long long)count, st->path,
+					 st->readonly ? ".dropped (not written: read-only)" : ".dropped");
+				if (st->readonly)
+					break;
+				err = keep_aside(st, buf + off, torn);
+				if (err)
+					goto out;
+				if (ftruncate(st->fd, (off_t)off) < 0 || fdatasync(st->fd) < 0) {
+					err = -errno;
+					goto out;
+				}
+				len = off;
+				break;
 			}
-			break;
+			/* Valid records follow: this is not where appends
+			 * stopped, and what follows may have been acknowledged. */
+			log_err("store_corrupt_record",
+				"path=%s offset=%zu damaged_bytes=%zu reason=%s next_record=%zu",
+				st->path, off, next - off, plen == -EAGAIN ? "bad_length" : "bad_checksum",
+				next);
+			if (ndmg % 16 == 0) {
+				struct damage *grown = realloc(dmg, (ndmg + 16) * sizeof(*dmg));
+
+				if (!grown) {
+					err = -ENOMEM;
+					goto out;
+				}
+				dmg = grown;
+			}
+			dmg[ndmg++] = (struct damage){ off, next - off };
+			damaged += next - off;
+			off = next;
+			continue;
 		}
 		rec = json_tokener_parse(payload);
 		if (!rec) {
@@ -273,14 +404,34 @@ static int local_replay(struct store *s, store_apply_fn apply, void *ctx)
 			goto out;
 		off += STORE_RECORD_HDR + (size_t)plen;
 		count++;
+		after += ndmg > 0;
 	}
-	if (lseek(st->fd, 0, SEEK_END) < 0) {
-		err = -errno;
-		goto out;
+	if (ndmg) {
+		/* Loud: whatever the damaged records said is lost (a release
+		 * lost leaks an address until GC or the reconciler; an
+		 * allocation lost may be handed out again). */
+		log_err("store_damaged",
+			"path=%s regions=%zu damaged_bytes=%zu records_kept=%llu records_after_damage=%zu "
+			"kept_aside=%s.corrupt state=\"%s\"",
+			st->path, ndmg, damaged, (unsigned long long)count, after, st->path,
+			st->readonly ? "read-only: left as it is" :
+				       "the log is rewritten without the damaged bytes");
+		if (!st->readonly) {
+			err = repair(st, buf, len, dmg, ndmg, &len);
+			if (err)
+				goto out;
+		}
 	}
+	st->end = (off_t)len;
 	st->backlog = count;
+	st->recovery = json_object_new_object();
+	json_object_object_add(st->recovery, "records", json_object_new_uint64(count));
+	json_object_object_add(st->recovery, "tornTailBytes", json_object_new_uint64(torn));
+	json_object_object_add(st->recovery, "damagedRegions", json_object_new_uint64(ndmg));
+	json_object_object_add(st->recovery, "damagedBytes", json_object_new_uint64(damaged));
 	log_info("store_replayed", "path=%s records=%llu", st->path, (unsigned long long)count);
 out:
+	free(dmg);
 	free(buf);
 	return err;
 }
@@ -306,13 +457,14 @@ static int encode_record(struct json_object *record, unsigned char **out, size_t
  * at replay with it.  Called with the lock held. */
 static int write_one(struct store_local *st, const unsigned char *buf, size_t len)
 {
-	off_t end = lseek(st->fd, 0, SEEK_END);
 	int err;
 
-	if (end < 0)
-		return -errno;
+	if (st->readonly)
+		return -EROFS;
 	err = write_all(st->fd, buf, len);
-	if (err && ftruncate(st->fd, end) < 0) {
+	if (!err) {
+		st->end += (off_t)len;
+	} else if (ftruncate(st->fd, st->end) < 0) {
 		st->failed = -errno;
 		log_err("store_failed", "path=%s err=\"cannot cut a partial record: %s\"", st->path,
 			strerror(errno));
@@ -470,7 +622,7 @@ static int local_compact_begin(struct store *s, store_dump_fn dump, void *ctx)
 	int err;
 
 	pthread_mutex_lock(&st->lock);
-	err = st->capturing ? -EBUSY : 0;
+	err = st->readonly ? -EROFS : st->capturing ? -EBUSY : 0;
 	pthread_mutex_unlock(&st->lock);
 	if (err)
 		return err;
@@ -514,10 +666,12 @@ static int local_compact_finish(struct store *s)
 	struct bytes chunk = { 0 };
 	uint64_t target, records;
 	int err, fd, old_fd;
+	off_t end;
 
 	fd = open(st->tmp_path, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0600);
 	if (fd < 0)
 		return compact_abort(st, -1, -errno);
+	end = (off_t)st->snap.len;
 	err = write_all(fd, st->snap.p, st->snap.len);
 	if (!err && fdatasync(fd) < 0)
 		err = -errno;
@@ -531,6 +685,7 @@ static int local_compact_finish(struct store *s)
 		memset(&st->capture, 0, sizeof(st->capture));
 		pthread_mutex_unlock(&st->lock);
 		err = write_all(fd, chunk.p, chunk.len);
+		end += (off_t)chunk.len;
 		bytes_free(&chunk);
 		if (err)
 			return compact_abort(st, fd, err);
@@ -556,6 +711,7 @@ static int local_compact_finish(struct store *s)
 	/* The switch: appends go to the new file, whose sync is this one. */
 	old_fd = st->fd;
 	st->fd = fd;
+	st->end = end + (off_t)st->capture.len;
 	records = st->snap_records + st->captured;
 	st->backlog = records;
 	st->capturing = false;
@@ -604,14 +760,23 @@ static void local_close(struct store *s)
 	if (!s)
 		return;
 	if (st->fd >= 0) {
-		fdatasync(st->fd);
+		if (!st->readonly)
+			fdatasync(st->fd);
 		close(st->fd);
 	}
+	json_object_put(st->recovery);
 	bytes_free(&st->capture);
 	bytes_free(&st->snap);
 	pthread_mutex_destroy(&st->lock);
 	pthread_cond_destroy(&st->compact_cond);
 	free(st);
+}
+
+static struct json_object *local_status(struct store *s)
+{
+	struct store_local *st = to_local(s);
+
+	return st->recovery ? json_object_get(st->recovery) : json_object_new_object();
 }
 
 static const struct store_ops local_ops = {
@@ -622,10 +787,11 @@ static const struct store_ops local_ops = {
 	.compact_begin = local_compact_begin,
 	.compact_finish = local_compact_finish,
 	.backlog = local_backlog,
+	.status = local_status,
 	.close = local_close,
 };
 
-int store_local_open(const char *dir, struct store **out)
+static int local_open(const char *dir, bool readonly, struct store **out)
 {
 	struct store_local *st;
 	struct stat sb;
@@ -636,6 +802,7 @@ int store_local_open(const char *dir, struct store **out)
 		return -ENOMEM;
 	st->base.ops = &local_ops;
 	st->fd = -1;
+	st->readonly = readonly;
 	pthread_mutex_init(&st->lock, NULL);
 	pthread_cond_init(&st->compact_cond, NULL);
 	st->waiters_tail = &st->waiters;
@@ -645,6 +812,15 @@ int store_local_open(const char *dir, struct store **out)
 		    (int)sizeof(st->tmp_path)) {
 		err = -ENAMETOOLONG;
 		goto err;
+	}
+	if (readonly) {
+		st->fd = open(st->path, O_RDONLY | O_CLOEXEC);
+		if (st->fd < 0) {
+			err = -errno;
+			goto err;
+		}
+		*out = &st->base;
+		return 0;
 	}
 	if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
 		err = -errno;
@@ -662,16 +838,28 @@ int store_local_open(const char *dir, struct store **out)
 		err = -errno;
 		goto err;
 	}
+	st->end = sb.st_size;
 	if (sb.st_size == 0) {
 		err = write_all(st->fd, LOG_MAGIC, LOG_MAGIC_LEN);
 		if (!err && (fsync(st->fd) < 0 || fsync_dir(dir) < 0))
 			err = -errno;
 		if (err)
 			goto err;
+		st->end = LOG_MAGIC_LEN;
 	}
 	*out = &st->base;
 	return 0;
 err:
 	local_close(&st->base);
 	return err;
+}
+
+int store_local_open(const char *dir, struct store **out)
+{
+	return local_open(dir, false, out);
+}
+
+int store_local_open_readonly(const char *dir, struct store **out)
+{
+	return local_open(dir, true, out);
 }
