@@ -5,6 +5,8 @@
 #include <errno.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/time.h>
@@ -148,8 +150,9 @@ static void json_put_context(FILE *f, const char *ctx)
 
 void log_event(enum log_level level, const char *event, const char *fmt, ...)
 {
-	FILE *out = log_cfg.out ? log_cfg.out : stderr;
-	char ctx[2048], stamp[32];
+	FILE *out = log_cfg.out ? log_cfg.out : stderr, *line, *f;
+	char ctx[2048], stamp[32], *text = NULL;
+	size_t len = 0;
 	struct timeval tv;
 	struct tm tm;
 	va_list ap;
@@ -166,20 +169,32 @@ void log_event(enum log_level level, const char *event, const char *fmt, ...)
 	strftime(stamp, sizeof(stamp) - 5, "%Y-%m-%dT%H:%M:%S", &tm);
 	snprintf(stamp + strlen(stamp), 6, ".%03uZ", (unsigned)(tv.tv_usec / 1000) % 1000);
 
-	pthread_mutex_lock(&log_lock);
+	/* The line is put together in memory, then written at once: stderr is
+	 * unbuffered, and each fputc would be a write(2) of its own, under
+	 * the lock every thread that logs waits for. */
+	line = open_memstream(&text, &len);
+	f = line ? line : out;
+	if (!line)
+		pthread_mutex_lock(&log_lock);
 	if (log_cfg.format == LOG_FMT_JSON) {
-		fprintf(out, "{\"ts\":\"%s\",\"level\":\"%s\",\"prog\":", stamp, level_names[level]);
-		json_put_string(out, log_cfg.prog, strlen(log_cfg.prog));
-		fputs(",\"event\":", out);
-		json_put_string(out, event, strlen(event));
-		json_put_context(out, ctx);
-		fputs("}\n", out);
+		fprintf(f, "{\"ts\":\"%s\",\"level\":\"%s\",\"prog\":", stamp, level_names[level]);
+		json_put_string(f, log_cfg.prog, strlen(log_cfg.prog));
+		fputs(",\"event\":", f);
+		json_put_string(f, event, strlen(event));
+		json_put_context(f, ctx);
+		fputs("}\n", f);
 	} else {
-		fprintf(out, "%s %-5s %s %s%s%s\n", stamp, level_names[level], log_cfg.prog,
+		fprintf(f, "%s %-5s %s %s%s%s\n", stamp, level_names[level], log_cfg.prog,
 			event, ctx[0] ? " " : "", ctx);
+	}
+	if (line) {
+		fclose(line);
+		pthread_mutex_lock(&log_lock);
+		fwrite(text, 1, len, out);
 	}
 	fflush(out);
 	pthread_mutex_unlock(&log_lock);
+	free(text);
 }
 
 static int libbpf_print(enum libbpf_print_level level, const char *fmt, va_list ap)
