@@ -157,6 +157,10 @@ static int request(struct worker *w, const char *op, struct json_object *args,
 		fprintf(stderr, "ipam_load: %s: %s (%s)\n", op, err.message, err.code);
 		return 1;
 	}
+	/* Which transport error tells a test whether a request was cut off
+	 * (ECONNRESET) or never got in (ENOENT, ECONNREFUSED). */
+	if (ret && !w->o->reference)
+		fprintf(stderr, "ipam_load: %s: transport: %s\n", op, strerror(-ret));
 	return ret ? 3 : 0;
 }
 

@@ -38,6 +38,7 @@
 struct conn {
 	struct conn *next, **pprev; /* in server->conns: every open connection */
 	int fd;
+	int answered; /* requests answered (atomic: read by ctl_server_stop) */
 };
 
 struct ctl_server {
@@ -137,8 +138,9 @@ static bool peer_is_root(int fd)
 }
 
 /* Serves one connection until it closes, times out or errs. */
-static void serve_conn(struct ctl_server *s, int fd, struct ctl_reader *reader)
+static void serve_conn(struct ctl_server *s, struct conn *c, struct ctl_reader *reader)
 {
+	int fd = c->fd;
 	struct json_object *resp;
 	char *line;
 	int n;
@@ -175,6 +177,7 @@ static void serve_conn(struct ctl_server *s, int fd, struct ctl_reader *reader)
 		resp = dispatch(s->agent, line);
 		n = write_response(fd, resp);
 		json_object_put(resp);
+		__atomic_add_fetch(&c->answered, 1, __ATOMIC_RELAXED);
 		/* Stopping: this request was in flight, a next one is not. */
 		if (n || __atomic_load_n(&s->stopping, __ATOMIC_RELAXED))
 			break;
@@ -239,6 +242,7 @@ static int take_conn(struct ctl_server *s, int ep, struct conn *c)
 		return -EAGAIN;
 	}
 	c->fd = fd;
+	c->answered = 0;
 	c->next = s->conns;
 	c->pprev = &s->conns;
 	if (c->next)
@@ -297,7 +301,7 @@ static void *worker_main(void *arg)
 		}
 		if (err)
 			break;
-		serve_conn(s, c.fd, &reader);
+		serve_conn(s, &c, &reader);
 		conn_closed(s, &c);
 	}
 out:
@@ -405,9 +409,13 @@ void ctl_server_stop(struct ctl_server *s, int grace_ms)
 	__atomic_store_n(&s->stopping, true, __ATOMIC_RELAXED);
 	if (write(s->stop_fd, &one, sizeof(one)) < 0)
 		log_warn("ctl_wake_failed", "err=\"%s\"", strerror(errno));
-	/* Idle connections see EOF; a request being served still gets its answer. */
+	/* A connection idle after an answer sees EOF (a request being served
+	 * still gets its answer).  One not answered yet is left alone: its
+	 * first request may be on its way, and shutting its reads would fail
+	 * the client's send (EPIPE) - it is served once, then closed. */
 	for (struct conn *c = s->conns; c; c = c->next)
-		shutdown(c->fd, SHUT_RD);
+		if (__atomic_load_n(&c->answered, __ATOMIC_RELAXED))
+			shutdown(c->fd, SHUT_RD);
 	while (s->nconns > 0 || s->nworkers > 0)
 		if (pthread_cond_timedwait(&s->idle, &s->lock, &deadline) == ETIMEDOUT)
 			break;
