@@ -631,6 +631,26 @@ static void test_many_allocations_by_key(void **state)
 	assert_int_equal(release(f, "c2999", "net1"), 0);
 }
 
+/* Records are JSON put together by hand: whatever a runtime passes in a
+ * key survives the log. */
+static void test_odd_strings_survive_the_log(void **state)
+{
+	static const char odd[] = "c\"1\\x\x01y\t/\xc3\xa9";
+	struct fixture *f = *state;
+	struct json_object *all;
+
+	open_with(f, POOL4(",\"ips\":[\"172.16.11.1-172.16.11.9\"]"));
+	assert_string_equal(alloc4(f, odd), "172.16.11.1");
+	open_with(f, POOL4(",\"ips\":[\"172.16.11.1-172.16.11.9\"]"));
+	all = ipam_allocations(f->ipam, NULL);
+	assert_int_equal(json_object_array_length(all), 1);
+	assert_string_equal(json_object_get_string(json_object_object_get(
+				    json_object_array_get_idx(all, 0), "containerID")),
+			    odd);
+	json_object_put(all);
+	assert_int_equal(release(f, odd, "net1"), 1);
+}
+
 static void test_state_survives_reopen_and_compaction(void **state)
 {
 	struct fixture *f = *state;
@@ -697,6 +717,7 @@ int main(void)
 		T(test_start_without_a_used_pool_keeps_its_allocations),
 		T(test_narrowing_a_pool_under_an_allocation),
 		T(test_many_allocations_by_key),
+		T(test_odd_strings_survive_the_log),
 		T(test_gc_keeps_only_valid_attachments),
 		T(test_reconfigure_refuses_dropping_a_used_pool),
 		T(test_state_survives_reopen_and_compaction),

@@ -74,14 +74,23 @@ static struct json_object *error_response(const char *code, const char *message)
 	return resp;
 }
 
-static struct json_object *dispatch(struct agent *agent, const char *line)
+/* @tok is the worker's, reused: a tokener per request is an allocation and
+ * a clearing of its parse stack each time. */
+static struct json_object *dispatch(struct agent *agent, struct json_tokener *tok,
+				    const char *line, int len)
 {
-	struct json_object *req = json_tokener_parse(line), *v, *args, *result, *resp;
+	struct json_object *req, *v, *args, *result, *resp;
 	struct ctl_error err = { 0 };
 	const struct ctl_op *op;
 	char msg[160];
 	int ret;
 
+	json_tokener_reset(tok);
+	req = json_tokener_parse_ex(tok, line, len);
+	if (req && json_tokener_get_error(tok) != json_tokener_success) {
+		json_object_put(req);
+		req = NULL;
+	}
 	if (!req || !json_object_is_type(req, json_type_object)) {
 		json_object_put(req);
 		return error_response(CTL_ERR_BAD_REQUEST, "the request is not a JSON object");
@@ -138,7 +147,8 @@ static bool peer_is_root(int fd)
 }
 
 /* Serves one connection until it closes, times out or errs. */
-static void serve_conn(struct ctl_server *s, struct conn *c, struct ctl_reader *reader)
+static void serve_conn(struct ctl_server *s, struct conn *c, struct ctl_reader *reader,
+		       struct json_tokener *tok)
 {
 	int fd = c->fd;
 	struct json_object *resp;
@@ -174,7 +184,7 @@ static void serve_conn(struct ctl_server *s, struct conn *c, struct ctl_reader *
 				log_debug("ctl_conn_timeout", "fd=%d", fd);
 			break;
 		}
-		resp = dispatch(s->agent, line);
+		resp = dispatch(s->agent, tok, line, n);
 		n = write_response(fd, resp);
 		json_object_put(resp);
 		__atomic_add_fetch(&c->answered, 1, __ATOMIC_RELAXED);
@@ -277,13 +287,15 @@ static void *worker_main(void *arg)
 			   sev = { .events = EPOLLIN };
 	struct ctl_reader reader;
 	bool have_reader = !ctl_reader_init(&reader, CTL_MAX_LINE);
+	struct json_tokener *tok = json_tokener_new();
 	int ep = epoll_create1(EPOLL_CLOEXEC), err = 0;
 	struct conn c;
 
 	/* Exclusive: a connection wakes one idle worker, not all of them. */
-	if (ep < 0 || !have_reader || epoll_ctl(ep, EPOLL_CTL_ADD, s->listen_fd, &lev) ||
+	if (ep < 0 || !have_reader || !tok || epoll_ctl(ep, EPOLL_CTL_ADD, s->listen_fd, &lev) ||
 	    epoll_ctl(ep, EPOLL_CTL_ADD, s->stop_fd, &sev)) {
-		log_err("ctl_worker_failed", "err=\"%s\"", strerror(have_reader ? errno : ENOMEM));
+		log_err("ctl_worker_failed", "err=\"%s\"",
+			strerror(have_reader && tok ? errno : ENOMEM));
 		goto out;
 	}
 	for (;;) {
@@ -301,7 +313,7 @@ static void *worker_main(void *arg)
 		}
 		if (err)
 			break;
-		serve_conn(s, &c, &reader);
+		serve_conn(s, &c, &reader, tok);
 		conn_closed(s, &c);
 	}
 out:
@@ -309,6 +321,8 @@ out:
 		close(ep);
 	if (have_reader)
 		ctl_reader_free(&reader);
+	if (tok)
+		json_tokener_free(tok);
 	pthread_mutex_lock(&s->lock);
 	s->nworkers--;
 	s->idle_workers--;

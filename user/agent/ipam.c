@@ -689,39 +689,127 @@ static const char *get_str(struct json_object *o, const char *key)
 	return json_object_get_string(v);
 }
 
+/* A store record as JSON text, put together directly: built from json-c
+ * objects it cost an allocation or two per field, on every request. */
+struct rec {
+	char *p;
+	size_t len, cap;
+	int err;
+	char stack[512];
+};
+
+static void rec_raw(struct rec *r, const char *s, size_t n)
+{
+	if (r->err)
+		return;
+	if (r->len + n + 1 > r->cap) {
+		size_t cap = r->cap * 2 > r->len + n + 1 ? r->cap * 2 : r->len + n + 1;
+		char *p = r->p == r->stack ? malloc(cap) : realloc(r->p, cap);
+
+		if (!p) {
+			r->err = -ENOMEM;
+			return;
+		}
+		if (r->p == r->stack)
+			memcpy(p, r->stack, r->len);
+		r->p = p;
+		r->cap = cap;
+	}
+	memcpy(r->p + r->len, s, n);
+	r->len += n;
+}
+
+static void rec_key(struct rec *r, const char *key)
+{
+	rec_raw(r, r->len > 1 ? ",\"" : "\"", r->len > 1 ? 2 : 1);
+	rec_raw(r, key, strlen(key));
+	rec_raw(r, "\":", 2);
+}
+
+/* A string, escaped as JSON needs (RFC 8259 section 7). */
+static void rec_str(struct rec *r, const char *key, const char *v)
+{
+	const char *run = v = v ? v : "";
+	char esc[8];
+
+	rec_key(r, key);
+	rec_raw(r, "\"", 1);
+	for (; *v; v++) {
+		unsigned char c = (unsigned char)*v;
+
+		if (c >= 0x20 && c != '"' && c != '\\')
+			continue;
+		rec_raw(r, run, (size_t)(v - run));
+		snprintf(esc, sizeof(esc), c < 0x20 ? "\\u%04x" : "\\%c", c);
+		rec_raw(r, esc, strlen(esc));
+		run = v + 1;
+	}
+	rec_raw(r, run, (size_t)(v - run));
+	rec_raw(r, "\"", 1);
+}
+
+static void rec_addr(struct rec *r, const char *key, const struct ipaddr *a)
+{
+	char buf[IPADDR_STRLEN];
+
+	rec_str(r, key, ipaddr_str(a, buf));
+}
+
+static void rec_literal(struct rec *r, const char *key, const char *v)
+{
+	rec_key(r, key);
+	rec_raw(r, v, strlen(v));
+}
+
+static void rec_int(struct rec *r, const char *key, long long v)
+{
+	char buf[24];
+
+	snprintf(buf, sizeof(buf), "%lld", v);
+	rec_literal(r, key, buf);
+}
+
+static void rec_start(struct rec *r, const char *type, const char *pool, const struct ipaddr *a)
+{
+	r->p = r->stack;
+	r->len = 0;
+	r->cap = sizeof(r->stack);
+	r->err = 0;
+	rec_raw(r, "{", 1);
+	rec_str(r, "t", type);
+	rec_str(r, "pool", pool);
+	rec_addr(r, "addr", a);
+}
+
+/* Closes the record; its text is r->p, r->len bytes (or r->err). */
+static int rec_end(struct rec *r)
+{
+	rec_raw(r, "}", 1);
+	return r->err;
+}
+
+static void rec_free(struct rec *r)
+{
+	if (r->p != r->stack)
+		free(r->p);
+}
+
 /* @rr: the address was picked round-robin, so replaying the record moves
  * the pool's cursor to it (a stateful pod's address given back, or handed
  * to its new container, does not). */
-static struct json_object *alloc_record(const struct alloc *al, bool rr)
+static void alloc_record(struct rec *r, const struct alloc *al, bool rr)
 {
-	struct json_object *r = json_object_new_object();
-	char buf[IPADDR_STRLEN];
-
-	add_str(r, "t", "a");
-	add_str(r, "pool", al->pool);
-	add_str(r, "addr", ipaddr_str(&al->addr, buf));
-	add_str(r, "net", al->network);
-	add_str(r, "cid", al->container_id);
-	add_str(r, "if", al->ifname);
-	add_str(r, "netns", al->netns);
-	add_str(r, "pns", al->pod_namespace);
-	add_str(r, "pn", al->pod_name);
-	add_str(r, "uid", al->pod_uid);
+	rec_start(r, "a", al->pool, &al->addr);
+	rec_str(r, "net", al->network);
+	rec_str(r, "cid", al->container_id);
+	rec_str(r, "if", al->ifname);
+	rec_str(r, "netns", al->netns);
+	rec_str(r, "pns", al->pod_namespace);
+	rec_str(r, "pn", al->pod_name);
+	rec_str(r, "uid", al->pod_uid);
 	if (al->stateful)
-		json_object_object_add(r, "st", json_object_new_boolean(1));
-	json_object_object_add(r, "rr", json_object_new_boolean(rr));
-	return r;
-}
-
-static struct json_object *addr_record(const char *type, const char *pool, const struct ipaddr *a)
-{
-	struct json_object *r = json_object_new_object();
-	char buf[IPADDR_STRLEN];
-
-	add_str(r, "t", type);
-	add_str(r, "pool", pool);
-	add_str(r, "addr", ipaddr_str(a, buf));
-	return r;
+		rec_literal(r, "st", "true");
+	rec_literal(r, "rr", rr ? "true" : "false");
 }
 
 static enum stray stray_of(struct ipam *ipam, const struct alloc *al, struct pool **pool)
@@ -885,30 +973,36 @@ static int apply_record(void *ctx, struct json_object *rec)
 static int dump_state(void *ctx, struct store *snap, store_emit_fn emit)
 {
 	struct ipam *ipam = ctx;
-	struct json_object *r;
+	struct rec r;
 	int err = 0;
 
 	for (struct alloc *al = ipam->allocs; al && !err; al = al->next) {
-		r = alloc_record(al, false);
-		err = emit(snap, r);
-		json_object_put(r);
+		alloc_record(&r, al, false);
+		err = rec_end(&r);
+		if (!err)
+			err = emit(snap, r.p, r.len);
+		rec_free(&r);
 	}
 	for (struct sticky *s = ipam->sticky; s && !err; s = s->next) {
-		r = addr_record("s", s->pool, &s->addr);
-		add_str(r, "net", s->network);
-		add_str(r, "pns", s->pod_namespace);
-		add_str(r, "pn", s->pod_name);
-		add_str(r, "if", s->ifname);
-		json_object_object_add(r, "ts", json_object_new_int64(s->released_ms));
-		err = emit(snap, r);
-		json_object_put(r);
+		rec_start(&r, "s", s->pool, &s->addr);
+		rec_str(&r, "net", s->network);
+		rec_str(&r, "pns", s->pod_namespace);
+		rec_str(&r, "pn", s->pod_name);
+		rec_str(&r, "if", s->ifname);
+		rec_int(&r, "ts", s->released_ms);
+		err = rec_end(&r);
+		if (!err)
+			err = emit(snap, r.p, r.len);
+		rec_free(&r);
 	}
 	for (size_t i = 0; i < ipam->npools && !err; i++) {
 		if (!ipam->pools[i].has_cursor)
 			continue;
-		r = addr_record("c", ipam->pools[i].cfg.name, &ipam->pools[i].cursor);
-		err = emit(snap, r);
-		json_object_put(r);
+		rec_start(&r, "c", ipam->pools[i].cfg.name, &ipam->pools[i].cursor);
+		err = rec_end(&r);
+		if (!err)
+			err = emit(snap, r.p, r.len);
+		rec_free(&r);
 	}
 	return err;
 }
@@ -957,11 +1051,14 @@ static void maybe_compact(struct ipam *ipam)
 	}
 }
 
-static int append(struct ipam *ipam, struct json_object *rec, uint64_t *seq)
+/* Appends the record @r (built with rec_*), and frees it. */
+static int append(struct ipam *ipam, struct rec *r, uint64_t *seq)
 {
-	int err = ipam->store->ops->append(ipam->store, rec, seq);
+	int err = rec_end(r);
 
-	json_object_put(rec);
+	if (!err)
+		err = ipam->store->ops->append(ipam->store, r->p, r->len, seq);
+	rec_free(r);
 	if (!err)
 		maybe_compact(ipam);
 	return err;
@@ -1347,6 +1444,7 @@ static int allocate_family(struct ipam *ipam, const struct ipam_request *req, in
 {
 	struct alloc *al = find_existing(ipam, req, family, names, n);
 	bool any_allowed = false, rr;
+	struct rec r;
 	struct ipaddr addr;
 	struct pool *p;
 	int err;
@@ -1369,8 +1467,10 @@ static int allocate_family(struct ipam *ipam, const struct ipam_request *req, in
 			al->netns = netns;
 			al->key_hash = key_hash(al->network, al->container_id, al->ifname);
 			err = chain_insert(&ipam->by_key, al, BY_KEY);
-			if (!err)
-				err = append(ipam, alloc_record(al, false), seq);
+			if (!err) {
+				alloc_record(&r, al, false);
+				err = append(ipam, &r, seq);
+			}
 			if (err)
 				goto store_err;
 		}
@@ -1413,7 +1513,8 @@ static int allocate_family(struct ipam *ipam, const struct ipam_request *req, in
 		al->pod_namespace = xstrdup(req->pod_namespace);
 		al->pod_name = xstrdup(req->pod_name);
 		al->pod_uid = xstrdup(req->pod_uid);
-		err = append(ipam, alloc_record(al, rr), seq);
+		alloc_record(&r, al, rr);
+		err = append(ipam, &r, seq);
 		if (err) {
 			alloc_free(al);
 			goto store_err;
@@ -1450,15 +1551,16 @@ store_err:
 
 static int release_alloc(struct ipam *ipam, struct alloc *al, uint64_t *seq)
 {
-	struct json_object *rec = addr_record("r", al->pool, &al->addr);
 	long long now = ipam->wall_ms();
+	struct rec rec;
 	int err;
 
+	rec_start(&rec, "r", al->pool, &al->addr);
 	/* When the hold of a stateful pod's address began, for a restart.
 	 * (Without a pod name there is no pod to give it back to.) */
 	if (in_pod_index(al))
-		json_object_object_add(rec, "ts", json_object_new_int64(now));
-	err = append(ipam, rec, seq);
+		rec_int(&rec, "ts", now);
+	err = append(ipam, &rec, seq);
 	if (err)
 		return err;
 	if (in_pod_index(al))

@@ -2,7 +2,7 @@
 /* Where IPAM keeps what it has acknowledged.  A store is a log of JSON
  * records: append (buffered), sync (durable up to a sequence number, shared
  * by concurrent callers: group commit), replay at start, and compaction into
- * a snapshot.  The local store is the default; a cluster-wide backend
+ * a snapshot.  Records go in as JSON text (one object), come out parsed.  The local store is the default; a cluster-wide backend
  * (etcd) implements the same operations. */
 #ifndef RAILNET_STORE_H
 #define RAILNET_STORE_H
@@ -14,14 +14,15 @@ struct store;
 
 /* Called for every record at replay, and by compaction to write a snapshot. */
 typedef int (*store_apply_fn)(void *ctx, struct json_object *record);
-typedef int (*store_emit_fn)(struct store *store, struct json_object *record);
+typedef int (*store_emit_fn)(struct store *store, const char *json, size_t len);
 typedef int (*store_dump_fn)(void *ctx, struct store *store, store_emit_fn emit);
 
 struct store_ops {
 	const char *name;
 	int (*replay)(struct store *store, store_apply_fn apply, void *ctx);
-	/* Appends @record; *seq names it for store_sync. */
-	int (*append)(struct store *store, struct json_object *record, uint64_t *seq);
+	/* Appends the record @json (@len bytes of one JSON object); *seq
+	 * names it for sync. */
+	int (*append)(struct store *store, const char *json, size_t len, uint64_t *seq);
 	/* Returns once every record up to @seq (STORE_SEQ_WRITTEN: every
 	 * record appended so far) is durable. */
 	int (*sync)(struct store *store, uint64_t seq);
