@@ -80,17 +80,16 @@ static void bytes_free(struct bytes *b)
 /* Below this many copied bytes compact_finish takes the lock to switch. */
 #define COMPACT_SWITCH_BYTES (64 * 1024)
 
-/* A caller of sync waiting for the sync in progress.  It sleeps on its own
- * semaphore, so that the leader wakes exactly the callers its fdatasync
- * covered - they return without touching the store lock again - and hands
- * the fd to one of the rest, which syncs everything written meanwhile.  A
- * condition variable broadcast would wake all of them to fight over the
- * lock, only to find most of them must go back to sleep. */
+/* A caller of sync waiting for its record to be durable.  It sleeps on its
+ * own semaphore, so that a sync's end wakes exactly the callers it covered
+ * - they return without touching the store lock again.  A condition
+ * variable broadcast would wake all of them to fight over the lock, only
+ * to find most of them must go back to sleep. */
 struct sync_waiter {
 	struct sync_waiter *next;
 	uint64_t seq;
 	sem_t sem;
-	enum { WAITER_WAITING, WAITER_DONE, WAITER_LEADS } state;
+	bool done;
 	int err;
 };
 
@@ -110,6 +109,9 @@ struct store_local {
 	struct sync_waiter *waiters, **waiters_tail; /* in arrival order */
 	bool compact_waiting; /* compact_finish waits for the fd */
 	pthread_cond_t compact_cond;
+	pthread_t syncer;
+	bool syncer_started, syncer_busy, stopping;
+	pthread_cond_t syncer_cond;
 	int failed;           /* nothing can be made durable any more: every sync fails */
 	uint64_t backlog;
 	/* A compaction between begin and finish. */
@@ -541,12 +543,11 @@ static int local_append(struct store *s, const char *json, size_t len, uint64_t 
 }
 
 /* The fd's holder is done with it: wakes the waiters that @target (the last
- * record durable now, 0 after a failure) covers, then hands the fd to the
- * first of the others - or to a waiting compaction.  Lock held, syncing
- * set. */
+ * record durable now, 0 after a failure) covers, then gives the fd to a
+ * waiting compaction, or has the syncer take the rest.  Lock held. */
 static void sync_done(struct store_local *st, uint64_t target)
 {
-	struct sync_waiter *w, **pp, *lead = NULL;
+	struct sync_waiter *w, **pp;
 
 	if (target > st->synced)
 		st->synced = target;
@@ -557,37 +558,74 @@ static void sync_done(struct store_local *st, uint64_t target)
 		}
 		*pp = w->next;
 		w->err = st->failed;
-		w->state = WAITER_DONE;
+		w->done = true;
 		sem_post(&w->sem); /* w may be gone from here on */
 	}
 	st->waiters_tail = pp;
+	st->syncing = false;
 	if (st->compact_waiting) {
-		st->syncing = false;
 		pthread_cond_signal(&st->compact_cond);
 		return;
 	}
-	lead = st->waiters;
-	if (!lead) {
-		st->syncing = false;
-		return;
+	if (st->waiters && !st->syncer_busy) {
+		st->syncer_busy = true;
+		pthread_cond_signal(&st->syncer_cond);
 	}
-	st->waiters = lead->next;
-	if (!st->waiters)
-		st->waiters_tail = &st->waiters;
-	lead->state = WAITER_LEADS; /* syncing stays set: the fd is its now */
-	sem_post(&lead->sem);
 }
 
-/* Group commit, leader/follower: the caller that finds the fd free syncs
- * everything written so far; callers that arrive meanwhile queue, and when
- * the sync ends the ones it covered return and one of the others leads the
- * next sync for all of them. */
+/* One fdatasync of everything written so far.  Lock held, the fd free. */
+static void sync_written(struct store_local *st)
+{
+	uint64_t target = st->written;
+	int err, fd = st->fd;
+
+	st->syncing = true;
+	pthread_mutex_unlock(&st->lock);
+	err = fdatasync(fd) < 0 ? -errno : 0;
+	pthread_mutex_lock(&st->lock);
+	/* After a failed fdatasync the kernel may have dropped the dirty
+	 * pages and will not say so again: nothing written since the last
+	 * good sync can be acknowledged any more. */
+	if (err && !st->failed) {
+		st->failed = err;
+		log_err("store_failed", "path=%s err=\"fdatasync: %s\" state=\"%s\"", st->path,
+			strerror(-err), "no allocation is acknowledged until a restart");
+	}
+	sync_done(st, err ? 0 : target);
+}
+
+/* Syncs back to back while callers wait, so that the disk never idles
+ * between two groups for want of a thread to run the next sync: handed
+ * to a sleeping caller instead, the next sync would wait for that thread
+ * to be scheduled, behind every runnable client on a busy node. */
+static void *syncer_main(void *arg)
+{
+	struct store_local *st = arg;
+
+	pthread_mutex_lock(&st->lock);
+	for (;;) {
+		while (!st->stopping && (!st->waiters || st->syncing || st->compact_waiting)) {
+			st->syncer_busy = false;
+			pthread_cond_wait(&st->syncer_cond, &st->lock);
+		}
+		if (st->stopping)
+			break;
+		st->syncer_busy = true;
+		sync_written(st);
+	}
+	pthread_mutex_unlock(&st->lock);
+	return NULL;
+}
+
+/* Group commit: a caller that finds the disk idle syncs everything written
+ * so far itself (no thread to wake: the fast path of a quiet node); callers
+ * that arrive while a sync runs queue, and when it ends the ones it covered
+ * return while the syncer runs the next sync for the rest. */
 static int local_sync(struct store *s, uint64_t seq)
 {
 	struct store_local *st = to_local(s);
 	struct sync_waiter w;
-	uint64_t target;
-	int err = 0, fd;
+	int err = 0;
 
 	pthread_mutex_lock(&st->lock);
 	if (seq == STORE_SEQ_WRITTEN)
@@ -599,35 +637,19 @@ static int local_sync(struct store *s, uint64_t seq)
 			err = st->failed;
 			break;
 		}
-		if (st->syncing || st->compact_waiting) {
-			w = (struct sync_waiter){ .seq = seq };
-			sem_init(&w.sem, 0, 0);
-			*st->waiters_tail = &w;
-			st->waiters_tail = &w.next;
-			pthread_mutex_unlock(&st->lock);
-			while (sem_wait(&w.sem) < 0 && errno == EINTR)
-				;
-			sem_destroy(&w.sem);
-			if (w.state == WAITER_DONE)
-				return w.err;
-			pthread_mutex_lock(&st->lock); /* WAITER_LEADS: syncing is ours */
-		} else {
-			st->syncing = true;
+		if (!st->syncing && !st->compact_waiting && !st->syncer_busy) {
+			sync_written(st);
+			continue;
 		}
-		target = st->written;
-		fd = st->fd;
+		w = (struct sync_waiter){ .seq = seq };
+		sem_init(&w.sem, 0, 0);
+		*st->waiters_tail = &w;
+		st->waiters_tail = &w.next;
 		pthread_mutex_unlock(&st->lock);
-		err = fdatasync(fd) < 0 ? -errno : 0;
-		pthread_mutex_lock(&st->lock);
-		/* After a failed fdatasync the kernel may have dropped the dirty
-		 * pages and will not say so again: nothing written since the
-		 * last good sync can be acknowledged any more. */
-		if (err && !st->failed) {
-			st->failed = err;
-			log_err("store_failed", "path=%s err=\"fdatasync: %s\" state=\"%s\"", st->path,
-				strerror(-err), "no allocation is acknowledged until a restart");
-		}
-		sync_done(st, err ? 0 : target);
+		while (sem_wait(&w.sem) < 0 && errno == EINTR)
+			;
+		sem_destroy(&w.sem);
+		return w.err;
 	}
 	pthread_mutex_unlock(&st->lock);
 	return err;
@@ -741,7 +763,6 @@ static int local_compact_finish(struct store *s)
 		err = write_all(fd, st->capture.p, st->capture.len);
 	if (err) {
 		/* Syncs that queued behind the switch go on with the old file. */
-		st->syncing = true;
 		sync_done(st, 0);
 		pthread_mutex_unlock(&st->lock);
 		return compact_abort(st, fd, err);
@@ -797,6 +818,13 @@ static void local_close(struct store *s)
 
 	if (!s)
 		return;
+	if (st->syncer_started) {
+		pthread_mutex_lock(&st->lock);
+		st->stopping = true;
+		pthread_cond_signal(&st->syncer_cond);
+		pthread_mutex_unlock(&st->lock);
+		pthread_join(st->syncer, NULL);
+	}
 	if (st->fd >= 0) {
 		if (!st->readonly)
 			fdatasync(st->fd);
@@ -807,6 +835,7 @@ static void local_close(struct store *s)
 	bytes_free(&st->snap);
 	pthread_mutex_destroy(&st->lock);
 	pthread_cond_destroy(&st->compact_cond);
+	pthread_cond_destroy(&st->syncer_cond);
 	free(st);
 }
 
@@ -843,6 +872,7 @@ static int local_open(const char *dir, bool readonly, struct store **out)
 	st->readonly = readonly;
 	pthread_mutex_init(&st->lock, NULL);
 	pthread_cond_init(&st->compact_cond, NULL);
+	pthread_cond_init(&st->syncer_cond, NULL);
 	st->waiters_tail = &st->waiters;
 	if (snprintf(st->dir, sizeof(st->dir), "%s", dir) >= (int)sizeof(st->dir) ||
 	    snprintf(st->path, sizeof(st->path), "%s/ipam.log", dir) >= (int)sizeof(st->path) ||
@@ -885,6 +915,10 @@ static int local_open(const char *dir, bool readonly, struct store **out)
 			goto err;
 		st->end = LOG_MAGIC_LEN;
 	}
+	err = -pthread_create(&st->syncer, NULL, syncer_main, st);
+	if (err)
+		goto err;
+	st->syncer_started = true;
 	*out = &st->base;
 	return 0;
 err:
