@@ -27,10 +27,13 @@ journal=$(lab_node_dir 1)/journal
 store=$(lab_node_dir 1)/state/ipam.log
 
 # The first 1-40 bytes of a record's payload behind a header that promises
-# 200: an append cut short.
+# 200: an append cut short, where the records end (the store fills the file
+# with zeros ahead of them).
 tear() {
-	local payload='{"t":"a","pool":"big","addr":"10.50.9.9","net":"crash","cid":"torn"}'
-	printf '\xc8\x00\x00\x00\x01\x02\x03\x04%s' "${payload:0:$((RANDOM % 40 + 1))}" >>"$store"
+	local payload='{"t":"a","pool":"big","addr":"10.50.9.9","net":"crash","cid":"torn"}' end
+	end=$(python3 -c 'import sys; d = open(sys.argv[1], "rb").read(); n = len(d.rstrip(b"\0")); print(min(n + 1, len(d)))' "$store")
+	printf '\xc8\x00\x00\x00\x01\x02\x03\x04%s' "${payload:0:$((RANDOM % 40 + 1))}" |
+		dd of="$store" bs=1 seek="$end" conv=notrunc status=none
 }
 
 acked() { grep -cE '^(A|R) ' "$journal" 2>/dev/null || echo 0; }

@@ -44,6 +44,8 @@ start_tracked() { # <config>
 }
 exit_status() { for _ in $(seq 200); do [ -s "$dir/railnetd.rc" ] && { cat "$dir/railnetd.rc"; return; }; sleep 0.05; done; echo none; }
 log_since() { tail -c +$(($1 + 1)) "$log"; } # <byte offset>
+# Where the records end: the store fills the file with zeros ahead of them.
+records_end() { python3 -c 'import sys; d = open(sys.argv[1], "rb").read(); n = len(d.rstrip(b"\0")); print(min(n + 1, len(d)))' "$1"; }
 log_size() { stat -c %s "$log" 2>/dev/null || echo 0; }
 
 # --- SIGTERM while 16 clients allocate and release ------------------------
@@ -69,9 +71,10 @@ tap_ok "...every acknowledged operation is there" \
 # --- a torn last record -----------------------------------------------------
 kill -TERM "$(agent_pid 1)"
 exit_status >/dev/null
-# Half a record: a length, a checksum and the start of a payload, as a crash
-# in the middle of an append leaves them.
-printf '\x40\x00\x00\x00\xde\xad\xbe\xef{"t":"a","pool":"big","ad' >>"$store"
+# Half a record: a length, a checksum and the start of a payload, where a
+# crash in the middle of an append leaves them.
+printf '\x40\x00\x00\x00\xde\xad\xbe\xef{"t":"a","pool":"big","ad' |
+	dd of="$store" bs=1 seek="$(records_end "$store")" conv=notrunc status=none
 off=$(log_size)
 tap_ok "a torn tail: the agent starts" start_tracked "$conf"
 tap_ok "...says so (store_torn_tail, the bytes it drops)" \

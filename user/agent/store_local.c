@@ -8,6 +8,12 @@
  * the queued callers syncs everything written meanwhile for all of them
  * (group commit, leader/follower).
  *
+ * The file is zero-filled ahead of the records (PREALLOC_BYTES at a time)
+ * and records overwrite the zeros: an fdatasync then writes the record's
+ * page and flushes, without the inode write that an append's new file size
+ * costs - a third fewer I/Os and less time per sync on the request path.
+ * Zeros after the last record are the log's clean end.
+ *
  * At start the log is replayed.  A record that is cut short or fails its
  * checksum with no valid record after it is a torn tail - a crash while
  * appending, nothing of it acknowledged - and is cut off (kept aside in
@@ -77,6 +83,9 @@ static void bytes_free(struct bytes *b)
 	memset(b, 0, sizeof(*b));
 }
 
+/* How far ahead of the records the file is zero-filled. */
+#define PREALLOC_BYTES (256 * 1024)
+
 /* Below this many copied bytes compact_finish takes the lock to switch. */
 #define COMPACT_SWITCH_BYTES (64 * 1024)
 
@@ -103,6 +112,7 @@ struct store_local {
 	struct json_object *recovery; /* what replay found, for status */
 	pthread_mutex_t lock; /* everything below */
 	off_t end;	      /* where the next record goes */
+	off_t size;	      /* the file's, zeros past end */
 	uint64_t written;     /* sequence number of the last record written */
 	uint64_t synced;      /* ... of the last record known durable */
 	bool syncing;         /* a sync or a compaction holds the fd */
@@ -171,16 +181,17 @@ static int write_all(int fd, const void *buf, size_t len)
 	return 0;
 }
 
-static int writev_all(int fd, struct iovec *iov, int n)
+static int pwritev_all(int fd, struct iovec *iov, int n, off_t off)
 {
 	while (n) {
-		ssize_t w = writev(fd, iov, n);
+		ssize_t w = pwritev(fd, iov, n, off);
 
 		if (w < 0) {
 			if (errno == EINTR)
 				continue;
 			return -errno;
 		}
+		off += w;
 		while (n && (size_t)w >= iov->iov_len) {
 			w -= (ssize_t)iov->iov_len;
 			iov++;
@@ -192,6 +203,29 @@ static int writev_all(int fd, struct iovec *iov, int n)
 		}
 	}
 	return 0;
+}
+
+/* Zero-fills the file up to past @need (best effort: without it, records
+ * still go in, growing the file).  Lock held. */
+static void prealloc(struct store_local *st, off_t need)
+{
+	static const unsigned char zeros[64 * 1024];
+	off_t to = (need + PREALLOC_BYTES + 4095) & ~(off_t)4095;
+
+	while (st->size < to) {
+		size_t n = (size_t)(to - st->size) < sizeof(zeros) ? (size_t)(to - st->size) :
+								      sizeof(zeros);
+		ssize_t w = pwrite(st->fd, zeros, n, st->size);
+
+		if (w <= 0) {
+			if (w < 0 && errno == EINTR)
+				continue;
+			log_debug("store_prealloc_failed", "path=%s err=\"%s\"", st->path,
+				  strerror(w < 0 ? errno : EIO));
+			return;
+		}
+		st->size += w;
+	}
 }
 
 static int fsync_dir(const char *dir)
@@ -309,9 +343,9 @@ static int write_file(struct store_local *st, const char *path, const unsigned c
 	return err;
 }
 
-/* Rewrites the log without the damaged stretches, once the whole of it is
- * safe in <log>.corrupt, and reopens it. */
-static int repair(struct store_local *st, const unsigned char *buf, size_t len,
+/* Rewrites the log's first @len bytes without the damaged stretches, once
+ * the whole file (@all bytes) is safe in <log>.corrupt, and reopens it. */
+static int repair(struct store_local *st, const unsigned char *buf, size_t all, size_t len,
 		  const struct damage *dmg, size_t ndmg, size_t *newlen)
 {
 	char path[PATH_MAX + 16];
@@ -320,7 +354,7 @@ static int repair(struct store_local *st, const unsigned char *buf, size_t len,
 	int err, fd;
 
 	snprintf(path, sizeof(path), "%s.corrupt", st->path);
-	err = write_file(st, path, buf, len);
+	err = write_file(st, path, buf, all);
 	for (size_t i = 0; !err && i < ndmg; i++) {
 		err = bytes_put(&out, buf + from, dmg[i].off - from);
 		from = dmg[i].off + dmg[i].len;
@@ -334,7 +368,7 @@ static int repair(struct store_local *st, const unsigned char *buf, size_t len,
 	if (!err)
 		err = fsync_dir(st->dir);
 	if (!err) {
-		fd = open(st->path, O_RDWR | O_APPEND | O_CLOEXEC);
+		fd = open(st->path, O_RDWR | O_CLOEXEC);
 		if (fd < 0) {
 			err = -errno;
 		} else {
@@ -353,7 +387,7 @@ static int local_replay(struct store *s, store_apply_fn apply, void *ctx)
 {
 	struct store_local *st = to_local(s);
 	struct damage *dmg = NULL;
-	size_t ndmg = 0, damaged = 0, torn = 0, after = 0, len = 0, off = LOG_MAGIC_LEN;
+	size_t ndmg = 0, damaged = 0, torn = 0, after = 0, len = 0, off = LOG_MAGIC_LEN, used, nonzero;
 	unsigned char *buf = NULL;
 	uint64_t count = 0;
 	int err;
@@ -366,16 +400,22 @@ static int local_replay(struct store *s, store_apply_fn apply, void *ctx)
 		err = -EBADMSG;
 		goto out;
 	}
-	while (off < len) {
+	st->size = (off_t)len;
+	/* The zeros at the end are where records go next - less the NUL
+	 * that ends the last record's payload. */
+	for (nonzero = len; nonzero > LOG_MAGIC_LEN && !buf[nonzero - 1]; nonzero--)
+		;
+	used = nonzero < len ? nonzero + 1 : len;
+	while (off < used) {
 		const char *payload;
-		long plen = record_at(buf, len, off, &payload);
+		long plen = record_at(buf, used, off, &payload);
 		struct json_object *rec;
 		size_t next;
 
 		if (plen < 0) {
-			next = next_record(buf, len, off + 1);
+			next = next_record(buf, used, off + 1);
 			if (!next) {
-				torn = len - off;
+				torn = (nonzero > off ? nonzero : used) - off;
 				/* Past the last durable record: a crash while
 				 * appending.  Nothing there was acknowledged, but
 				 * keep the bytes for the operator before cutting
@@ -394,7 +434,8 @@ static int local_replay(struct store *s, store_apply_fn apply, void *ctx)
 					err = -errno;
 					goto out;
 				}
-				len = off;
+				used = off;
+				st->size = (off_t)off;
 				break;
 			}
 			/* Valid records follow: this is not where appends
@@ -443,12 +484,14 @@ static int local_replay(struct store *s, store_apply_fn apply, void *ctx)
 			st->readonly ? "read-only: left as it is" :
 				       "the log is rewritten without the damaged bytes");
 		if (!st->readonly) {
-			err = repair(st, buf, len, dmg, ndmg, &len);
+			err = repair(st, buf, len, used, dmg, ndmg, &used);
 			if (err)
 				goto out;
+			st->size = (off_t)used;
+			off = used;
 		}
 	}
-	st->end = (off_t)len;
+	st->end = (off_t)off;
 	st->backlog = count;
 	st->recovery = json_object_new_object();
 	json_object_object_add(st->recovery, "records", json_object_new_uint64(count));
@@ -505,14 +548,20 @@ static int write_one(struct store_local *st, const struct record *rec)
 
 	if (st->readonly)
 		return -EROFS;
+	if (st->end + (off_t)rec->len > st->size)
+		prealloc(st, st->end + (off_t)rec->len);
 	memcpy(iov, rec->iov, sizeof(iov));
-	err = writev_all(st->fd, iov, 3);
+	err = pwritev_all(st->fd, iov, 3, st->end);
 	if (!err) {
 		st->end += (off_t)rec->len;
+		if (st->end > st->size)
+			st->size = st->end;
 	} else if (ftruncate(st->fd, st->end) < 0) {
 		st->failed = -errno;
 		log_err("store_failed", "path=%s err=\"cannot cut a partial record: %s\"", st->path,
 			strerror(errno));
+	} else {
+		st->size = st->end;
 	}
 	return err;
 }
@@ -728,7 +777,7 @@ static int local_compact_finish(struct store *s)
 	int err, fd, old_fd;
 	off_t end;
 
-	fd = open(st->tmp_path, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0600);
+	fd = open(st->tmp_path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	if (fd < 0)
 		return compact_abort(st, -1, -errno);
 	end = (off_t)st->snap.len;
@@ -771,6 +820,7 @@ static int local_compact_finish(struct store *s)
 	old_fd = st->fd;
 	st->fd = fd;
 	st->end = end + (off_t)st->capture.len;
+	st->size = st->end;
 	records = st->snap_records + st->captured;
 	st->backlog = records;
 	st->capturing = false;
@@ -896,7 +946,7 @@ static int local_open(const char *dir, bool readonly, struct store **out)
 		goto err;
 	}
 	unlink(st->tmp_path); /* a compaction that crashed before its rename */
-	st->fd = open(st->path, O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+	st->fd = open(st->path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
 	if (st->fd < 0) {
 		err = -errno;
 		log_err("store_open_failed", "path=%s err=\"%s\"", st->path, strerror(errno));
@@ -906,14 +956,14 @@ static int local_open(const char *dir, bool readonly, struct store **out)
 		err = -errno;
 		goto err;
 	}
-	st->end = sb.st_size;
+	st->end = st->size = sb.st_size; /* replay finds the end of the records */
 	if (sb.st_size == 0) {
 		err = write_all(st->fd, LOG_MAGIC, LOG_MAGIC_LEN);
 		if (!err && (fsync(st->fd) < 0 || fsync_dir(dir) < 0))
 			err = -errno;
 		if (err)
 			goto err;
-		st->end = LOG_MAGIC_LEN;
+		st->end = st->size = LOG_MAGIC_LEN;
 	}
 	err = -pthread_create(&st->syncer, NULL, syncer_main, st);
 	if (err)
