@@ -9,8 +9,9 @@
 # as bench_cni.sh does.
 #
 # Two floors are measured in the same run, to say where the time goes: the
-# disk's own write+fdatasync, and railnetd answering a request that needs no
-# fsync (an ipam.get of a key nobody holds) - the socket, the threads and the
+# disk's own write+fdatasync (appending, and overwriting a zero-filled file as
+# railnetd's log does), and railnetd answering a request that needs no fsync
+# (an ipam.get of a key nobody holds) - the socket, the threads and the
 # parsing alone, with the same clients on the same CPUs.
 set -u
 cd "$(dirname "$0")/.."
@@ -40,12 +41,12 @@ median_run() {
 		sort -n | awk -v n="$REPEAT" 'NR == int((n + 1) / 2) { $1 = ""; print }'
 }
 report() { # <who> <clients> <line>
-	printf '%-22s %7s %12s %10s %10s %10s\n' "$1" "$2" "$(field ops_per_s <<<"$3")" \
+	printf '%-26s %7s %12s %10s %10s %10s\n' "$1" "$2" "$(field ops_per_s <<<"$3")" \
 		"$(field p50_us <<<"$3")" "$(field p99_us <<<"$3")" "$(field max_us <<<"$3")"
 }
 
 echo "allocate+release, 50/50, one connection per request; fsync before each reply"
-printf '%-22s %7s %12s %10s %10s %10s\n' "" clients "ops/s" "p50 us" "p99 us" "max us"
+printf '%-26s %7s %12s %10s %10s %10s\n' "" clients "ops/s" "p50 us" "p99 us" "max us"
 r1=$(median_run one --socket "$sock" --pool bench --network bench --threads 1 --ops 2000) || exit 1
 report railnetd 1 "$r1"
 r16=$(median_run sixteen --socket "$sock" --pool bench --network bench --threads 16 --ops 4000) || exit 1
@@ -68,8 +69,10 @@ else
 	echo "host-local: SKIP (/usr/lib/cni/host-local missing: containernetworking-plugins)"
 fi
 # The floor under every reply: one durable append on the agent's disk.
-floor=$("$LAB_BUILD/bench/fsync_floor" "$(lab_node_dir 1)/state" 2000) || exit 1
-report "disk: write+fdatasync" 1 "$floor"
+append=$("$LAB_BUILD/bench/fsync_floor" "$(lab_node_dir 1)/state" 2000 append) || exit 1
+report "disk: append+fdatasync" 1 "$append"
+floor=$("$LAB_BUILD/bench/fsync_floor" "$(lab_node_dir 1)/state" 2000 overwrite) || exit 1
+report "disk: overwrite+fdatasync" 1 "$floor"
 p99=$(field p99_us <<<"$r16")
 awk -v p="$p99" -v t="$TARGET_P99_US" 'BEGIN {
 	printf "target: p99 <= %d us with 16 clients: %d us (%.2fx of target) -> %s\n",
