@@ -5,7 +5,14 @@
 # plugin does) against the reference IPAM plugin host-local exec'd per
 # operation, with 1 and 16 concurrent clients, in the same run.  Each
 # railnetd measurement is repeated BENCH_REPEAT times (default 3); the median
-# run is reported.  Target: p99 <= 1 ms with 16 clients.
+# run is reported.  Target: p99 <= 1 ms with 16 clients; exits 1 when missed,
+# as bench_cni.sh does.
+#
+# Two floors are measured in the same run, to say where the time goes: the
+# disk's own write+fdatasync (appending, and overwriting a zero-filled file as
+# railnetd's log does), and railnetd answering a request that needs no fsync
+# (an ipam.get of a key nobody holds) - the socket, the threads and the
+# parsing alone, with the same clients on the same CPUs.
 set -u
 cd "$(dirname "$0")/.."
 . selftests/lib/lab.sh
@@ -34,16 +41,20 @@ median_run() {
 		sort -n | awk -v n="$REPEAT" 'NR == int((n + 1) / 2) { $1 = ""; print }'
 }
 report() { # <who> <clients> <line>
-	printf '%-22s %7s %12s %10s %10s %10s\n' "$1" "$2" "$(field ops_per_s <<<"$3")" \
+	printf '%-26s %7s %12s %10s %10s %10s\n' "$1" "$2" "$(field ops_per_s <<<"$3")" \
 		"$(field p50_us <<<"$3")" "$(field p99_us <<<"$3")" "$(field max_us <<<"$3")"
 }
 
 echo "allocate+release, 50/50, one connection per request; fsync before each reply"
-printf '%-22s %7s %12s %10s %10s %10s\n' "" clients "ops/s" "p50 us" "p99 us" "max us"
+printf '%-26s %7s %12s %10s %10s %10s\n' "" clients "ops/s" "p50 us" "p99 us" "max us"
 r1=$(median_run one --socket "$sock" --pool bench --network bench --threads 1 --ops 2000) || exit 1
 report railnetd 1 "$r1"
 r16=$(median_run sixteen --socket "$sock" --pool bench --network bench --threads 16 --ops 4000) || exit 1
 report railnetd 16 "$r16"
+g1=$(median_run get-one --socket "$sock" --pool bench --network bench --threads 1 --ops 4000 --op get) || exit 1
+report "railnetd, no fsync" 1 "$g1"
+g16=$(median_run get-sixteen --socket "$sock" --pool bench --network bench --threads 16 --ops 8000 --op get) || exit 1
+report "railnetd, no fsync" 16 "$g16"
 if [ -x /usr/lib/cni/host-local ]; then
 	data=$LAB_DIR/host-local
 	h1=$("$LOAD" run --reference /usr/lib/cni/host-local --data-dir "$data" --pool 10.71.0.0/16 \
@@ -58,12 +69,17 @@ else
 	echo "host-local: SKIP (/usr/lib/cni/host-local missing: containernetworking-plugins)"
 fi
 # The floor under every reply: one durable append on the agent's disk.
-floor=$("$LAB_BUILD/bench/fsync_floor" "$(lab_node_dir 1)/state" 2000) || exit 1
-report "disk: write+fdatasync" 1 "$floor"
+append=$("$LAB_BUILD/bench/fsync_floor" "$(lab_node_dir 1)/state" 2000 append) || exit 1
+report "disk: append+fdatasync" 1 "$append"
+floor=$("$LAB_BUILD/bench/fsync_floor" "$(lab_node_dir 1)/state" 2000 overwrite) || exit 1
+report "disk: overwrite+fdatasync" 1 "$floor"
 p99=$(field p99_us <<<"$r16")
 awk -v p="$p99" -v t="$TARGET_P99_US" 'BEGIN {
 	printf "target: p99 <= %d us with 16 clients: %d us (%.2fx of target) -> %s\n",
 	       t, p, p / t, p <= t ? "MET" : "MISSED" }'
 awk -v f="$(field p99_us <<<"$floor")" -v t="$TARGET_P99_US" 'BEGIN {
 	if (f > t) printf "note: this disk alone takes %d us at p99 for one write+fdatasync, over the target\n", f }'
+awk -v g="$(field p99_us <<<"$g16")" -v t="$TARGET_P99_US" 'BEGIN {
+	if (g > t) printf "note: with no fsync at all, 16 clients see %d us at p99 here (the CPUs they share with the agent)\n", g }'
 agent_stop 1
+[ "$p99" -le "$TARGET_P99_US" ]

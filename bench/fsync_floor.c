@@ -1,10 +1,12 @@
 // SPDX-License-Identifier: Apache-2.0
-/* fsync_floor: the disk's own cost of one durable append - a 200-byte write
- * at the end of a file, then fdatasync - which every railnetd allocation
- * pays at least once before its reply.  bench_ipam.sh prints it next to
- * railnetd's latency, in the agent's state directory.
+/* fsync_floor: the disk's own cost of one durable record - a 200-byte
+ * write, then fdatasync - which every railnetd allocation pays at least
+ * once before its reply.  bench_ipam.sh prints it next to railnetd's
+ * latency, in the agent's state directory.  "append" grows the file (the
+ * fdatasync also writes the inode); "overwrite" writes into a file
+ * zero-filled ahead, as railnetd's log does.
  *
- *   fsync_floor DIR [COUNT]
+ *   fsync_floor DIR [COUNT [append|overwrite]]
  *   -> ops=N ops_per_s=.. p50_us=.. p99_us=.. max_us=..
  */
 #include <errno.h>
@@ -33,25 +35,37 @@ static int cmp_double(const void *a, const void *b)
 int main(int argc, char **argv)
 {
 	int count = argc > 2 ? atoi(argv[2]) : 1000, fd, ret = 1;
+	int overwrite = argc > 3 && !strcmp(argv[3], "overwrite");
 	char path[4096], record[200];
 	double *lat, t0, total;
 
-	if (argc < 2 || count < 1) {
-		fprintf(stderr, "usage: fsync_floor DIR [COUNT]\n");
+	if (argc < 2 || count < 1 || (argc > 3 && !overwrite && strcmp(argv[3], "append"))) {
+		fprintf(stderr, "usage: fsync_floor DIR [COUNT [append|overwrite]]\n");
 		return 2;
 	}
 	snprintf(path, sizeof(path), "%s/fsync-floor.tmp", argv[1]);
 	lat = calloc((size_t)count, sizeof(*lat));
-	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0600);
+	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	if (!lat || fd < 0) {
 		fprintf(stderr, "fsync_floor: %s: %s\n", path, strerror(errno));
 		goto out;
+	}
+	if (overwrite) {
+		static const char zeros[64 * 1024];
+		off_t want = (off_t)count * sizeof(record);
+
+		for (off_t off = 0; off < want; off += sizeof(zeros))
+			if (write(fd, zeros, sizeof(zeros)) != sizeof(zeros))
+				goto out;
+		if (fsync(fd) < 0)
+			goto out;
 	}
 	memset(record, 'x', sizeof(record));
 	total = now_us();
 	for (int i = 0; i < count; i++) {
 		t0 = now_us();
-		if (write(fd, record, sizeof(record)) != sizeof(record) || fdatasync(fd) < 0) {
+		if (pwrite(fd, record, sizeof(record), (off_t)i * sizeof(record)) != sizeof(record) ||
+		    fdatasync(fd) < 0) {
 			fprintf(stderr, "fsync_floor: %s: %s\n", path, strerror(errno));
 			goto out;
 		}

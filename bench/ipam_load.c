@@ -12,6 +12,9 @@
  *       With --reference PLUGIN --data-dir D instead of --socket, the same
  *       load goes to a CNI IPAM plugin (host-local), exec'd per operation as
  *       a runtime does: the baseline railnetd is measured against.
+ *       With --op get, every request is an ipam.get of a key nobody holds
+ *       (answered not_found, no fsync): the cost of the socket, the threads
+ *       and the parsing alone, under the same load.
  *   ipam_load verify --socket S --network N --journal FILE
  *       checks the agent against the journal: every acknowledged allocation
  *       present with its address, nothing acknowledged as released present,
@@ -23,6 +26,7 @@
 #include <pthread.h>
 #include <spawn.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,6 +46,7 @@ struct opts {
 	int threads;
 	long ops;
 	double release_ratio;
+	bool get_only; /* --op get */
 };
 
 struct worker {
@@ -157,6 +162,10 @@ static int request(struct worker *w, const char *op, struct json_object *args,
 		fprintf(stderr, "ipam_load: %s: %s (%s)\n", op, err.message, err.code);
 		return 1;
 	}
+	/* Which transport error tells a test whether a request was cut off
+	 * (ECONNRESET) or never got in (ENOENT, ECONNREFUSED). */
+	if (ret && !w->o->reference)
+		fprintf(stderr, "ipam_load: %s: transport: %s\n", op, strerror(-ret));
 	return ret ? 3 : 0;
 }
 
@@ -203,6 +212,33 @@ static int do_release(struct worker *w, long idx)
 	return 0;
 }
 
+/* An ipam.get that finds nothing: only not_found is a success. */
+static int do_get_missing(struct worker *w, long i)
+{
+	struct ctl_error err = { "", "" };
+	struct json_object *args, *result = NULL;
+	char cid[128];
+	double t0;
+	int ret;
+
+	snprintf(cid, sizeof(cid), "%s-missing-t%d-%ld", w->o->prefix, w->id, i);
+	args = key_args(w->o, cid);
+	t0 = now_us();
+	ret = ctl_call(w->o->socket, "ipam.get", args, TIMEOUT_MS, &result, &err);
+	json_object_put(args);
+	json_object_put(result);
+	if (w->nlat == w->cap) {
+		w->cap = w->cap ? w->cap * 2 : 1024;
+		w->lat_us = realloc(w->lat_us, sizeof(double) * (size_t)w->cap);
+	}
+	w->lat_us[w->nlat++] = now_us() - t0;
+	if (ret == -CTL_E_AGENT && !strcmp(err.code, "not_found"))
+		return 0;
+	fprintf(stderr, "ipam_load: ipam.get: %s\n", ret == -CTL_E_AGENT ? err.message :
+			ret ? strerror(-ret) : "found a key nobody holds");
+	return ret && ret != -CTL_E_AGENT ? 3 : 1;
+}
+
 static void *worker_main(void *arg)
 {
 	struct worker *w = arg;
@@ -210,7 +246,9 @@ static void *worker_main(void *arg)
 	char cid[128];
 
 	for (long i = 0; !w->status && atomic_fetch_sub(w->budget, 1) > 0; i++) {
-		if (w->nlive && (double)rand_r(&seed) / RAND_MAX < w->o->release_ratio) {
+		if (w->o->get_only)
+			w->status = do_get_missing(w, i);
+		else if (w->nlive && (double)rand_r(&seed) / RAND_MAX < w->o->release_ratio) {
 			w->status = do_release(w, rand_r(&seed) % w->nlive);
 		} else {
 			snprintf(cid, sizeof(cid), "%s-t%d-%ld", w->o->prefix, w->id, i);
@@ -387,7 +425,7 @@ static void usage(void)
 {
 	fprintf(stderr,
 		"usage: ipam_load run --socket S --pool P [--network N] [--threads T] [--ops N]\n"
-		"                     [--release-ratio R] [--prefix X] [--journal FILE]\n"
+		"                     [--release-ratio R] [--prefix X] [--journal FILE] [--op get]\n"
 		"       ipam_load run --reference /usr/lib/cni/host-local --data-dir D --pool SUBNET ...\n"
 		"       ipam_load verify --socket S --network N --journal FILE\n");
 }
@@ -405,6 +443,7 @@ int main(int argc, char **argv)
 		{ "journal", required_argument, NULL, 'j' },
 		{ "reference", required_argument, NULL, 'R' },
 		{ "data-dir", required_argument, NULL, 'd' },
+		{ "op", required_argument, NULL, 'O' },
 		{ 0 },
 	};
 	struct opts o = { .network = "bench", .prefix = "c", .threads = 1, .ops = 1000,
@@ -430,6 +469,13 @@ int main(int argc, char **argv)
 		case 'j': o.journal = optarg; break;
 		case 'R': o.reference = optarg; break;
 		case 'd': o.data_dir = optarg; break;
+		case 'O':
+			if (strcmp(optarg, "get")) {
+				usage();
+				return 2;
+			}
+			o.get_only = true;
+			break;
 		default: usage(); return 2;
 		}
 	}

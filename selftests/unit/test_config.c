@@ -109,7 +109,78 @@ static const struct {
 	  "{\"name\":\"p\",\"subnet\":\"10.0.1.0/24\",\"ips\":[\"10.0.1.1\"]}]}",
 	  "pools[1].name: \"p\" is also the name of pools[0]" },
 	{ "{\"reservedIPs\":[\"10.0.0.1-10.0.0.300\"]}", "reservedIPs[0]: \"10.0.0.1-10.0.0.300\"" },
+
+	/* Empty where a name or a path is meant. */
+	{ "{\"nodeName\":\"\"}", "nodeName: must not be empty" },
+	{ "{\"socket\":\"\"}", "socket: must not be empty" },
+	{ "{\"stateDir\":\"\"}", "stateDir: must not be empty" },
+	/* A typo inside a section is as wrong as one at the top. */
+	{ "{\"store\":{\"typ\":\"etcd\"}}", "store.typ: unknown field (known: type, compactRecords)" },
+	{ "{\"metrics\":{\"listen\":\":9711\",\"lisen\":\":1\"}}", "metrics.lisen: unknown field" },
+	{ "{\"reconcile\":{\"intervalMS\":1000}}", "reconcile.intervalMS: unknown field" },
+	{ POOL(IPS ",\"routes\":[{\"dst\":\"172.16.0.0/16\",\"gww\":\"172.16.11.254\"}]"),
+	  "pools[0].routes[0].gww: unknown field (known: dst, gw)" },
+	/* Hosts that are not addresses fail only at start, unnamed. */
+	{ "{\"metrics\":{\"listen\":\"nohost:9711\"}}",
+	  "metrics.listen: \"nohost:9711\": the host is not an IPv4 address" },
+	{ "{\"metrics\":{\"listen\":\"[172.16.0.1]:9711\"}}", "metrics.listen: \"[172.16.0.1]:9711\"" },
+	{ "{\"metrics\":{\"listen\":\"0.0.0.0:0\"}}", "metrics.listen: \"0.0.0.0:0\" is not host:port" },
+	{ "{\"metrics\":{\"listen\":\"0.0.0.0:65536\"}}", "metrics.listen: \"0.0.0.0:65536\" is not host:port" },
+	/* An exclusion outside the subnet excludes nothing. */
+	{ POOL(IPS ",\"excludeIPs\":[\"172.16.11.100\",\"172.16.12.100\"]"),
+	  "pools[0].excludeIPs[1]: \"172.16.12.100\" is outside subnet" },
+	/* sun_path holds 107 bytes and a NUL. */
+	{ "{\"socket\":\"/run/railnet/"
+	  "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.sock\"}",
+	  "socket: \"/run/railnet/aaaaaaaaaaaaaaaaaaaaaaaaaaa...\" is 124 bytes: a unix socket path holds at most 107" },
+	/* Past what the agent's timers hold (poll() takes an int). */
+	{ "{\"reconcile\":{\"intervalMs\":3000000000}}",
+	  "reconcile.intervalMs: 3000000000 is over the limit of 86400000 milliseconds" },
+	{ "{\"reconcile\":{\"intervalMs\":3e9}}", "reconcile.intervalMs: must be a non-negative integer" },
+	{ "{\"reconcile\":{\"graceMs\":99999999999999999999}}", "reconcile.graceMs: " },
+	{ POOL(IPS ",\"stateful\":true,\"statefulHoldMs\":-5"),
+	  "pools[0].statefulHoldMs: must be a non-negative integer (milliseconds)" },
 };
+
+/* What the checks above must not catch. */
+static const char *const valid[] = {
+	"{\"metrics\":{\"listen\":\":9711\"}}",
+	"{\"metrics\":{\"listen\":\"localhost:9711\"}}",
+	"{\"metrics\":{\"listen\":\"[::]:9711\"}}",
+	"{\"metrics\":{\"listen\":\"[fd00::1]:1\"}}",
+	"{\"reconcile\":{\"intervalMs\":0,\"graceMs\":0}}",
+	"{\"reconcile\":{\"intervalMs\":86400000}}",
+	"{\"socket\":\"/run/railnet/"
+	"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.sock\"}", /* 107 bytes */
+	POOL(IPS ",\"excludeIPs\":[\"172.16.11.0-172.16.11.255\"],\"stateful\":true,\"statefulHoldMs\":0"),
+};
+
+static void test_valid_edge_values(void **state)
+{
+	for (size_t i = 0; i < sizeof(valid) / sizeof(valid[0]); i++) {
+		struct json_object *root = json_tokener_parse(valid[i]);
+		struct agent_config cfg;
+		char err[512] = "";
+
+		assert_non_null(root);
+		if (agent_config_parse(root, &cfg, err, sizeof(err)))
+			fail_msg("refused: %s: %s", valid[i], err);
+		json_object_put(root);
+		agent_config_free(&cfg);
+	}
+}
+
+static void test_stateful_hold_default(void **state)
+{
+	struct json_object *root = json_tokener_parse(POOL(IPS ",\"stateful\":true"));
+	struct agent_config cfg;
+	char err[512] = "";
+
+	assert_int_equal(agent_config_parse(root, &cfg, err, sizeof(err)), 0);
+	json_object_put(root);
+	assert_int_equal(cfg.ipam.pools[0].stateful_hold_ms, 600000);
+	agent_config_free(&cfg);
+}
 
 static void test_invalid_values_name_their_field(void **state)
 {
@@ -153,6 +224,8 @@ int main(void)
 		cmocka_unit_test(test_valid_config_and_defaults),
 		cmocka_unit_test(test_node_name_defaults_to_env),
 		cmocka_unit_test(test_invalid_values_name_their_field),
+		cmocka_unit_test(test_valid_edge_values),
+		cmocka_unit_test(test_stateful_hold_default),
 		cmocka_unit_test(test_load_reports_json_syntax),
 	};
 

@@ -313,6 +313,113 @@ static void test_stateful_pod_gets_its_address_back(void **state)
 	assert_int_equal(release(f, "newer", "net1"), 1);
 }
 
+static long long fake_now;
+
+static long long fake_clock(void)
+{
+	return fake_now;
+}
+
+#define STATEFUL(ips) POOL4(",\"ips\":[" ips "],\"stateful\":true,\"statefulHoldMs\":1000")
+
+/* A stateful pod's released address is held for it: round-robin passes
+ * over it until statefulHoldMs is up. */
+static void test_stateful_address_is_held_for_its_pod(void **state)
+{
+	struct fixture *f = *state;
+
+	open_with(f, STATEFUL("\"172.16.11.1-172.16.11.6\""));
+	ipam_set_clock(f->ipam, fake_clock);
+	fake_now = 1000000;
+	assert_string_equal(alloc_ex(f, "w0", "net1", "gpu1-net11", NULL, "web-0").addr, "172.16.11.1");
+	assert_string_equal(alloc4(f, "x"), "172.16.11.2");
+	assert_int_equal(release(f, "w0", "net1"), 1); /* .1 held for web-0 */
+	assert_int_equal(release(f, "x", "net1"), 1);  /* .2 free: no pod to hold it for */
+	assert_string_equal(alloc4(f, "y1"), "172.16.11.3");
+	assert_string_equal(alloc4(f, "y2"), "172.16.11.4");
+	assert_string_equal(alloc4(f, "y3"), "172.16.11.5");
+	assert_string_equal(alloc4(f, "y4"), "172.16.11.6");
+	/* Round-robin wraps: .1 is web-0's, .2 is next. */
+	assert_string_equal(alloc4(f, "y5"), "172.16.11.2");
+	/* Held across a restart too (the release record has its time). */
+	open_with(f, STATEFUL("\"172.16.11.1-172.16.11.7\""));
+	ipam_set_clock(f->ipam, fake_clock);
+	fake_now += 999;
+	assert_string_equal(alloc4(f, "y6"), "172.16.11.7");
+	/* Past the hold it is an ordinary free address. */
+	fake_now += 1;
+	assert_string_equal(alloc4(f, "y7"), "172.16.11.1");
+	/* web-0 comes back to a full pool. */
+	assert_int_equal(alloc_ex(f, "w0b", "net1", "gpu1-net11", NULL, "web-0").kind,
+			 IPAM_ERR_EXHAUSTED);
+}
+
+/* When only held addresses are left, a new pod gets the one released
+ * longest ago rather than an error. */
+static void test_stateful_hold_yields_to_a_full_pool(void **state)
+{
+	struct fixture *f = *state;
+	struct json_object *st;
+
+	open_with(f, STATEFUL("\"172.16.11.1-172.16.11.3\""));
+	ipam_set_clock(f->ipam, fake_clock);
+	fake_now = 5000;
+	assert_string_equal(alloc_ex(f, "w0", "net1", "gpu1-net11", NULL, "web-0").addr, "172.16.11.1");
+	assert_string_equal(alloc_ex(f, "w1", "net1", "gpu1-net11", NULL, "web-1").addr, "172.16.11.2");
+	assert_string_equal(alloc4(f, "x"), "172.16.11.3");
+	assert_int_equal(release(f, "w1", "net1"), 1);
+	fake_now += 10;
+	assert_int_equal(release(f, "w0", "net1"), 1);
+	st = ipam_status_json(f->ipam);
+	assert_int_equal(json_object_get_int(json_object_object_get(st, "statefulHeld")), 2);
+	json_object_put(st);
+	assert_string_equal(alloc4(f, "y"), "172.16.11.2"); /* web-1's, the older hold */
+	/* web-1 lost its address; web-0 still gets its own back. */
+	assert_string_equal(alloc_ex(f, "w0b", "net1", "gpu1-net11", NULL, "web-0").addr, "172.16.11.1");
+	assert_int_equal(alloc_ex(f, "w1b", "net1", "gpu1-net11", NULL, "web-1").kind,
+			 IPAM_ERR_EXHAUSTED);
+}
+
+/* Giving a stateful pod its address back is not a round-robin step: the
+ * cursor stays, and what was released after it is not reused at once. */
+static void test_stateful_reuse_does_not_move_the_cursor(void **state)
+{
+	struct fixture *f = *state;
+
+	open_with(f, STATEFUL("\"172.16.11.1-172.16.11.9\""));
+	ipam_set_clock(f->ipam, fake_clock);
+	fake_now = 1;
+	assert_string_equal(alloc_ex(f, "w0", "net1", "gpu1-net11", NULL, "web-0").addr, "172.16.11.1");
+	assert_string_equal(alloc4(f, "a"), "172.16.11.2");
+	assert_string_equal(alloc4(f, "b"), "172.16.11.3");
+	assert_int_equal(release(f, "w0", "net1"), 1);
+	assert_int_equal(release(f, "b", "net1"), 1); /* just released */
+	assert_string_equal(alloc_ex(f, "w0b", "net1", "gpu1-net11", NULL, "web-0").addr, "172.16.11.1");
+	assert_string_equal(alloc4(f, "c"), "172.16.11.4");
+	/* Replay agrees: the cursor is where the live path left it. */
+	open_with(f, STATEFUL("\"172.16.11.1-172.16.11.9\""));
+	assert_string_equal(alloc4(f, "d"), "172.16.11.5");
+}
+
+/* A handover (a recreated pod, its old container not yet released) is not
+ * a round-robin step either, at replay as live. */
+static void test_handover_does_not_move_the_cursor_at_replay(void **state)
+{
+	struct fixture *f = *state;
+
+	open_with(f, STATEFUL("\"172.16.11.1-172.16.11.9\""));
+	assert_string_equal(alloc_ex(f, "old", "net1", "gpu1-net11", NULL, "web-0").addr, "172.16.11.1");
+	assert_string_equal(alloc4(f, "x"), "172.16.11.2");
+	assert_string_equal(alloc4(f, "y"), "172.16.11.3");
+	assert_string_equal(alloc_ex(f, "new", "net1", "gpu1-net11", NULL, "web-0").addr, "172.16.11.1");
+	assert_int_equal(release(f, "y", "net1"), 1);
+	open_with(f, STATEFUL("\"172.16.11.1-172.16.11.9\""));
+	/* The handover's record came last; the cursor is still at .3. */
+	assert_string_equal(alloc4(f, "z"), "172.16.11.4");
+	assert_int_equal(release(f, "old", "net1"), 0);
+	assert_int_equal(release(f, "new", "net1"), 1);
+}
+
 static void test_gc_keeps_only_valid_attachments(void **state)
 {
 	struct fixture *f = *state;
@@ -359,6 +466,189 @@ static void test_reconfigure_refuses_dropping_a_used_pool(void **state)
 	assert_int_equal(ipam_reconfigure(f->ipam, &next.ipam, err, sizeof(err)), 0);
 	assert_string_equal(alloc4(f, "c3"), "error");
 	agent_config_free(&next);
+}
+
+static int check_state(struct fixture *f, const char *json, char *err, size_t errlen)
+{
+	struct json_object *root = json_tokener_parse(json);
+	struct agent_config cfg;
+	struct store *st;
+	int ret;
+
+	assert_int_equal(agent_config_parse(root, &cfg, err, errlen), 0);
+	json_object_put(root);
+	assert_int_equal(store_local_open_readonly(f->dir, &st), 0);
+	ret = ipam_check_state(st, "node1", &cfg.ipam, err, errlen);
+	agent_config_free(&cfg);
+	return ret;
+}
+
+#define TWO_POOLS "{\"nodeName\":\"node1\",\"pools\":["                               \
+		  "{\"name\":\"a\",\"subnet\":\"10.1.0.0/24\",\"ips\":[\"10.1.0.1-10.1.0.9\"]}," \
+		  "{\"name\":\"b\",\"subnet\":\"10.2.0.0/24\",\"ips\":[\"10.2.0.1-10.2.0.9\"]}]}"
+#define ONLY_B "{\"nodeName\":\"node1\",\"pools\":["                                   \
+	       "{\"name\":\"b\",\"subnet\":\"10.2.0.0/24\",\"ips\":[\"10.2.0.1-10.2.0.9\"]}]}"
+
+/* A start (a ConfigMap rollout) with a pool removed that still holds
+ * addresses keeps the node's pods running: the allocations stay and are
+ * served, the pool takes no new ones, and it is said - while
+ * --check-config against the state refuses that configuration. */
+static void test_start_without_a_used_pool_keeps_its_allocations(void **state)
+{
+	struct fixture *f = *state;
+	unsigned long long removed, outside;
+	struct json_object *all, *st;
+	char err[512] = "";
+
+	open_with(f, TWO_POOLS);
+	assert_string_equal(alloc_ex(f, "c1", "net1", "a", NULL, NULL).addr, "10.1.0.1");
+	assert_string_equal(alloc_ex(f, "c2", "net1", "b", NULL, NULL).addr, "10.2.0.1");
+	ipam_close(f->ipam);
+	f->ipam = NULL;
+	assert_int_equal(check_state(f, ONLY_B, err, sizeof(err)), -EBUSY);
+	assert_non_null(strstr(err, "10.1.0.1 of pool a"));
+	assert_int_equal(check_state(f, TWO_POOLS, err, sizeof(err)), 0);
+
+	open_with(f, ONLY_B);
+	ipam_stray_counts(f->ipam, &removed, &outside);
+	assert_int_equal(removed, 1);
+	assert_int_equal(outside, 0);
+	st = ipam_status_json(f->ipam);
+	assert_int_equal(json_object_array_length(json_object_object_get(st, "outsideConfig")), 1);
+	json_object_put(st);
+	all = ipam_allocations(f->ipam, "a");
+	assert_int_equal(json_object_array_length(all), 1);
+	assert_string_equal(json_object_get_string(json_object_object_get(
+				    json_object_array_get_idx(all, 0), "outsideConfig")),
+			    "pool_removed");
+	json_object_put(all);
+	/* Its pod's ADD asked again gets the same answer; new ones are refused. */
+	assert_string_equal(alloc_ex(f, "c1", "net1", "a", NULL, NULL).addr, "10.1.0.1");
+	assert_int_equal(alloc_ex(f, "c3", "net1", "a", NULL, NULL).kind, IPAM_ERR_UNKNOWN_POOL);
+	assert_string_equal(alloc_ex(f, "c4", "net1", "b", NULL, NULL).addr, "10.2.0.2");
+	/* Released, the conflict is gone. */
+	assert_int_equal(release(f, "c1", "net1"), 1);
+	ipam_stray_counts(f->ipam, &removed, &outside);
+	assert_int_equal(removed, 0);
+	ipam_close(f->ipam);
+	f->ipam = NULL;
+	assert_int_equal(check_state(f, ONLY_B, err, sizeof(err)), 0);
+}
+
+/* Narrowing a pool (ips, excludeIPs, reservedIPs) under an allocation is
+ * refused on reload like removing it; at start the allocation is kept, and
+ * its address is not handed out again once released. */
+static void test_narrowing_a_pool_under_an_allocation(void **state)
+{
+	static const char *const narrower[] = {
+		POOL4(",\"ips\":[\"172.16.11.2-172.16.11.9\"]"),
+		POOL4(",\"ips\":[\"172.16.11.1-172.16.11.9\"],\"excludeIPs\":[\"172.16.11.1\"]"),
+		"{\"nodeName\":\"node1\",\"reservedIPs\":[\"172.16.11.1\"],\"pools\":[{\"name\":"
+		"\"gpu1-net11\",\"subnet\":\"172.16.11.0/24\",\"ips\":[\"172.16.11.1-172.16.11.9\"]}]}",
+	};
+	struct fixture *f = *state;
+	unsigned long long removed, outside;
+	struct ipam_pool_stats *ps;
+	char err[512];
+	size_t n;
+
+	open_with(f, POOL4(",\"ips\":[\"172.16.11.1-172.16.11.9\"]"));
+	assert_string_equal(alloc4(f, "c1"), "172.16.11.1");
+	assert_string_equal(alloc4(f, "c2"), "172.16.11.2");
+	for (size_t i = 0; i < sizeof(narrower) / sizeof(narrower[0]); i++) {
+		struct json_object *root = json_tokener_parse(narrower[i]);
+		struct agent_config next;
+
+		assert_int_equal(agent_config_parse(root, &next, err, sizeof(err)), 0);
+		json_object_put(root);
+		err[0] = '\0';
+		assert_int_equal(ipam_reconfigure(f->ipam, &next.ipam, err, sizeof(err)), -EBUSY);
+		assert_non_null(strstr(err, "172.16.11.1 (container c1"));
+		agent_config_free(&next);
+	}
+	/* Widening is fine. */
+	{
+		struct json_object *root = json_tokener_parse(POOL4(",\"ips\":[\"172.16.11.1-172.16.11.20\"]"));
+		struct agent_config next;
+
+		assert_int_equal(agent_config_parse(root, &next, err, sizeof(err)), 0);
+		json_object_put(root);
+		assert_int_equal(ipam_reconfigure(f->ipam, &next.ipam, err, sizeof(err)), 0);
+		agent_config_free(&next);
+	}
+	/* A start with the narrower pool. */
+	open_with(f, narrower[1]);
+	ipam_stray_counts(f->ipam, &removed, &outside);
+	assert_int_equal(outside, 1);
+	assert_int_equal(ipam_pool_stats(f->ipam, &ps, &n), 0);
+	assert_int_equal(ps[0].total, 8);
+	assert_int_equal(ps[0].used, 1); /* .2; .1 is outside the pool */
+	free(ps);
+	assert_int_equal(release(f, "c1", "net1"), 1);
+	for (int i = 0; i < 7; i++) {
+		char cid[8];
+
+		snprintf(cid, sizeof(cid), "n%d", i);
+		assert_string_not_equal(alloc4(f, cid), "172.16.11.1");
+	}
+	assert_string_equal(alloc4(f, "full"), "exhausted");
+}
+
+/* The request path finds a key among many allocations by its index, and a
+ * release by key takes only that key's. */
+static void test_many_allocations_by_key(void **state)
+{
+	struct fixture *f = *state;
+	char cid[32];
+
+	open_with(f, "{\"nodeName\":\"node1\",\"pools\":[{\"name\":\"big\",\"subnet\":\"10.8.0.0/16\","
+		     "\"ips\":[\"10.8.0.1-10.8.255.254\"]}]}");
+	for (int i = 0; i < 3000; i++) {
+		snprintf(cid, sizeof(cid), "c%d", i);
+		assert_int_equal(alloc_ex(f, cid, "net1", "big", NULL, NULL).ret, 0);
+	}
+	for (int i = 0; i < 3000; i += 2) {
+		snprintf(cid, sizeof(cid), "c%d", i);
+		assert_int_equal(release(f, cid, "net1"), 1);
+	}
+	for (int i = 0; i < 3000; i++) {
+		struct outcome o;
+
+		snprintf(cid, sizeof(cid), "c%d", i);
+		o = alloc_ex(f, cid, "net1", "big", NULL, NULL);
+		assert_int_equal(o.ret, 0);
+		assert_true(o.fresh == (i % 2 == 0));
+	}
+	open_with(f, "{\"nodeName\":\"node1\",\"pools\":[{\"name\":\"big\",\"subnet\":\"10.8.0.0/16\","
+		     "\"ips\":[\"10.8.0.1-10.8.255.254\"]}]}");
+	{
+		struct json_object *all = ipam_allocations(f->ipam, NULL);
+
+		assert_int_equal(json_object_array_length(all), 3000);
+		json_object_put(all);
+	}
+	assert_int_equal(release(f, "c2999", "net1"), 1);
+	assert_int_equal(release(f, "c2999", "net1"), 0);
+}
+
+/* Records are JSON put together by hand: whatever a runtime passes in a
+ * key survives the log. */
+static void test_odd_strings_survive_the_log(void **state)
+{
+	static const char odd[] = "c\"1\\x\x01y\t/\xc3\xa9";
+	struct fixture *f = *state;
+	struct json_object *all;
+
+	open_with(f, POOL4(",\"ips\":[\"172.16.11.1-172.16.11.9\"]"));
+	assert_string_equal(alloc4(f, odd), "172.16.11.1");
+	open_with(f, POOL4(",\"ips\":[\"172.16.11.1-172.16.11.9\"]"));
+	all = ipam_allocations(f->ipam, NULL);
+	assert_int_equal(json_object_array_length(all), 1);
+	assert_string_equal(json_object_get_string(json_object_object_get(
+				    json_object_array_get_idx(all, 0), "containerID")),
+			    odd);
+	json_object_put(all);
+	assert_int_equal(release(f, odd, "net1"), 1);
 }
 
 static void test_state_survives_reopen_and_compaction(void **state)
@@ -420,6 +710,14 @@ int main(void)
 		T(test_distinct_errors),
 		T(test_dual_stack_rolls_back_the_ipv4_half),
 		T(test_stateful_pod_gets_its_address_back),
+		T(test_stateful_address_is_held_for_its_pod),
+		T(test_stateful_hold_yields_to_a_full_pool),
+		T(test_stateful_reuse_does_not_move_the_cursor),
+		T(test_handover_does_not_move_the_cursor_at_replay),
+		T(test_start_without_a_used_pool_keeps_its_allocations),
+		T(test_narrowing_a_pool_under_an_allocation),
+		T(test_many_allocations_by_key),
+		T(test_odd_strings_survive_the_log),
 		T(test_gc_keeps_only_valid_attachments),
 		T(test_reconfigure_refuses_dropping_a_used_pool),
 		T(test_state_survives_reopen_and_compaction),

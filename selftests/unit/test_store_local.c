@@ -68,6 +68,30 @@ static off_t file_size(const char *path)
 	return stat(path, &st) ? -1 : st.st_size;
 }
 
+/* Where the records end: the store zero-fills the file ahead of them
+ * (the last record's payload ends with a NUL of its own). */
+static off_t records_end(const char *path)
+{
+	off_t size = file_size(path), last = -1;
+	FILE *f = fopen(path, "r");
+	int c;
+
+	assert_non_null(f);
+	for (off_t off = 0; (c = fgetc(f)) != EOF; off++)
+		if (c)
+			last = off;
+	fclose(f);
+	return last + 2 < size ? last + 2 : size;
+}
+
+/* Appends the JSON object @rec. */
+static int append_obj(struct store *st, struct json_object *rec, uint64_t *seq)
+{
+	const char *text = json_object_to_json_string_ext(rec, JSON_C_TO_STRING_PLAIN);
+
+	return st->ops->append(st, text, strlen(text), seq);
+}
+
 /* Opens the store in the test dir, replays it, returns it open. */
 static struct store *open_replay(void **state, struct seen *seen)
 {
@@ -87,7 +111,7 @@ static void append_n(struct store *st, int from, int n)
 		struct json_object *rec = json_object_new_object();
 
 		json_object_object_add(rec, "i", json_object_new_int(i));
-		assert_int_equal(st->ops->append(st, rec, &seq), 0);
+		assert_int_equal(append_obj(st, rec, &seq), 0);
 		json_object_put(rec);
 	}
 	assert_int_equal(st->ops->sync(st, seq), 0);
@@ -118,6 +142,15 @@ static void test_record_encoding(void **state)
 	assert_int_equal(store_record_decode(buf, len, &payload), -EBADMSG);
 }
 
+static long long status_field(struct store *st, const char *key)
+{
+	struct json_object *status = st->ops->status(st);
+	long long v = json_object_get_int64(json_object_object_get(status, key));
+
+	json_object_put(status);
+	return v;
+}
+
 static void test_replay_in_order(void **state)
 {
 	struct seen seen;
@@ -141,17 +174,18 @@ static void test_torn_tail_is_dropped_and_truncated(void **state)
 
 	append_n(st, 0, 3);
 	st->ops->close(st);
-	good = file_size(log_path(state));
+	good = records_end(log_path(state));
 	/* A crash in the middle of the 4th append: half a record. */
-	fd = open(log_path(state), O_WRONLY | O_APPEND);
+	fd = open(log_path(state), O_WRONLY);
 	assert_true(fd >= 0);
-	assert_int_equal(write(fd, "\x20\x00\x00\x00\x12\x34\x56\x78{\"i\":", 13), 13);
+	assert_int_equal(pwrite(fd, "\x20\x00\x00\x00\x12\x34\x56\x78{\"i\":", 13, good), 13);
 	close(fd);
 
 	st = open_replay(state, &seen);
 	assert_int_equal(seen.n, 3);
 	assert_int_equal(seen.last, 2);
 	assert_int_equal(file_size(log_path(state)), good);
+	assert_int_equal(status_field(st, "tornTailBytes"), 13);
 	/* Appends go after the last good record. */
 	append_n(st, 3, 1);
 	st->ops->close(st);
@@ -171,7 +205,7 @@ static void test_corrupt_tail_is_dropped(void **state)
 
 	append_n(st, 0, 5);
 	st->ops->close(st);
-	size = file_size(log_path(state));
+	size = records_end(log_path(state));
 	/* The last record's payload damaged (a sector that never made it). */
 	fd = open(log_path(state), O_WRONLY);
 	assert_true(fd >= 0);
@@ -186,6 +220,128 @@ static void test_corrupt_tail_is_dropped(void **state)
 	/* The dropped bytes are kept aside for the operator. */
 	snprintf(dropped, sizeof(dropped), "%s.dropped", log_path(state));
 	assert_true(file_size(dropped) > 0 && file_size(dropped) < size);
+}
+
+/* The offset of record @n (from 0) in the log at @path. */
+static off_t record_offset(const char *path, int n)
+{
+	unsigned char buf[65536];
+	const char *payload;
+	size_t off = 8; /* the header */
+	ssize_t len;
+	int fd = open(path, O_RDONLY);
+
+	assert_true(fd >= 0);
+	len = read(fd, buf, sizeof(buf));
+	close(fd);
+	for (int i = 0; i < n; i++) {
+		long plen = store_record_decode(buf + off, (size_t)len - off, &payload);
+
+		assert_true(plen > 0);
+		off += STORE_RECORD_HDR + (size_t)plen;
+	}
+	return (off_t)off;
+}
+
+/* Damage with valid records after it is not a torn tail: those records may
+ * have been acknowledged, and none of them is dropped. */
+static void test_damage_mid_log_keeps_later_records(void **state)
+{
+	char corrupt[300];
+	struct seen seen;
+	struct store *st = open_replay(state, &seen);
+	off_t size, r3, r6;
+	int fd;
+
+	append_n(st, 0, 10);
+	st->ops->close(st);
+	size = file_size(log_path(state));
+	r3 = record_offset(log_path(state), 3);
+	r6 = record_offset(log_path(state), 6);
+	fd = open(log_path(state), O_WRONLY);
+	assert_true(fd >= 0);
+	/* Record 3's payload damaged, record 6's length field too (it then
+	 * claims more bytes than the file holds, as a torn record would). */
+	assert_int_equal(pwrite(fd, "X", 1, r3 + STORE_RECORD_HDR + 2), 1);
+	assert_int_equal(pwrite(fd, "\xff\x7f", 2, r6), 2);
+	close(fd);
+
+	st = open_replay(state, &seen);
+	assert_int_equal(seen.n, 8);
+	assert_int_equal(seen.last, 9);
+	assert_int_equal(status_field(st, "damagedRegions"), 2);
+	assert_int_equal(status_field(st, "tornTailBytes"), 0);
+	/* The whole damaged log is kept for the operator... */
+	snprintf(corrupt, sizeof(corrupt), "%s.corrupt", log_path(state));
+	assert_int_equal(file_size(corrupt), size);
+	/* ...and the log is rewritten without the damage, taking appends. */
+	assert_true(file_size(log_path(state)) < size);
+	append_n(st, 10, 1);
+	st->ops->close(st);
+	st = open_replay(state, &seen);
+	assert_int_equal(seen.n, 9);
+	assert_int_equal(seen.last, 10);
+	assert_int_equal(status_field(st, "damagedRegions"), 0);
+	st->ops->close(st);
+}
+
+/* Zeros after the last record - the file filled ahead of the records, or
+ * a power loss after the file grew but before its blocks were written -
+ * are the log's clean end: records go there next. */
+static void test_zeros_after_the_last_record_are_its_end(void **state)
+{
+	static const char zeros[4096];
+	struct seen seen;
+	struct store *st = open_replay(state, &seen);
+	off_t end;
+	int fd;
+
+	append_n(st, 0, 4);
+	st->ops->close(st);
+	end = records_end(log_path(state));
+	assert_true(file_size(log_path(state)) > end); /* filled ahead */
+	fd = open(log_path(state), O_WRONLY | O_APPEND);
+	assert_int_equal(write(fd, zeros, sizeof(zeros)), sizeof(zeros));
+	close(fd);
+	st = open_replay(state, &seen);
+	assert_int_equal(seen.n, 4);
+	assert_int_equal(status_field(st, "tornTailBytes"), 0);
+	append_n(st, 4, 1);
+	st->ops->close(st);
+	assert_true(records_end(log_path(state)) > end);
+	st = open_replay(state, &seen);
+	assert_int_equal(seen.n, 5);
+	assert_int_equal(seen.last, 4);
+	st->ops->close(st);
+}
+
+/* railnetd --check-config reads the state and changes nothing. */
+static void test_readonly_changes_nothing(void **state)
+{
+	struct json_object *rec = json_object_new_object();
+	struct seen seen = { 0 };
+	struct store *st;
+	uint64_t seq;
+	off_t size;
+	int fd;
+
+	assert_int_equal(store_local_open_readonly(*state, &st), -ENOENT);
+	st = open_replay(state, &seen);
+	append_n(st, 0, 3);
+	st->ops->close(st);
+	fd = open(log_path(state), O_WRONLY | O_APPEND);
+	assert_int_equal(write(fd, "\x20\x00\x00\x00\x12\x34", 6), 6);
+	close(fd);
+	size = file_size(log_path(state));
+
+	assert_int_equal(store_local_open_readonly(*state, &st), 0);
+	assert_int_equal(st->ops->replay(st, count_records, &seen), 0);
+	assert_int_equal(seen.n, 3);
+	assert_int_equal(append_obj(st, rec, &seq), -EROFS);
+	assert_int_equal(st->ops->sync(st, STORE_SEQ_WRITTEN), 0);
+	st->ops->close(st);
+	json_object_put(rec);
+	assert_int_equal(file_size(log_path(state)), size);
 }
 
 static void test_bad_header_is_refused(void **state)
@@ -209,7 +365,7 @@ static int dump_evens(void *ctx, struct store *snap, store_emit_fn emit)
 		int err;
 
 		json_object_object_add(rec, "i", json_object_new_int(i));
-		err = emit(snap, rec);
+		err = emit(snap, json_object_to_json_string(rec), strlen(json_object_to_json_string(rec)));
 		json_object_put(rec);
 		if (err)
 			return err;
@@ -280,7 +436,7 @@ static void *writer_main(void *arg)
 		uint64_t seq;
 
 		json_object_object_add(rec, "i", json_object_new_int(w->base + i));
-		if (w->st->ops->append(w->st, rec, &seq) || w->st->ops->sync(w->st, seq))
+		if (append_obj(w->st, rec, &seq) || w->st->ops->sync(w->st, seq))
 			return (void *)1;
 		json_object_put(rec);
 	}
@@ -334,7 +490,7 @@ static void *locked_writer_main(void *arg)
 
 		pthread_mutex_lock(&lw->lock);
 		json_object_object_add(rec, "i", json_object_new_int(lw->appended++));
-		err = lw->st->ops->append(lw->st, rec, &seq);
+		err = append_obj(lw->st, rec, &seq);
 		pthread_mutex_unlock(&lw->lock);
 		json_object_put(rec);
 		if (err || lw->st->ops->sync(lw->st, seq))
@@ -392,14 +548,14 @@ static void test_partial_write_is_cut_back(void **state)
 	off_t size;
 
 	append_n(st, 0, 3);
-	size = file_size(log_path(state));
+	size = records_end(log_path(state));
 	signal(SIGXFSZ, SIG_IGN);
 	assert_int_equal(getrlimit(RLIMIT_FSIZE, &old), 0);
 	lim = old;
 	lim.rlim_cur = (rlim_t)size + 10; /* room for a part of the next record */
 	assert_int_equal(setrlimit(RLIMIT_FSIZE, &lim), 0);
 	rec = json_tokener_parse("{\"i\":100,\"pad\":\"xxxxxxxxxxxxxxxxxxxx\"}");
-	assert_int_not_equal(st->ops->append(st, rec, &seq), 0);
+	assert_int_not_equal(append_obj(st, rec, &seq), 0);
 	json_object_put(rec);
 	assert_int_equal(setrlimit(RLIMIT_FSIZE, &old), 0);
 	assert_int_equal(file_size(log_path(state)), size);
@@ -421,6 +577,9 @@ int main(void)
 		T(test_replay_in_order),
 		T(test_torn_tail_is_dropped_and_truncated),
 		T(test_corrupt_tail_is_dropped),
+		T(test_damage_mid_log_keeps_later_records),
+		T(test_zeros_after_the_last_record_are_its_end),
+		T(test_readonly_changes_nothing),
 		T(test_bad_header_is_refused),
 		T(test_compaction_replaces_the_log),
 		T(test_appends_during_compaction_are_kept),

@@ -15,7 +15,7 @@
 static void collect_agent(void *ctx, struct metrics_writer *w)
 {
 	struct agent *agent = ctx;
-	unsigned long long errors[IPAM_ERR_MAX];
+	unsigned long long errors[IPAM_ERR_MAX], removed, outside;
 	struct ipam_pool_stats *st;
 	size_t n;
 
@@ -49,6 +49,14 @@ static void collect_agent(void *ctx, struct metrics_writer *w)
 		}
 		free(st);
 	}
+
+	ipam_stray_counts(agent->ipam, &removed, &outside);
+	metrics_family(w, "railnet_ipam_allocations_outside_config", "gauge",
+		       "Allocations kept although the configuration has no room for them, by reason.");
+	metrics_sample_u64(w, "railnet_ipam_allocations_outside_config", removed, "reason",
+			   "pool_removed", NULL);
+	metrics_sample_u64(w, "railnet_ipam_allocations_outside_config", outside, "reason",
+			   "outside_pool_addresses", NULL);
 
 	ipam_error_counts(agent->ipam, errors);
 	metrics_family(w, "railnet_ipam_allocation_errors_total", "counter",

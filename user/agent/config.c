@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "agent/rdma_config.h"
@@ -18,6 +19,12 @@ static const char *const known_keys[] = {
 	"nodeName", "socket", "stateDir", "bpffs", "metrics", "store", "pools",
 	"reservedIPs", "reconcile", "gateway", "datapath", "rdma", NULL,
 };
+
+/* Bounds that keep times in range of what consumes them (poll's int). */
+#define MAX_INTERVAL_MS (24LL * 3600 * 1000)
+#define MAX_HOLD_MS (30LL * 24 * 3600 * 1000)
+#define MAX_COMPACT_RECORDS 1000000000LL
+#define DEFAULT_STATEFUL_HOLD_MS (10LL * 60 * 1000)
 
 struct parser {
 	char *errbuf;
@@ -41,6 +48,35 @@ __attribute__((format(printf, 3, 4))) static int fail(struct parser *ps, const c
 static const char *type_name(struct json_object *v)
 {
 	return json_type_to_name(json_object_get_type(v));
+}
+
+/* Every key of @obj must be one of @known (NULL-terminated): a typo in a
+ * ConfigMap would otherwise pass and silently leave the default in force. */
+static int check_keys(struct parser *ps, struct json_object *obj, const char *path,
+		      const char *const *known)
+{
+	char p[128], list[256];
+	size_t n = 0;
+
+	json_object_object_foreach(obj, key, val) {
+		bool ok = false;
+
+		(void)val;
+		for (int i = 0; known[i]; i++)
+			ok |= !strcmp(key, known[i]);
+		if (ok)
+			continue;
+		list[0] = '\0';
+		for (int i = 0; known[i] && n < sizeof(list); i++)
+			n += (size_t)snprintf(list + n, sizeof(list) - n, "%s%s", i ? ", " : "",
+					      known[i]);
+		if (path[0])
+			snprintf(p, sizeof(p), "%s.%s", path, key);
+		else
+			snprintf(p, sizeof(p), "%s", key);
+		return fail(ps, p, "unknown field (known: %s)", list);
+	}
+	return 0;
 }
 
 /* A string field; absent leaves *out alone. */
@@ -77,9 +113,9 @@ static int get_array(struct parser *ps, struct json_object *obj, const char *key
 	return 0;
 }
 
-/* A non-negative integer counted in @unit; absent leaves *out alone. */
+/* An integer in [0, @max] counted in @unit; absent leaves *out alone. */
 static int get_count(struct parser *ps, struct json_object *obj, const char *key,
-		     const char *path, const char *unit, long long *out)
+		     const char *path, const char *unit, long long max, long long *out)
 {
 	struct json_object *v;
 
@@ -87,6 +123,10 @@ static int get_count(struct parser *ps, struct json_object *obj, const char *key
 		return 0;
 	if (!json_object_is_type(v, json_type_int) || json_object_get_int64(v) < 0)
 		return fail(ps, path, "must be a non-negative integer (%s)", unit);
+	/* json-c saturates what does not fit an int64 to INT64_MAX */
+	if (json_object_get_int64(v) > max)
+		return fail(ps, path, "%s is over the limit of %lld %s", json_object_get_string(v),
+			    max, unit);
 	*out = json_object_get_int64(v);
 	return 0;
 }
@@ -134,6 +174,7 @@ static bool range_in_prefix(const struct iprange *r, const struct ipprefix *pfx)
 static int parse_routes(struct parser *ps, struct json_object *arr, const char *path,
 			const struct ipam_pool_config *pc, struct json_object **out)
 {
+	static const char *const route_keys[] = { "dst", "gw", NULL };
 	size_t len = arr ? json_object_array_length(arr) : 0;
 	char p[128];
 
@@ -148,6 +189,9 @@ static int parse_routes(struct parser *ps, struct json_object *arr, const char *
 		snprintf(p, sizeof(p), "%s[%zu]", path, i);
 		if (!json_object_is_type(v, json_type_object))
 			return fail(ps, p, "must be an object {\"dst\":..,\"gw\":..}");
+		err = check_keys(ps, v, p, route_keys);
+		if (err)
+			return err;
 		snprintf(p, sizeof(p), "%s[%zu].dst", path, i);
 		err = get_string(ps, v, "dst", p, true, &dst);
 		if (!err && ipprefix_parse(dst, &pfx))
@@ -177,8 +221,10 @@ static int parse_routes(struct parser *ps, struct json_object *arr, const char *
 static int parse_pool(struct parser *ps, struct json_object *obj, size_t idx,
 		      struct ipam_pool_config *pc)
 {
-	static const char *const pool_keys[] = { "name", "subnet", "ips", "excludeIPs", "gateway",
-						 "routes", "nodeName", "stateful", NULL };
+	static const char *const pool_keys[] = { "name",    "subnet",   "ips",
+						 "excludeIPs", "gateway", "routes",
+						 "nodeName", "stateful", "statefulHoldMs",
+						 NULL };
 	struct json_object *arr, *v;
 	char path[96], *s = NULL;
 	regex_t re;
@@ -188,18 +234,9 @@ static int parse_pool(struct parser *ps, struct json_object *obj, size_t idx,
 	snprintf(path, sizeof(path), "pools[%zu]", idx);
 	if (!json_object_is_type(obj, json_type_object))
 		return fail(ps, path, "must be an object");
-	json_object_object_foreach(obj, key, val) {
-		bool known = false;
-
-		(void)val;
-		for (int i = 0; pool_keys[i]; i++)
-			known |= !strcmp(key, pool_keys[i]);
-		if (!known) {
-			snprintf(path, sizeof(path), "pools[%zu].%s", idx, key);
-			return fail(ps, path, "unknown field (known: name, subnet, ips, excludeIPs, "
-					      "gateway, routes, nodeName, stateful)");
-		}
-	}
+	err = check_keys(ps, obj, path, pool_keys);
+	if (err)
+		return err;
 
 	snprintf(path, sizeof(path), "pools[%zu].name", idx);
 	err = get_string(ps, obj, "name", path, true, &pc->name);
@@ -245,6 +282,14 @@ static int parse_pool(struct parser *ps, struct json_object *obj, size_t idx,
 	if (!err)
 		err = parse_ranges(ps, arr, path, pc->subnet.net.family, &pc->excludes,
 				   &pc->nexcludes);
+	/* Outside the subnet an exclusion excludes nothing: a typo. */
+	for (size_t i = 0; !err && i < pc->nexcludes; i++) {
+		if (!range_in_prefix(&pc->excludes[i], &pc->subnet)) {
+			snprintf(path, sizeof(path), "pools[%zu].excludeIPs[%zu]", idx, i);
+			err = fail(ps, path, "\"%s\" is outside subnet",
+				   json_object_get_string(json_object_array_get_idx(arr, i)));
+		}
+	}
 	if (err)
 		return err;
 
@@ -290,7 +335,10 @@ static int parse_pool(struct parser *ps, struct json_object *obj, size_t idx,
 			return fail(ps, path, "must be true or false");
 		pc->stateful = json_object_get_boolean(v);
 	}
-	return 0;
+	snprintf(path, sizeof(path), "pools[%zu].statefulHoldMs", idx);
+	pc->stateful_hold_ms = DEFAULT_STATEFUL_HOLD_MS;
+	return get_count(ps, obj, "statefulHoldMs", path, "milliseconds", MAX_HOLD_MS,
+			 &pc->stateful_hold_ms);
 }
 
 static int parse_pools(struct parser *ps, struct json_object *root, struct ipam_config *ic)
@@ -326,25 +374,65 @@ static int parse_pools(struct parser *ps, struct json_object *root, struct ipam_
 	return err;
 }
 
+/* "host:port": an IP address (IPv6 in brackets), "localhost" or nothing
+ * (every address), and a port.  Names that need DNS are refused: whether
+ * they resolve is not known until the agent starts, and then too late. */
+static int check_listen(struct parser *ps, const char *path, const char *listen)
+{
+	const char *colon = strrchr(listen, ':');
+	char host[IPADDR_STRLEN + 2];
+	struct ipaddr a;
+	size_t hlen;
+	long port;
+
+	if (!colon || !colon[1] || strspn(colon + 1, "0123456789") != strlen(colon + 1) ||
+	    strlen(colon + 1) > 5 || (port = atol(colon + 1)) < 1 || port > 65535)
+		return fail(ps, path, "\"%s\" is not host:port (a port 1-65535)", listen);
+	hlen = (size_t)(colon - listen);
+	if (hlen >= sizeof(host))
+		return fail(ps, path, "\"%s\": the host is not an IP address", listen);
+	memcpy(host, listen, hlen);
+	host[hlen] = '\0';
+	if (!hlen || !strcmp(host, "localhost"))
+		return 0;
+	if (host[0] == '[' && host[hlen - 1] == ']') {
+		host[hlen - 1] = '\0';
+		if (!ipaddr_parse_family(host + 1, AF_INET6, &a))
+			return 0;
+	} else if (!ipaddr_parse_family(host, AF_INET, &a)) {
+		return 0;
+	}
+	return fail(ps, path,
+		    "\"%s\": the host is not an IPv4 address, [IPv6 address], localhost or empty",
+		    listen);
+}
+
 static int parse_metrics(struct parser *ps, struct json_object *root, struct agent_config *cfg)
 {
+	static const char *const metrics_keys[] = { "listen", NULL };
 	struct json_object *m;
-	const char *colon;
 
 	if (!json_object_object_get_ex(root, "metrics", &m))
 		return 0;
 	if (!json_object_is_type(m, json_type_object))
 		return fail(ps, "metrics", "must be an object {\"listen\":\"host:port\"}");
+	if (check_keys(ps, m, "metrics", metrics_keys))
+		return -EINVAL;
 	if (get_string(ps, m, "listen", "metrics.listen", false, &cfg->metrics_listen))
 		return -EINVAL;
-	if (cfg->metrics_listen) {
-		colon = strrchr(cfg->metrics_listen, ':');
-		if (!colon || !colon[1] || strspn(colon + 1, "0123456789") != strlen(colon + 1) ||
-		    atoi(colon + 1) > 65535)
-			return fail(ps, "metrics.listen", "\"%s\" is not host:port",
-				    cfg->metrics_listen);
-	}
+	if (cfg->metrics_listen)
+		return check_listen(ps, "metrics.listen", cfg->metrics_listen);
 	return 0;
+}
+
+/* A path field that, when present, names something. */
+static int get_path(struct parser *ps, struct json_object *root, const char *key, char **out)
+{
+	int err = get_string(ps, root, key, key, false, out);
+
+	if (!err && *out && !(*out)[0])
+		return fail(ps, key, "must not be empty (leave it out for the default)");
+	return err;
 }
 
 static int set_default(char **field, const char *value)
@@ -372,39 +460,40 @@ int agent_config_parse(struct json_object *root, struct agent_config *cfg, char 
 		err = fail(&ps, "(root)", "must be a JSON object");
 		goto err;
 	}
-	json_object_object_foreach(root, key, val) {
-		bool known = false;
-
-		(void)val;
-		for (int i = 0; known_keys[i]; i++)
-			known |= !strcmp(key, known_keys[i]);
-		if (!known) {
-			err = fail(&ps, key, "unknown field (known: nodeName, socket, stateDir, bpffs, "
-					     "metrics, store, pools, reservedIPs, reconcile, gateway, "
-					     "datapath, rdma)");
-			goto err;
-		}
-	}
-	err = get_string(&ps, root, "nodeName", "nodeName", false, &cfg->node_name);
+	err = check_keys(&ps, root, "", known_keys);
 	if (!err)
-		err = get_string(&ps, root, "socket", "socket", false, &cfg->socket);
+		err = get_string(&ps, root, "nodeName", "nodeName", false, &cfg->node_name);
+	if (!err && cfg->node_name && !cfg->node_name[0])
+		err = fail(&ps, "nodeName", "must not be empty (leave it out for $NODE_NAME, else "
+					    "the hostname)");
 	if (!err)
-		err = get_string(&ps, root, "stateDir", "stateDir", false, &cfg->state_dir);
+		err = get_path(&ps, root, "socket", &cfg->socket);
+	/* Found out at bind() otherwise, without the field's name. */
+	if (!err && cfg->socket && strlen(cfg->socket) >= sizeof(((struct sockaddr_un *)0)->sun_path))
+		err = fail(&ps, "socket", "\"%.40s...\" is %zu bytes: a unix socket path holds at most %zu",
+			   cfg->socket, strlen(cfg->socket),
+			   sizeof(((struct sockaddr_un *)0)->sun_path) - 1);
 	if (!err)
-		err = get_string(&ps, root, "bpffs", "bpffs", false, &cfg->bpffs);
+		err = get_path(&ps, root, "stateDir", &cfg->state_dir);
+	if (!err)
+		err = get_path(&ps, root, "bpffs", &cfg->bpffs);
 	if (!err)
 		err = parse_metrics(&ps, root, cfg);
 	if (err)
 		goto err;
 	if (json_object_object_get_ex(root, "store", &v)) {
+		static const char *const store_keys[] = { "type", "compactRecords", NULL };
+
 		if (!json_object_is_type(v, json_type_object)) {
 			err = fail(&ps, "store", "must be an object {\"type\":\"local\"}");
 			goto err;
 		}
-		err = get_string(&ps, v, "type", "store.type", false, &cfg->store_type);
+		err = check_keys(&ps, v, "store", store_keys);
+		if (!err)
+			err = get_string(&ps, v, "type", "store.type", false, &cfg->store_type);
 		if (!err)
 			err = get_count(&ps, v, "compactRecords", "store.compactRecords", "records",
-					&cfg->ipam.compact_records);
+					MAX_COMPACT_RECORDS, &cfg->ipam.compact_records);
 		if (err)
 			goto err;
 	}
@@ -416,15 +505,19 @@ int agent_config_parse(struct json_object *root, struct agent_config *cfg, char 
 		goto err;
 	}
 	if (json_object_object_get_ex(root, "reconcile", &v)) {
+		static const char *const reconcile_keys[] = { "intervalMs", "graceMs", NULL };
+
 		if (!json_object_is_type(v, json_type_object)) {
 			err = fail(&ps, "reconcile", "must be an object");
 			goto err;
 		}
-		err = get_count(&ps, v, "intervalMs", "reconcile.intervalMs", "milliseconds",
-				&cfg->reconcile_interval_ms);
+		err = check_keys(&ps, v, "reconcile", reconcile_keys);
+		if (!err)
+			err = get_count(&ps, v, "intervalMs", "reconcile.intervalMs", "milliseconds",
+					MAX_INTERVAL_MS, &cfg->reconcile_interval_ms);
 		if (!err)
 			err = get_count(&ps, v, "graceMs", "reconcile.graceMs", "milliseconds",
-					&cfg->reconcile_grace_ms);
+					MAX_HOLD_MS, &cfg->reconcile_grace_ms);
 		if (err)
 			goto err;
 	}

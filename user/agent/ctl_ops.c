@@ -289,6 +289,7 @@ static int op_status(struct agent *agent, struct json_object *args, struct json_
 	json_object_object_add(result, "uptimeSeconds",
 			       json_object_new_int64((int64_t)(time(NULL) - agent->started)));
 	json_object_object_add(result, "pools", pools_json(agent, NULL));
+	json_object_object_add(result, "ipam", ipam_status_json(agent->ipam));
 	return 0;
 }
 

@@ -9,6 +9,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -23,49 +25,41 @@
 /* Beyond this many open connections a new one is answered busy. */
 #define CTL_MAX_CONNS 256
 
-/* Workers outlive their connections: an idle one waits this long for the
- * next before it exits (keeping CTL_MIN_WORKERS).  Reusing threads and their
- * line buffers keeps thread creation and page faults off the request path. */
+/* Each worker accepts for itself, so a connection goes from the listening
+ * socket to the thread that serves it without a hand-over (a hop through
+ * another thread costs a wake-up per request).  A worker that takes a
+ * connection while no other is idle starts one, so the next connection
+ * never waits behind this one's fsync; an idle worker exits after this
+ * long (keeping CTL_MIN_WORKERS).  Threads and their line buffers are
+ * reused, which keeps thread creation and page faults off the request path. */
 #define CTL_WORKER_IDLE_MS 30000
 #define CTL_MIN_WORKERS 4
 
 struct conn {
-	struct conn *next;     /* in server->conns: every open connection */
-	struct conn *next_new; /* in server->pending: not yet taken by a worker */
+	struct conn *next, **pprev; /* in server->conns: every open connection */
 	int fd;
+	int answered; /* requests answered (atomic: read by ctl_server_stop) */
 };
 
 struct ctl_server {
 	struct agent *agent;
 	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
 	int listen_fd;
-	int wake[2]; /* stops the accept loop */
-	pthread_t acceptor;
+	int stop_fd;	      /* an eventfd, readable once stopping */
+	pthread_attr_t attr;  /* workers': detached, small stacks */
 	pthread_mutex_t lock; /* everything below */
 	pthread_cond_t idle;  /* a connection closed or a worker exited */
-	pthread_cond_t work;  /* a connection is pending */
 	struct conn *conns;
 	int nconns;
-	struct conn *pending, **pending_tail;
-	int npending;
-	int nworkers, idle_workers;
+	int nworkers, idle_workers; /* idle: waiting for a connection */
 	bool stopping;
 };
 
 static int write_response(int fd, struct json_object *resp)
 {
 	const char *text = json_object_to_json_string_ext(resp, JSON_C_TO_STRING_PLAIN);
-	size_t len = strlen(text);
-	char *line = malloc(len + 1);
-	int err;
 
-	if (!line)
-		return -ENOMEM;
-	memcpy(line, text, len);
-	line[len] = '\n';
-	err = ctl_write_all(fd, line, len + 1, CTL_REQUEST_TIMEOUT_MS);
-	free(line);
-	return err;
+	return ctl_write_line(fd, text, strlen(text), CTL_REQUEST_TIMEOUT_MS);
 }
 
 static struct json_object *error_response(const char *code, const char *message)
@@ -80,14 +74,23 @@ static struct json_object *error_response(const char *code, const char *message)
 	return resp;
 }
 
-static struct json_object *dispatch(struct agent *agent, const char *line)
+/* @tok is the worker's, reused: a tokener per request is an allocation and
+ * a clearing of its parse stack each time. */
+static struct json_object *dispatch(struct agent *agent, struct json_tokener *tok,
+				    const char *line, int len)
 {
-	struct json_object *req = json_tokener_parse(line), *v, *args, *result, *resp;
+	struct json_object *req, *v, *args, *result, *resp;
 	struct ctl_error err = { 0 };
 	const struct ctl_op *op;
 	char msg[160];
 	int ret;
 
+	json_tokener_reset(tok);
+	req = json_tokener_parse_ex(tok, line, len);
+	if (req && json_tokener_get_error(tok) != json_tokener_success) {
+		json_object_put(req);
+		req = NULL;
+	}
 	if (!req || !json_object_is_type(req, json_type_object)) {
 		json_object_put(req);
 		return error_response(CTL_ERR_BAD_REQUEST, "the request is not a JSON object");
@@ -144,186 +147,187 @@ static bool peer_is_root(int fd)
 }
 
 /* Serves one connection until it closes, times out or errs. */
-static void serve_conn(struct ctl_server *s, struct conn *c, struct ctl_reader *reader)
+static void serve_conn(struct ctl_server *s, struct conn *c, struct ctl_reader *reader,
+		       struct json_tokener *tok)
 {
+	int fd = c->fd;
 	struct json_object *resp;
 	char *line;
 	int n;
 
-	if (!peer_is_root(c->fd)) {
+	if (!peer_is_root(fd)) {
 		log_warn("ctl_peer_refused", "reason=\"peer uid is not 0\"");
 		resp = error_response("permission_denied", "railnetd serves root only");
-		write_response(c->fd, resp);
+		write_response(fd, resp);
 		json_object_put(resp);
+		/* Closed before the client has sent its request, the socket
+		 * would fail that send (EPIPE) and the answer would never be
+		 * read: wait for the client to go, a bounded time. */
+		shutdown(fd, SHUT_WR);
+		reader->len = reader->taken = 0;
+		while (ctl_read_line(reader, fd, CTL_REQUEST_TIMEOUT_MS, CTL_REQUEST_TIMEOUT_MS,
+				     &line) > 0)
+			;
 		return;
 	}
 	reader->len = reader->taken = 0;
 	for (;;) {
-		n = ctl_read_line(reader, c->fd, CTL_IDLE_TIMEOUT_MS, CTL_REQUEST_TIMEOUT_MS, &line);
+		n = ctl_read_line(reader, fd, CTL_IDLE_TIMEOUT_MS, CTL_REQUEST_TIMEOUT_MS, &line);
 		if (n == -EMSGSIZE) {
 			resp = error_response(CTL_ERR_TOO_LARGE, "request over 64 KiB");
-			write_response(c->fd, resp);
+			write_response(fd, resp);
 			json_object_put(resp);
 			break;
 		}
 		if (n <= 0) {
 			if (n == -ETIMEDOUT)
-				log_debug("ctl_conn_timeout", "fd=%d", c->fd);
+				log_debug("ctl_conn_timeout", "fd=%d", fd);
 			break;
 		}
-		resp = dispatch(s->agent, line);
-		n = write_response(c->fd, resp);
+		resp = dispatch(s->agent, tok, line, n);
+		n = write_response(fd, resp);
 		json_object_put(resp);
-		if (n)
+		__atomic_add_fetch(&c->answered, 1, __ATOMIC_RELAXED);
+		/* Stopping: this request was in flight, a next one is not. */
+		if (n || __atomic_load_n(&s->stopping, __ATOMIC_RELAXED))
 			break;
 	}
+}
+
+static void answer_busy(int fd)
+{
+	struct json_object *resp = error_response(CTL_ERR_BUSY, "too many connections");
+
+	write_response(fd, resp);
+	json_object_put(resp);
+	close(fd);
+}
+
+static void *worker_main(void *arg);
+
+/* Starts a worker, counted idle from the start so that no other worker
+ * starts one for the same reason.  Called with the lock held. */
+static int spawn_worker(struct ctl_server *s)
+{
+	pthread_t tid;
+	int err = pthread_create(&tid, &s->attr, worker_main, s);
+
+	if (err) {
+		log_warn("ctl_worker_spawn_failed", "workers=%d err=\"%s\"", s->nworkers,
+			 strerror(err));
+		return -err;
+	}
+	s->nworkers++;
+	s->idle_workers++;
+	return 0;
+}
+
+/* Takes the next connection from the listening socket into s->conns, or
+ * says why not: 0 and *fd, -EAGAIN (another worker took it, or none is
+ * there), -ESHUTDOWN (stopping and the backlog is empty), -ETIMEDOUT (idle
+ * for CTL_WORKER_IDLE_MS). */
+static int take_conn(struct ctl_server *s, int ep, struct conn *c)
+{
+	struct epoll_event ev[2];
+	bool stopping;
+	int n, fd;
+
+	stopping = __atomic_load_n(&s->stopping, __ATOMIC_RELAXED);
+	if (!stopping) {
+		n = epoll_wait(ep, ev, 2, CTL_WORKER_IDLE_MS);
+		if (n == 0)
+			return -ETIMEDOUT;
+		if (n < 0 && errno != EINTR)
+			return -errno;
+		stopping = __atomic_load_n(&s->stopping, __ATOMIC_RELAXED);
+	}
+	fd = accept4(s->listen_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+	if (fd < 0)
+		/* Stopping: what was queued before the socket went is served. */
+		return stopping && errno == EAGAIN ? -ESHUTDOWN : -EAGAIN;
+	pthread_mutex_lock(&s->lock);
+	if (s->nconns >= CTL_MAX_CONNS) {
+		pthread_mutex_unlock(&s->lock);
+		answer_busy(fd);
+		return -EAGAIN;
+	}
+	c->fd = fd;
+	c->answered = 0;
+	c->next = s->conns;
+	c->pprev = &s->conns;
+	if (c->next)
+		c->next->pprev = &c->next;
+	s->conns = c;
+	s->nconns++;
+	s->idle_workers--;
+	/* Someone must be accepting while this connection is served. */
+	if (!s->idle_workers && !s->stopping && s->nworkers <= CTL_MAX_CONNS)
+		spawn_worker(s);
+	pthread_mutex_unlock(&s->lock);
+	return 0;
 }
 
 static void conn_closed(struct ctl_server *s, struct conn *c)
 {
 	close(c->fd);
 	pthread_mutex_lock(&s->lock);
-	for (struct conn **pp = &s->conns; *pp; pp = &(*pp)->next) {
-		if (*pp == c) {
-			*pp = c->next;
-			break;
-		}
-	}
+	*c->pprev = c->next;
+	if (c->next)
+		c->next->pprev = c->pprev;
 	s->nconns--;
+	s->idle_workers++;
 	pthread_cond_broadcast(&s->idle);
 	pthread_mutex_unlock(&s->lock);
-	free(c);
-}
-
-static void deadline_in(struct timespec *ts, int ms)
-{
-	clock_gettime(CLOCK_REALTIME, ts);
-	ts->tv_sec += ms / 1000;
-	ts->tv_nsec += (ms % 1000) * 1000000L;
-	if (ts->tv_nsec >= 1000000000L) {
-		ts->tv_sec++;
-		ts->tv_nsec -= 1000000000L;
-	}
-}
-
-/* Takes the next pending connection; NULL when the worker should exit. */
-static struct conn *next_conn(struct ctl_server *s)
-{
-	struct timespec deadline;
-	struct conn *c;
-
-	pthread_mutex_lock(&s->lock);
-	deadline_in(&deadline, CTL_WORKER_IDLE_MS);
-	s->idle_workers++;
-	while (!s->pending && !s->stopping) {
-		if (pthread_cond_timedwait(&s->work, &s->lock, &deadline) != ETIMEDOUT || s->pending)
-			continue;
-		if (s->nworkers > CTL_MIN_WORKERS)
-			break;
-		deadline_in(&deadline, CTL_WORKER_IDLE_MS);
-	}
-	s->idle_workers--;
-	c = s->pending;
-	if (c) {
-		s->pending = c->next_new;
-		if (!s->pending)
-			s->pending_tail = &s->pending;
-		s->npending--;
-	} else {
-		s->nworkers--;
-		pthread_cond_broadcast(&s->idle);
-	}
-	pthread_mutex_unlock(&s->lock);
-	return c;
 }
 
 static void *worker_main(void *arg)
 {
 	struct ctl_server *s = arg;
+	struct epoll_event lev = { .events = EPOLLIN | EPOLLEXCLUSIVE },
+			   sev = { .events = EPOLLIN };
 	struct ctl_reader reader;
 	bool have_reader = !ctl_reader_init(&reader, CTL_MAX_LINE);
-	struct conn *c;
+	struct json_tokener *tok = json_tokener_new();
+	int ep = epoll_create1(EPOLL_CLOEXEC), err = 0;
+	struct conn c;
 
-	while ((c = next_conn(s))) {
-		if (have_reader)
-			serve_conn(s, c, &reader);
-		conn_closed(s, c);
+	/* Exclusive: a connection wakes one idle worker, not all of them. */
+	if (ep < 0 || !have_reader || !tok || epoll_ctl(ep, EPOLL_CTL_ADD, s->listen_fd, &lev) ||
+	    epoll_ctl(ep, EPOLL_CTL_ADD, s->stop_fd, &sev)) {
+		log_err("ctl_worker_failed", "err=\"%s\"",
+			strerror(have_reader && tok ? errno : ENOMEM));
+		goto out;
 	}
+	for (;;) {
+		err = take_conn(s, ep, &c);
+		if (err == -EAGAIN)
+			continue;
+		if (err == -ETIMEDOUT) {
+			pthread_mutex_lock(&s->lock);
+			if (s->nworkers > CTL_MIN_WORKERS && s->idle_workers > 1) {
+				pthread_mutex_unlock(&s->lock);
+				break;
+			}
+			pthread_mutex_unlock(&s->lock);
+			continue;
+		}
+		if (err)
+			break;
+		serve_conn(s, &c, &reader, tok);
+		conn_closed(s, &c);
+	}
+out:
+	if (ep >= 0)
+		close(ep);
 	if (have_reader)
 		ctl_reader_free(&reader);
-	return NULL;
-}
-
-/* Queues @c for a worker, starting one when none is idle: a connection never
- * waits behind another.  Called with the lock held. */
-static int hand_over(struct ctl_server *s, struct conn *c, pthread_attr_t *attr)
-{
-	pthread_t tid;
-
-	c->next_new = NULL;
-	*s->pending_tail = c;
-	s->pending_tail = &c->next_new;
-	s->npending++;
-	if (s->idle_workers >= s->npending) {
-		pthread_cond_signal(&s->work);
-		return 0;
-	}
-	if (pthread_create(&tid, attr, worker_main, s)) {
-		/* No new thread: a busy worker takes it when it is done. */
-		log_warn("ctl_worker_spawn_failed", "workers=%d", s->nworkers);
-		return 0;
-	}
-	s->nworkers++;
-	return 0;
-}
-
-static void *accept_main(void *arg)
-{
-	struct ctl_server *s = arg;
-	struct pollfd pfd[2] = { { .fd = s->listen_fd, .events = POLLIN },
-				 { .fd = s->wake[0], .events = POLLIN } };
-	pthread_attr_t attr;
-
-	pthread_attr_init(&attr);
-	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-	pthread_attr_setstacksize(&attr, 256 * 1024);
-	for (;;) {
-		struct conn *c;
-		int fd;
-
-		if (poll(pfd, 2, -1) < 0 && errno != EINTR)
-			break;
-		if (pfd[1].revents)
-			break;
-		if (!(pfd[0].revents & POLLIN))
-			continue;
-		fd = accept4(s->listen_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
-		if (fd < 0)
-			continue;
-		pthread_mutex_lock(&s->lock);
-		if (s->nconns >= CTL_MAX_CONNS || s->stopping) {
-			pthread_mutex_unlock(&s->lock);
-			struct json_object *resp = error_response(CTL_ERR_BUSY, "too many connections");
-
-			write_response(fd, resp);
-			json_object_put(resp);
-			close(fd);
-			continue;
-		}
-		c = calloc(1, sizeof(*c));
-		if (!c) {
-			pthread_mutex_unlock(&s->lock);
-			close(fd);
-			continue;
-		}
-		c->fd = fd;
-		c->next = s->conns;
-		s->conns = c;
-		s->nconns++;
-		hand_over(s, c, &attr);
-		pthread_mutex_unlock(&s->lock);
-	}
-	pthread_attr_destroy(&attr);
+	if (tok)
+		json_tokener_free(tok);
+	pthread_mutex_lock(&s->lock);
+	s->nworkers--;
+	s->idle_workers--;
+	pthread_cond_broadcast(&s->idle);
+	pthread_mutex_unlock(&s->lock);
 	return NULL;
 }
 
@@ -341,11 +345,12 @@ int ctl_server_start(struct agent *agent, const char *path, struct ctl_server **
 	if (!s)
 		return -ENOMEM;
 	s->agent = agent;
-	s->listen_fd = s->wake[0] = s->wake[1] = -1;
+	s->listen_fd = s->stop_fd = -1;
 	pthread_mutex_init(&s->lock, NULL);
 	pthread_cond_init(&s->idle, NULL);
-	pthread_cond_init(&s->work, NULL);
-	s->pending_tail = &s->pending;
+	pthread_attr_init(&s->attr);
+	pthread_attr_setdetachstate(&s->attr, PTHREAD_CREATE_DETACHED);
+	pthread_attr_setstacksize(&s->attr, 256 * 1024);
 	strcpy(s->path, path);
 	strcpy(addr.sun_path, path);
 
@@ -360,7 +365,8 @@ int ctl_server_start(struct agent *agent, const char *path, struct ctl_server **
 		}
 	}
 	s->listen_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-	if (s->listen_fd < 0 || pipe2(s->wake, O_CLOEXEC) < 0) {
+	s->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (s->listen_fd < 0 || s->stop_fd < 0) {
 		err = -errno;
 		goto err;
 	}
@@ -373,8 +379,11 @@ int ctl_server_start(struct agent *agent, const char *path, struct ctl_server **
 		log_err("ctl_listen_failed", "socket=%s err=\"%s\"", path, strerror(-err));
 		goto err;
 	}
-	err = -pthread_create(&s->acceptor, NULL, accept_main, s);
-	if (err)
+	pthread_mutex_lock(&s->lock);
+	for (int i = 0; i < CTL_MIN_WORKERS && !err; i++)
+		err = spawn_worker(s);
+	pthread_mutex_unlock(&s->lock);
+	if (err && !s->nworkers)
 		goto err;
 	log_info("ctl_listening", "socket=%s", path);
 	*out = s;
@@ -382,46 +391,58 @@ int ctl_server_start(struct agent *agent, const char *path, struct ctl_server **
 err:
 	if (s->listen_fd >= 0)
 		close(s->listen_fd);
-	if (s->wake[0] >= 0) {
-		close(s->wake[0]);
-		close(s->wake[1]);
-	}
+	if (s->stop_fd >= 0)
+		close(s->stop_fd);
+	pthread_attr_destroy(&s->attr);
 	free(s);
 	return err;
+}
+
+static void deadline_in(struct timespec *ts, int ms)
+{
+	clock_gettime(CLOCK_REALTIME, ts);
+	ts->tv_sec += ms / 1000;
+	ts->tv_nsec += (ms % 1000) * 1000000L;
+	if (ts->tv_nsec >= 1000000000L) {
+		ts->tv_sec++;
+		ts->tv_nsec -= 1000000000L;
+	}
 }
 
 void ctl_server_stop(struct ctl_server *s, int grace_ms)
 {
 	struct timespec deadline;
+	uint64_t one = 1;
 
 	if (!s)
 		return;
-	if (write(s->wake[1], "x", 1) < 0)
-		log_warn("ctl_wake_failed", "err=\"%s\"", strerror(errno));
-	pthread_join(s->acceptor, NULL);
-	close(s->listen_fd);
+	/* No new connections; the ones queued already are still served. */
 	unlink(s->path);
-
 	deadline_in(&deadline, grace_ms);
 	pthread_mutex_lock(&s->lock);
-	s->stopping = true;
-	pthread_cond_broadcast(&s->work);
-	/* Idle connections see EOF; a request being served still gets its answer. */
+	__atomic_store_n(&s->stopping, true, __ATOMIC_RELAXED);
+	if (write(s->stop_fd, &one, sizeof(one)) < 0)
+		log_warn("ctl_wake_failed", "err=\"%s\"", strerror(errno));
+	/* A connection idle after an answer sees EOF (a request being served
+	 * still gets its answer).  One not answered yet is left alone: its
+	 * first request may be on its way, and shutting its reads would fail
+	 * the client's send (EPIPE) - it is served once, then closed. */
 	for (struct conn *c = s->conns; c; c = c->next)
-		shutdown(c->fd, SHUT_RD);
+		if (__atomic_load_n(&c->answered, __ATOMIC_RELAXED))
+			shutdown(c->fd, SHUT_RD);
 	while (s->nconns > 0 || s->nworkers > 0)
 		if (pthread_cond_timedwait(&s->idle, &s->lock, &deadline) == ETIMEDOUT)
 			break;
 	if (s->nconns || s->nworkers)
 		log_warn("ctl_stop_timeout", "connections=%d workers=%d", s->nconns, s->nworkers);
 	pthread_mutex_unlock(&s->lock);
-	close(s->wake[0]);
-	close(s->wake[1]);
 	/* Workers still busy past the grace period keep the server. */
 	if (!s->nconns && !s->nworkers) {
+		close(s->listen_fd);
+		close(s->stop_fd);
+		pthread_attr_destroy(&s->attr);
 		pthread_mutex_destroy(&s->lock);
 		pthread_cond_destroy(&s->idle);
-		pthread_cond_destroy(&s->work);
 		free(s);
 	}
 }

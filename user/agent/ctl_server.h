@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* The control socket: a unix stream socket, mode 0600, peers with uid 0
- * only, a thread per connection (docs/protocol.md). */
+ * only, served by a pool of workers that accept for themselves
+ * (docs/protocol.md). */
 #ifndef RAILNET_CTL_SERVER_H
 #define RAILNET_CTL_SERVER_H
 

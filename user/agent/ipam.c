@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,21 +12,52 @@
 
 #include "common/log.h"
 
+/* Why an allocation does not fit the configuration (it is kept and served:
+ * the pod using it runs; its address is never handed out again). */
+enum stray {
+	STRAY_NONE,
+	STRAY_NO_POOL, /* its pool is no longer configured */
+	STRAY_OUTSIDE, /* its address is no longer among its pool's addresses */
+};
+
+static const char *const stray_names[] = {
+	[STRAY_NONE] = "none",
+	[STRAY_NO_POOL] = "pool_removed",
+	[STRAY_OUTSIDE] = "outside_pool_addresses",
+};
+
 struct alloc {
-	struct alloc *next;
+	struct alloc *next, **pprev;	   /* ipam->allocs */
+	struct alloc *key_next, *pod_next; /* chains of ipam->by_key, ipam->by_pod */
+	size_t key_hash, pod_hash;
 	char *pool;
 	struct ipaddr addr;
 	bool stateful;
+	enum stray stray;
 	char *network, *container_id, *ifname, *netns;
 	char *pod_namespace, *pod_name, *pod_uid;
 	long long orphan_since_ms; /* 0: its netns was there at the last look */
 };
 
-/* A stateful pod's address, kept after release so that the pod gets it back. */
+/* A stateful pod's address, kept after release so that the pod gets it back:
+ * reserved for its pool's statefulHoldMs after the release (round-robin
+ * passes over it), then an ordinary free address the pod still gets back if
+ * nobody took it.  An address has at most one: giving the address to anyone
+ * forgets it. */
 struct sticky {
-	struct sticky *next;
+	struct sticky *next, **pprev; /* ipam->sticky */
+	struct sticky *addr_next;     /* chain of ipam->sticky_ix */
 	char *pool, *network, *pod_namespace, *pod_name, *ifname;
 	struct ipaddr addr;
+	long long released_ms; /* wall clock */
+};
+
+/* Allocations by a hash of some of their strings, chained through the
+ * allocations themselves: the request path finds a key in O(1), not by
+ * walking every allocation of the node. */
+struct chain_index {
+	struct alloc **buckets;
+	size_t cap, count;
 };
 
 struct pool {
@@ -37,8 +69,9 @@ struct pool {
 	size_t ncand;
 	u128 usable;
 	unsigned long long used;
-	struct ipaddr cursor; /* the last address handed out */
+	struct ipaddr cursor; /* the last address handed out round-robin */
 	bool has_cursor;
+	unsigned long long nsticky; /* sticky addresses naming it */
 };
 
 /* Open-addressing set of allocations by address: no address is held twice. */
@@ -55,9 +88,14 @@ struct ipam {
 	struct pool *pools;
 	size_t npools;
 	struct alloc *allocs;
-	size_t nallocs;
+	size_t nallocs, nstray[3];
 	struct addr_index index;
+	struct chain_index by_key;   /* (network, containerID, ifName) */
+	struct chain_index by_pod;   /* stateful: (network, ifName, pod namespace, pod name) */
 	struct sticky *sticky;
+	struct sticky **sticky_ix;   /* by address */
+	size_t sticky_cap, nsticky;
+	long long (*wall_ms)(void);
 	unsigned long long errors[IPAM_ERR_MAX];
 	ipam_release_hook release_hook;
 	void *release_hook_ctx;
@@ -87,6 +125,21 @@ static long long now_ms(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return ts.tv_sec * 1000LL + ts.tv_nsec / 1000000;
+}
+
+static long long realtime_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return ts.tv_sec * 1000LL + ts.tv_nsec / 1000000;
+}
+
+void ipam_set_clock(struct ipam *ipam, long long (*wall_ms)(void))
+{
+	pthread_mutex_lock(&ipam->lock);
+	ipam->wall_ms = wall_ms ? wall_ms : realtime_ms;
+	pthread_mutex_unlock(&ipam->lock);
 }
 
 static bool str_eq(const char *a, const char *b)
@@ -187,6 +240,100 @@ static int index_grow(struct addr_index *ix)
 	free(ix->slots);
 	*ix = bigger;
 	return 0;
+}
+
+/* --- the key indexes ------------------------------------------------------ */
+
+/* FNV-1a over the strings, each ended by a byte no string holds. */
+static size_t hash_strs(const char *const *strs, size_t n)
+{
+	uint64_t h = 1469598103934665603ULL;
+
+	for (size_t i = 0; i < n; i++) {
+		for (const unsigned char *c = (const unsigned char *)(strs[i] ? strs[i] : ""); *c; c++)
+			h = (h ^ *c) * 1099511628211ULL;
+		h = (h ^ 0xff) * 1099511628211ULL;
+	}
+	return (size_t)(h ^ (h >> 29));
+}
+
+static size_t key_hash(const char *network, const char *container_id, const char *ifname)
+{
+	const char *s[3] = { network, container_id, ifname };
+
+	return hash_strs(s, 3);
+}
+
+static size_t pod_hash(const char *network, const char *ifname, const char *pod_ns,
+		       const char *pod_name)
+{
+	const char *s[4] = { network, ifname, pod_ns, pod_name };
+
+	return hash_strs(s, 4);
+}
+
+enum { BY_KEY, BY_POD };
+
+static struct alloc **chain_link(struct alloc *al, int which)
+{
+	return which == BY_KEY ? &al->key_next : &al->pod_next;
+}
+
+static size_t chain_hash(const struct alloc *al, int which)
+{
+	return which == BY_KEY ? al->key_hash : al->pod_hash;
+}
+
+static struct alloc *chain_first(const struct chain_index *ix, size_t hash)
+{
+	return ix->cap ? ix->buckets[hash & (ix->cap - 1)] : NULL;
+}
+
+static int chain_insert(struct chain_index *ix, struct alloc *al, int which)
+{
+	struct alloc **b;
+
+	if (ix->count + 1 > ix->cap) {
+		size_t cap = ix->cap ? ix->cap * 2 : 64;
+		struct alloc **nb = calloc(cap, sizeof(*nb));
+
+		if (!nb)
+			return -ENOMEM;
+		for (size_t i = 0; i < ix->cap; i++) {
+			for (struct alloc *a = ix->buckets[i], *next; a; a = next) {
+				next = *chain_link(a, which);
+				*chain_link(a, which) = nb[chain_hash(a, which) & (cap - 1)];
+				nb[chain_hash(a, which) & (cap - 1)] = a;
+			}
+		}
+		free(ix->buckets);
+		ix->buckets = nb;
+		ix->cap = cap;
+	}
+	b = &ix->buckets[chain_hash(al, which) & (ix->cap - 1)];
+	*chain_link(al, which) = *b;
+	*b = al;
+	ix->count++;
+	return 0;
+}
+
+static void chain_remove(struct chain_index *ix, struct alloc *al, int which)
+{
+	if (!ix->cap)
+		return;
+	for (struct alloc **pp = &ix->buckets[chain_hash(al, which) & (ix->cap - 1)]; *pp;
+	     pp = chain_link(*pp, which)) {
+		if (*pp == al) {
+			*pp = *chain_link(al, which);
+			ix->count--;
+			return;
+		}
+	}
+}
+
+static bool in_pod_index(const struct alloc *al)
+{
+	return al->stateful && al->pod_name && al->pod_name[0];
 }
 
 /* --- pools ------------------------------------------------------------ */
@@ -415,37 +562,119 @@ static bool sticky_matches(const struct sticky *s, const char *pool, const char 
 	       str_eq(s->ifname, ifname);
 }
 
+static struct sticky **sticky_slot(struct ipam *ipam, const struct ipaddr *a)
+{
+	return &ipam->sticky_ix[addr_hash(a) & (ipam->sticky_cap - 1)];
+}
+
+static struct sticky *sticky_at(struct ipam *ipam, const struct ipaddr *a)
+{
+	if (!ipam->sticky_cap)
+		return NULL;
+	for (struct sticky *s = *sticky_slot(ipam, a); s; s = s->addr_next)
+		if (ipaddr_eq(&s->addr, a))
+			return s;
+	return NULL;
+}
+
+static void sticky_unlink(struct ipam *ipam, struct sticky *s)
+{
+	struct pool *p = find_pool(ipam, s->pool);
+
+	*s->pprev = s->next;
+	if (s->next)
+		s->next->pprev = s->pprev;
+	for (struct sticky **pp = sticky_slot(ipam, &s->addr); *pp; pp = &(*pp)->addr_next) {
+		if (*pp == s) {
+			*pp = s->addr_next;
+			break;
+		}
+	}
+	if (p)
+		p->nsticky--;
+	ipam->nsticky--;
+	sticky_free(s);
+}
+
 static void sticky_forget(struct ipam *ipam, const char *pool, const char *network,
 			  const char *pod_ns, const char *pod_name, const char *ifname)
 {
-	for (struct sticky **pp = &ipam->sticky; *pp;) {
-		struct sticky *s = *pp;
-
-		if (sticky_matches(s, pool, network, pod_ns, pod_name, ifname)) {
-			*pp = s->next;
-			sticky_free(s);
-		} else {
-			pp = &s->next;
-		}
+	for (struct sticky *s = ipam->sticky, *next; s; s = next) {
+		next = s->next;
+		if (sticky_matches(s, pool, network, pod_ns, pod_name, ifname))
+			sticky_unlink(ipam, s);
 	}
 }
 
-static int sticky_remember(struct ipam *ipam, const struct alloc *al)
+/* The address is someone's now: whoever held it before forgets it. */
+static void sticky_forget_addr(struct ipam *ipam, const struct ipaddr *a)
 {
-	struct sticky *s = calloc(1, sizeof(*s));
+	struct sticky *s = sticky_at(ipam, a);
 
+	if (s)
+		sticky_unlink(ipam, s);
+}
+
+static int sticky_grow(struct ipam *ipam)
+{
+	size_t cap = ipam->sticky_cap ? ipam->sticky_cap * 2 : 64;
+	struct sticky **ix = calloc(cap, sizeof(*ix));
+
+	if (!ix)
+		return -ENOMEM;
+	free(ipam->sticky_ix);
+	ipam->sticky_ix = ix;
+	ipam->sticky_cap = cap;
+	for (struct sticky *s = ipam->sticky; s; s = s->next) {
+		struct sticky **slot = sticky_slot(ipam, &s->addr);
+
+		s->addr_next = *slot;
+		*slot = s;
+	}
+	return 0;
+}
+
+/* @al (a stateful pod's allocation) was released at @released_ms. */
+static int sticky_remember(struct ipam *ipam, const struct alloc *al, long long released_ms)
+{
+	struct sticky *s, **slot;
+	struct pool *p;
+
+	sticky_forget(ipam, al->pool, al->network, al->pod_namespace, al->pod_name, al->ifname);
+	sticky_forget_addr(ipam, &al->addr);
+	if (ipam->nsticky + 1 > ipam->sticky_cap && sticky_grow(ipam))
+		return -ENOMEM;
+	s = calloc(1, sizeof(*s));
 	if (!s)
 		return -ENOMEM;
-	sticky_forget(ipam, al->pool, al->network, al->pod_namespace, al->pod_name, al->ifname);
 	s->pool = xstrdup(al->pool);
 	s->network = xstrdup(al->network);
 	s->pod_namespace = xstrdup(al->pod_namespace);
 	s->pod_name = xstrdup(al->pod_name);
 	s->ifname = xstrdup(al->ifname);
 	s->addr = al->addr;
+	s->released_ms = released_ms;
 	s->next = ipam->sticky;
+	s->pprev = &ipam->sticky;
+	if (s->next)
+		s->next->pprev = &s->next;
 	ipam->sticky = s;
+	slot = sticky_slot(ipam, &s->addr);
+	s->addr_next = *slot;
+	*slot = s;
+	ipam->nsticky++;
+	p = find_pool(ipam, s->pool);
+	if (p)
+		p->nsticky++;
 	return 0;
+}
+
+/* Whether @s still holds its address for its pod (statefulHoldMs). */
+static bool sticky_holds(struct ipam *ipam, const struct sticky *s, long long now)
+{
+	struct pool *p = find_pool(ipam, s->pool);
+
+	return p && now - s->released_ms < p->cfg.stateful_hold_ms;
 }
 
 static void add_str(struct json_object *o, const char *key, const char *v)
@@ -462,81 +691,215 @@ static const char *get_str(struct json_object *o, const char *key)
 	return json_object_get_string(v);
 }
 
-static struct json_object *alloc_record(const struct alloc *al)
+/* A store record as JSON text, put together directly: built from json-c
+ * objects it cost an allocation or two per field, on every request. */
+struct rec {
+	char *p;
+	size_t len, cap;
+	int err;
+	char stack[512];
+};
+
+static void rec_raw(struct rec *r, const char *s, size_t n)
 {
-	struct json_object *r = json_object_new_object();
+	if (r->err)
+		return;
+	if (r->len + n + 1 > r->cap) {
+		size_t cap = r->cap * 2 > r->len + n + 1 ? r->cap * 2 : r->len + n + 1;
+		char *p = r->p == r->stack ? malloc(cap) : realloc(r->p, cap);
+
+		if (!p) {
+			r->err = -ENOMEM;
+			return;
+		}
+		if (r->p == r->stack)
+			memcpy(p, r->stack, r->len);
+		r->p = p;
+		r->cap = cap;
+	}
+	memcpy(r->p + r->len, s, n);
+	r->len += n;
+}
+
+static void rec_key(struct rec *r, const char *key)
+{
+	rec_raw(r, r->len > 1 ? ",\"" : "\"", r->len > 1 ? 2 : 1);
+	rec_raw(r, key, strlen(key));
+	rec_raw(r, "\":", 2);
+}
+
+/* A string, escaped as JSON needs (RFC 8259 section 7). */
+static void rec_str(struct rec *r, const char *key, const char *v)
+{
+	const char *run = v = v ? v : "";
+	char esc[8];
+
+	rec_key(r, key);
+	rec_raw(r, "\"", 1);
+	for (; *v; v++) {
+		unsigned char c = (unsigned char)*v;
+
+		if (c >= 0x20 && c != '"' && c != '\\')
+			continue;
+		rec_raw(r, run, (size_t)(v - run));
+		snprintf(esc, sizeof(esc), c < 0x20 ? "\\u%04x" : "\\%c", c);
+		rec_raw(r, esc, strlen(esc));
+		run = v + 1;
+	}
+	rec_raw(r, run, (size_t)(v - run));
+	rec_raw(r, "\"", 1);
+}
+
+static void rec_addr(struct rec *r, const char *key, const struct ipaddr *a)
+{
 	char buf[IPADDR_STRLEN];
 
-	add_str(r, "t", "a");
-	add_str(r, "pool", al->pool);
-	add_str(r, "addr", ipaddr_str(&al->addr, buf));
-	add_str(r, "net", al->network);
-	add_str(r, "cid", al->container_id);
-	add_str(r, "if", al->ifname);
-	add_str(r, "netns", al->netns);
-	add_str(r, "pns", al->pod_namespace);
-	add_str(r, "pn", al->pod_name);
-	add_str(r, "uid", al->pod_uid);
+	rec_str(r, key, ipaddr_str(a, buf));
+}
+
+static void rec_literal(struct rec *r, const char *key, const char *v)
+{
+	rec_key(r, key);
+	rec_raw(r, v, strlen(v));
+}
+
+static void rec_int(struct rec *r, const char *key, long long v)
+{
+	char buf[24];
+
+	snprintf(buf, sizeof(buf), "%lld", v);
+	rec_literal(r, key, buf);
+}
+
+static void rec_start(struct rec *r, const char *type, const char *pool, const struct ipaddr *a)
+{
+	r->p = r->stack;
+	r->len = 0;
+	r->cap = sizeof(r->stack);
+	r->err = 0;
+	rec_raw(r, "{", 1);
+	rec_str(r, "t", type);
+	rec_str(r, "pool", pool);
+	rec_addr(r, "addr", a);
+}
+
+/* Closes the record; its text is r->p, r->len bytes (or r->err). */
+static int rec_end(struct rec *r)
+{
+	rec_raw(r, "}", 1);
+	return r->err;
+}
+
+static void rec_free(struct rec *r)
+{
+	if (r->p != r->stack)
+		free(r->p);
+}
+
+/* @rr: the address was picked round-robin, so replaying the record moves
+ * the pool's cursor to it (a stateful pod's address given back, or handed
+ * to its new container, does not). */
+static void alloc_record(struct rec *r, const struct alloc *al, bool rr)
+{
+	rec_start(r, "a", al->pool, &al->addr);
+	rec_str(r, "net", al->network);
+	rec_str(r, "cid", al->container_id);
+	rec_str(r, "if", al->ifname);
+	rec_str(r, "netns", al->netns);
+	rec_str(r, "pns", al->pod_namespace);
+	rec_str(r, "pn", al->pod_name);
+	rec_str(r, "uid", al->pod_uid);
 	if (al->stateful)
-		json_object_object_add(r, "st", json_object_new_boolean(1));
-	return r;
+		rec_literal(r, "st", "true");
+	rec_literal(r, "rr", rr ? "true" : "false");
 }
 
-static struct json_object *addr_record(const char *type, const char *pool, const struct ipaddr *a)
+static enum stray stray_of(struct ipam *ipam, const struct alloc *al, struct pool **pool)
 {
-	struct json_object *r = json_object_new_object();
-	char buf[IPADDR_STRLEN];
+	struct pool *p = find_pool(ipam, al->pool);
 
-	add_str(r, "t", type);
-	add_str(r, "pool", pool);
-	add_str(r, "addr", ipaddr_str(a, buf));
-	return r;
+	*pool = p;
+	if (!p)
+		return STRAY_NO_POOL;
+	return pool_is_candidate(p, &al->addr) ? STRAY_NONE : STRAY_OUTSIDE;
 }
 
-static void pool_account(struct ipam *ipam, const char *pool, long delta)
+/* Counts @al (+1/-1) in its pool, or among the strays. */
+static void account(struct ipam *ipam, struct alloc *al, long delta)
 {
-	struct pool *p = find_pool(ipam, pool);
+	struct pool *p;
 
-	if (p)
+	al->stray = stray_of(ipam, al, &p);
+	if (al->stray == STRAY_NONE)
 		p->used += (unsigned long long)delta;
+	else
+		ipam->nstray[al->stray] += (size_t)delta;
 }
 
 static void unlink_alloc(struct ipam *ipam, struct alloc *al)
 {
-	for (struct alloc **pp = &ipam->allocs; *pp; pp = &(*pp)->next) {
-		if (*pp == al) {
-			*pp = al->next;
-			break;
-		}
-	}
+	*al->pprev = al->next;
+	if (al->next)
+		al->next->pprev = al->pprev;
 	index_remove(&ipam->index, &al->addr);
-	pool_account(ipam, al->pool, -1);
+	chain_remove(&ipam->by_key, al, BY_KEY);
+	if (in_pod_index(al))
+		chain_remove(&ipam->by_pod, al, BY_POD);
+	account(ipam, al, -1);
 	ipam->nallocs--;
 }
 
+/* Takes @al into the state (it replaces an allocation of its address). */
 static int link_alloc(struct ipam *ipam, struct alloc *al)
 {
 	struct alloc *old = index_find(&ipam->index, &al->addr);
-	struct pool *p;
 	int err;
 
 	if (old) {
 		unlink_alloc(ipam, old);
 		alloc_free(old);
 	}
+	al->key_hash = key_hash(al->network, al->container_id, al->ifname);
+	al->pod_hash = pod_hash(al->network, al->ifname, al->pod_namespace, al->pod_name);
 	err = index_insert(&ipam->index, al);
-	if (err)
+	if (!err)
+		err = chain_insert(&ipam->by_key, al, BY_KEY);
+	if (!err && in_pod_index(al) && (err = chain_insert(&ipam->by_pod, al, BY_POD)))
+		chain_remove(&ipam->by_key, al, BY_KEY);
+	if (err) {
+		index_remove(&ipam->index, &al->addr);
 		return err;
+	}
 	al->next = ipam->allocs;
+	al->pprev = &ipam->allocs;
+	if (al->next)
+		al->next->pprev = &al->next;
 	ipam->allocs = al;
 	ipam->nallocs++;
-	pool_account(ipam, al->pool, 1);
-	p = find_pool(ipam, al->pool);
+	account(ipam, al, 1);
+	sticky_forget_addr(ipam, &al->addr);
+	return 0;
+}
+
+static void move_cursor(struct ipam *ipam, const char *pool, const struct ipaddr *a)
+{
+	struct pool *p = find_pool(ipam, pool);
+
 	if (p) {
-		p->cursor = al->addr;
+		p->cursor = *a;
 		p->has_cursor = true;
 	}
-	return 0;
+}
+
+/* A record's wall-clock time ("ts"), or now for records written before
+ * they carried one. */
+static long long record_ms(struct ipam *ipam, struct json_object *rec)
+{
+	struct json_object *v;
+
+	if (json_object_object_get_ex(rec, "ts", &v) && json_object_is_type(v, json_type_int))
+		return json_object_get_int64(v);
+	return ipam->wall_ms();
 }
 
 /* Replays one store record. */
@@ -544,9 +907,10 @@ static int apply_record(void *ctx, struct json_object *rec)
 {
 	struct ipam *ipam = ctx;
 	const char *type = get_str(rec, "t"), *pool = get_str(rec, "pool"), *addr = get_str(rec, "addr");
+	struct json_object *rr;
 	struct ipaddr a;
 	struct alloc *al;
-	struct pool *p;
+	int err;
 
 	if (!type || !pool || !addr || ipaddr_parse(addr, &a)) {
 		log_warn("store_record_skipped", "reason=\"missing field\"");
@@ -570,22 +934,26 @@ static int apply_record(void *ctx, struct json_object *rec)
 		if (al->stateful)
 			sticky_forget(ipam, al->pool, al->network, al->pod_namespace,
 				      al->pod_name, al->ifname);
-		return link_alloc(ipam, al);
+		err = link_alloc(ipam, al);
+		if (err) {
+			alloc_free(al);
+			return err;
+		}
+		/* Records from before "rr" moved the cursor, whatever they were. */
+		if (!json_object_object_get_ex(rec, "rr", &rr) || json_object_get_boolean(rr))
+			move_cursor(ipam, pool, &a);
+		return 0;
 	case 'r':
 		al = index_find(&ipam->index, &a);
 		if (al) {
-			if (al->stateful && sticky_remember(ipam, al))
+			if (in_pod_index(al) && sticky_remember(ipam, al, record_ms(ipam, rec)))
 				return -ENOMEM;
 			unlink_alloc(ipam, al);
 			alloc_free(al);
 		}
 		return 0;
 	case 'c':
-		p = find_pool(ipam, pool);
-		if (p) {
-			p->cursor = a;
-			p->has_cursor = true;
-		}
+		move_cursor(ipam, pool, &a);
 		return 0;
 	case 's': {
 		struct alloc tmp = { .pool = (char *)pool, .addr = a,
@@ -593,7 +961,10 @@ static int apply_record(void *ctx, struct json_object *rec)
 				     .pod_namespace = (char *)get_str(rec, "pns"),
 				     .pod_name = (char *)get_str(rec, "pn"),
 				     .ifname = (char *)get_str(rec, "if") };
-		return sticky_remember(ipam, &tmp);
+
+		if (index_find(&ipam->index, &a))
+			return 0; /* given to someone since */
+		return sticky_remember(ipam, &tmp, record_ms(ipam, rec));
 	}
 	}
 	log_warn("store_record_skipped", "type=%s", type);
@@ -604,30 +975,36 @@ static int apply_record(void *ctx, struct json_object *rec)
 static int dump_state(void *ctx, struct store *snap, store_emit_fn emit)
 {
 	struct ipam *ipam = ctx;
-	struct json_object *r;
+	struct rec r;
 	int err = 0;
 
 	for (struct alloc *al = ipam->allocs; al && !err; al = al->next) {
-		r = alloc_record(al);
-		err = emit(snap, r);
-		json_object_put(r);
+		alloc_record(&r, al, false);
+		err = rec_end(&r);
+		if (!err)
+			err = emit(snap, r.p, r.len);
+		rec_free(&r);
 	}
 	for (struct sticky *s = ipam->sticky; s && !err; s = s->next) {
-		r = addr_record("s", s->pool, &s->addr);
-		add_str(r, "net", s->network);
-		add_str(r, "pns", s->pod_namespace);
-		add_str(r, "pn", s->pod_name);
-		add_str(r, "if", s->ifname);
-		err = emit(snap, r);
-		json_object_put(r);
+		rec_start(&r, "s", s->pool, &s->addr);
+		rec_str(&r, "net", s->network);
+		rec_str(&r, "pns", s->pod_namespace);
+		rec_str(&r, "pn", s->pod_name);
+		rec_str(&r, "if", s->ifname);
+		rec_int(&r, "ts", s->released_ms);
+		err = rec_end(&r);
+		if (!err)
+			err = emit(snap, r.p, r.len);
+		rec_free(&r);
 	}
-	/* Cursors last: replaying the allocations moved them. */
 	for (size_t i = 0; i < ipam->npools && !err; i++) {
 		if (!ipam->pools[i].has_cursor)
 			continue;
-		r = addr_record("c", ipam->pools[i].cfg.name, &ipam->pools[i].cursor);
-		err = emit(snap, r);
-		json_object_put(r);
+		rec_start(&r, "c", ipam->pools[i].cfg.name, &ipam->pools[i].cursor);
+		err = rec_end(&r);
+		if (!err)
+			err = emit(snap, r.p, r.len);
+		rec_free(&r);
 	}
 	return err;
 }
@@ -676,11 +1053,14 @@ static void maybe_compact(struct ipam *ipam)
 	}
 }
 
-static int append(struct ipam *ipam, struct json_object *rec, uint64_t *seq)
+/* Appends the record @r (built with rec_*), and frees it. */
+static int append(struct ipam *ipam, struct rec *r, uint64_t *seq)
 {
-	int err = ipam->store->ops->append(ipam->store, rec, seq);
+	int err = rec_end(r);
 
-	json_object_put(rec);
+	if (!err)
+		err = ipam->store->ops->append(ipam->store, r->p, r->len, seq);
+	rec_free(r);
 	if (!err)
 		maybe_compact(ipam);
 	return err;
@@ -724,9 +1104,11 @@ static void pools_free(struct pool *pools, size_t n)
 	free(pools);
 }
 
-/* Moves accounting and cursors onto a new pool set. */
+/* Moves cursors onto a new pool set and counts the allocations again. */
 static void pools_adopt(struct ipam *ipam, struct pool *pools, size_t n)
 {
+	struct pool *p;
+
 	for (size_t i = 0; i < n; i++) {
 		struct pool *old = find_pool(ipam, pools[i].cfg.name);
 
@@ -738,22 +1120,52 @@ static void pools_adopt(struct ipam *ipam, struct pool *pools, size_t n)
 	pools_free(ipam->pools, ipam->npools);
 	ipam->pools = pools;
 	ipam->npools = n;
+	memset(ipam->nstray, 0, sizeof(ipam->nstray));
 	for (struct alloc *al = ipam->allocs; al; al = al->next)
-		pool_account(ipam, al->pool, 1);
+		account(ipam, al, 1);
+	for (struct sticky *s = ipam->sticky; s; s = s->next)
+		if ((p = find_pool(ipam, s->pool)))
+			p->nsticky++;
 }
 
-int ipam_open(struct store *store, const char *node_name, const struct ipam_config *cfg,
-	      struct ipam **out, char *errbuf, size_t errlen)
+/* Says, loudly, which allocations the configuration has no room for. */
+static void log_strays(struct ipam *ipam, const char *when)
+{
+	char buf[IPADDR_STRLEN];
+	size_t n = ipam->nstray[STRAY_NO_POOL] + ipam->nstray[STRAY_OUTSIDE];
+
+	if (!n)
+		return;
+	for (struct alloc *al = ipam->allocs; al; al = al->next)
+		if (al->stray != STRAY_NONE)
+			log_err("allocation_outside_config",
+				"pool=%s addr=%s container=%.12s ifname=%s pod=%s/%s reason=%s",
+				al->pool, ipaddr_str(&al->addr, buf), al->container_id, al->ifname,
+				al->pod_namespace, al->pod_name, stray_names[al->stray]);
+	log_err("ipam_config_conflict",
+		"when=%s allocations=%zu pool_removed=%zu outside_pool_addresses=%zu state=\"%s\"",
+		when, n, ipam->nstray[STRAY_NO_POOL], ipam->nstray[STRAY_OUTSIDE],
+		"kept and served, never handed out again; release them (railnetctl release) or "
+		"restore their pools");
+}
+
+/* The ipam of @store and @cfg, replayed; no compactor yet. */
+static int ipam_load(struct store *store, const char *node_name, const struct ipam_config *cfg,
+		     struct ipam **out, char *errbuf, size_t errlen)
 {
 	struct ipam *ipam = calloc(1, sizeof(*ipam));
 	struct pool *pools;
 	int err;
 
-	if (!ipam)
+	if (!ipam) {
+		if (store)
+			store->ops->close(store);
 		return -ENOMEM;
+	}
 	pthread_mutex_init(&ipam->lock, NULL);
 	pthread_cond_init(&ipam->compact_cond, NULL);
 	ipam->store = store;
+	ipam->wall_ms = realtime_ms;
 	ipam->node_name = strdup(node_name);
 	err = pools_build(ipam, cfg, &pools, errbuf, errlen);
 	if (err)
@@ -766,22 +1178,68 @@ int ipam_open(struct store *store, const char *node_name, const struct ipam_conf
 			 strerror(-err));
 		goto err;
 	}
-	for (struct alloc *al = ipam->allocs; al; al = al->next) {
-		char buf[IPADDR_STRLEN];
+	*out = ipam;
+	return 0;
+err:
+	ipam_close(ipam);
+	return err;
+}
 
-		if (!find_pool(ipam, al->pool))
-			log_warn("allocation_without_pool", "pool=%s addr=%s container=%s ifname=%s",
-				 al->pool, ipaddr_str(&al->addr, buf), al->container_id, al->ifname);
-	}
+int ipam_open(struct store *store, const char *node_name, const struct ipam_config *cfg,
+	      struct ipam **out, char *errbuf, size_t errlen)
+{
+	struct ipam *ipam;
+	int err;
+
+	err = ipam_load(store, node_name, cfg, &ipam, errbuf, errlen);
+	if (err)
+		return err;
+	/* Refusing to start would take the node's pod networking down over
+	 * a configuration change: keep what is allocated, and say so. */
+	log_strays(ipam, "start");
 	err = pthread_create(&ipam->compactor, NULL, compactor_main, ipam);
 	if (err) {
-		err = -err;
-		goto err;
+		snprintf(errbuf, errlen, "starting the compactor: %s", strerror(err));
+		ipam_close(ipam);
+		return -err;
 	}
 	ipam->compactor_started = true;
 	*out = ipam;
 	return 0;
-err:
+}
+
+/* The first stray allocation, said for the operator. */
+static void describe_stray(struct ipam *ipam, char *errbuf, size_t errlen)
+{
+	char buf[IPADDR_STRLEN];
+
+	for (struct alloc *al = ipam->allocs; al; al = al->next) {
+		if (al->stray == STRAY_NONE)
+			continue;
+		snprintf(errbuf, errlen,
+			 "%zu allocation(s) would be left outside the pools, e.g. %s of pool %s "
+			 "(container %.12s, %s): %s; release them first (railnetctl release)",
+			 ipam->nstray[STRAY_NO_POOL] + ipam->nstray[STRAY_OUTSIDE],
+			 ipaddr_str(&al->addr, buf), al->pool, al->container_id, al->ifname,
+			 al->stray == STRAY_NO_POOL ? "the pool is removed" :
+						      "the address is no longer among the pool's addresses");
+		return;
+	}
+}
+
+int ipam_check_state(struct store *store, const char *node_name, const struct ipam_config *cfg,
+		     char *errbuf, size_t errlen)
+{
+	struct ipam *ipam;
+	int err;
+
+	err = ipam_load(store, node_name, cfg, &ipam, errbuf, errlen);
+	if (err)
+		return err;
+	if (ipam->nstray[STRAY_NO_POOL] + ipam->nstray[STRAY_OUTSIDE]) {
+		describe_stray(ipam, errbuf, errlen);
+		err = -EBUSY;
+	}
 	ipam_close(ipam);
 	return err;
 }
@@ -809,7 +1267,10 @@ void ipam_close(struct ipam *ipam)
 		ipam->sticky = s->next;
 		sticky_free(s);
 	}
+	free(ipam->sticky_ix);
 	free(ipam->index.slots);
+	free(ipam->by_key.buckets);
+	free(ipam->by_pod.buckets);
 	pools_free(ipam->pools, ipam->npools);
 	if (ipam->store)
 		ipam->store->ops->close(ipam->store);
@@ -819,9 +1280,17 @@ void ipam_close(struct ipam *ipam)
 	free(ipam);
 }
 
+static struct pool *find_in(struct pool *pools, size_t n, const char *name)
+{
+	for (size_t i = 0; i < n; i++)
+		if (!strcmp(pools[i].cfg.name, name))
+			return &pools[i];
+	return NULL;
+}
+
 int ipam_reconfigure(struct ipam *ipam, const struct ipam_config *cfg, char *errbuf, size_t errlen)
 {
-	struct pool *pools;
+	struct pool *pools, *p;
 	char buf[IPADDR_STRLEN];
 	int err;
 
@@ -830,25 +1299,23 @@ int ipam_reconfigure(struct ipam *ipam, const struct ipam_config *cfg, char *err
 		return err;
 	pthread_mutex_lock(&ipam->lock);
 	for (struct alloc *al = ipam->allocs; al; al = al->next) {
-		bool kept = false;
-
-		if (!find_pool(ipam, al->pool))
-			continue; /* already orphaned at start */
-		for (size_t i = 0; i < cfg->npools; i++)
-			if (!strcmp(pools[i].cfg.name, al->pool))
-				kept = ipprefix_contains(&pools[i].cfg.subnet, &al->addr);
-		if (!kept) {
-			snprintf(errbuf, errlen,
-				 "pool %s still holds %s (container %s, %s): release it before "
-				 "removing the pool or moving its subnet",
-				 al->pool, ipaddr_str(&al->addr, buf), al->container_id, al->ifname);
-			pthread_mutex_unlock(&ipam->lock);
-			pools_free(pools, cfg->npools);
-			return -EBUSY;
-		}
+		if (al->stray != STRAY_NONE)
+			continue; /* outside the configuration already: said at start */
+		p = find_in(pools, cfg->npools, al->pool);
+		if (p && pool_is_candidate(p, &al->addr))
+			continue;
+		snprintf(errbuf, errlen,
+			 "pool %s still holds %s (container %s, %s): release it before %s", al->pool,
+			 ipaddr_str(&al->addr, buf), al->container_id, al->ifname,
+			 p ? "leaving it out of the pool's ips, or adding it to excludeIPs or reservedIPs" :
+			     "removing the pool");
+		pthread_mutex_unlock(&ipam->lock);
+		pools_free(pools, cfg->npools);
+		return -EBUSY;
 	}
 	pools_adopt(ipam, pools, cfg->npools);
 	ipam->compact_records = cfg->compact_records;
+	log_strays(ipam, "reload");
 	pthread_mutex_unlock(&ipam->lock);
 	return 0;
 }
@@ -875,23 +1342,39 @@ static bool key_matches(const struct alloc *al, const struct ipam_key *k)
 	       str_eq(al->ifname, k->ifname);
 }
 
+/* The first allocation held for @key after @prev (NULL: the first). */
+static struct alloc *next_of_key(struct ipam *ipam, const struct ipam_key *key, size_t hash,
+				 struct alloc *prev)
+{
+	struct alloc *al = prev ? prev->key_next : chain_first(&ipam->by_key, hash);
+
+	for (; al; al = al->key_next)
+		if (al->key_hash == hash && key_matches(al, key))
+			return al;
+	return NULL;
+}
+
 static struct alloc *find_existing(struct ipam *ipam, const struct ipam_request *req, int family,
 				   const char **pools, size_t npools)
 {
-	for (struct alloc *al = ipam->allocs; al; al = al->next) {
-		if (al->addr.family != family || !str_eq(al->network, req->key.network) ||
-		    !str_eq(al->ifname, req->key.ifname))
-			continue;
-		if (str_eq(al->container_id, req->key.container_id))
+	size_t hash = key_hash(req->key.network, req->key.container_id, req->key.ifname);
+
+	for (struct alloc *al = NULL; (al = next_of_key(ipam, &req->key, hash, al));)
+		if (al->addr.family == family)
 			return al;
-		/* A recreated StatefulSet pod: same name, new container. */
-		if (al->stateful && req->pod_name && req->pod_name[0] &&
-		    str_eq(al->pod_namespace, req->pod_namespace) &&
-		    str_eq(al->pod_name, req->pod_name)) {
-			for (size_t i = 0; i < npools; i++)
-				if (!strcmp(pools[i], al->pool))
-					return al;
-		}
+	if (!req->pod_name || !req->pod_name[0])
+		return NULL;
+	/* A recreated StatefulSet pod: same name, new container. */
+	hash = pod_hash(req->key.network, req->key.ifname, req->pod_namespace, req->pod_name);
+	for (struct alloc *al = chain_first(&ipam->by_pod, hash); al; al = al->pod_next) {
+		if (al->pod_hash != hash || al->addr.family != family ||
+		    !str_eq(al->network, req->key.network) || !str_eq(al->ifname, req->key.ifname) ||
+		    !str_eq(al->pod_namespace, req->pod_namespace) ||
+		    !str_eq(al->pod_name, req->pod_name))
+			continue;
+		for (size_t i = 0; i < npools; i++)
+			if (!strcmp(pools[i], al->pool))
+				return al;
 	}
 	return NULL;
 }
@@ -902,15 +1385,21 @@ static bool addr_free_in(struct ipam *ipam, struct pool *p, const struct ipaddr 
 }
 
 /* Picks an address in @p: a stateful pod's previous one, else round-robin
- * after the last handed out.  Called with the lock held. */
+ * after the last handed out (*rr), passing over addresses held for stateful
+ * pods; when only those are left, the one released longest ago.  Called
+ * with the lock held. */
 static int pick_address(struct ipam *ipam, struct pool *p, const struct ipam_request *req,
-			struct ipaddr *out)
+			struct ipaddr *out, bool *rr)
 {
 	struct ipaddr a = { .family = p->cfg.subnet.net.family };
-	unsigned long long steps;
+	long long now = ipam->wall_ms();
+	struct sticky *oldest = NULL, *s;
+	unsigned long long steps, limit;
+	char buf[IPADDR_STRLEN];
 
-	if (p->cfg.stateful) {
-		for (struct sticky *s = ipam->sticky; s; s = s->next) {
+	*rr = false;
+	if (p->cfg.stateful && req->pod_name && req->pod_name[0]) {
+		for (s = ipam->sticky; s; s = s->next) {
 			if (sticky_matches(s, p->cfg.name, req->key.network, req->pod_namespace,
 					   req->pod_name, req->key.ifname) &&
 			    addr_free_in(ipam, p, &s->addr)) {
@@ -922,15 +1411,33 @@ static int pick_address(struct ipam *ipam, struct pool *p, const struct ipam_req
 	if (!p->ncand || (u128)p->used >= p->usable)
 		return -ENOSPC;
 	a.v = p->has_cursor ? p->cursor.v : 0;
-	/* At most `used` candidates are taken: a free one is this close. */
-	for (steps = 0; steps <= p->used; steps++) {
+	/* Taken candidates are this pool's allocations, held addresses and
+	 * strays (an allocation of a removed pool may sit in this one's
+	 * range): a free one is at most this far. */
+	limit = p->used + p->nsticky + ipam->nstray[STRAY_NO_POOL] + ipam->nstray[STRAY_OUTSIDE];
+	for (steps = 0; steps <= limit; steps++) {
 		a.v = pool_next_candidate(p, a.v, steps > 0 || p->has_cursor);
-		if (!index_find(&ipam->index, &a)) {
-			*out = a;
-			return 0;
+		if (index_find(&ipam->index, &a))
+			continue;
+		s = sticky_at(ipam, &a);
+		if (s && sticky_holds(ipam, s, now)) {
+			if (!oldest || s->released_ms < oldest->released_ms)
+				oldest = s;
+			continue;
 		}
+		*out = a;
+		*rr = true;
+		return 0;
 	}
-	return -ENOSPC;
+	if (!oldest)
+		return -ENOSPC;
+	/* A new pod is worth more than an address kept for one that may not
+	 * come back. */
+	log_warn("stateful_hold_broken", "pool=%s addr=%s held_for=%s/%s ifname=%s held_ms=%lld",
+		 p->cfg.name, ipaddr_str(&oldest->addr, buf), oldest->pod_namespace,
+		 oldest->pod_name, oldest->ifname, now - oldest->released_ms);
+	*out = oldest->addr;
+	return 0;
 }
 
 static int allocate_family(struct ipam *ipam, const struct ipam_request *req, int family,
@@ -938,7 +1445,8 @@ static int allocate_family(struct ipam *ipam, const struct ipam_request *req, in
 			   enum ipam_error *kind, char *errbuf, size_t errlen, uint64_t *seq)
 {
 	struct alloc *al = find_existing(ipam, req, family, names, n);
-	bool any_allowed = false;
+	bool any_allowed = false, rr;
+	struct rec r;
 	struct ipaddr addr;
 	struct pool *p;
 	int err;
@@ -947,11 +1455,24 @@ static int allocate_family(struct ipam *ipam, const struct ipam_request *req, in
 	if (al) {
 		if (!str_eq(al->container_id, req->key.container_id)) {
 			/* Stateful: hand the address to the new container. */
+			char *cid = xstrdup(req->key.container_id), *netns = xstrdup(req->netns);
+
+			if (!cid || !netns) {
+				free(cid);
+				free(netns);
+				return -ENOMEM;
+			}
+			chain_remove(&ipam->by_key, al, BY_KEY);
 			free(al->container_id);
 			free(al->netns);
-			al->container_id = xstrdup(req->key.container_id);
-			al->netns = xstrdup(req->netns);
-			err = append(ipam, alloc_record(al), seq);
+			al->container_id = cid;
+			al->netns = netns;
+			al->key_hash = key_hash(al->network, al->container_id, al->ifname);
+			err = chain_insert(&ipam->by_key, al, BY_KEY);
+			if (!err) {
+				alloc_record(&r, al, false);
+				err = append(ipam, &r, seq);
+			}
 			if (err)
 				goto store_err;
 		}
@@ -979,7 +1500,7 @@ static int allocate_family(struct ipam *ipam, const struct ipam_request *req, in
 		if (!pool_allowed_here(p, ipam->node_name))
 			continue;
 		any_allowed = true;
-		if (pick_address(ipam, p, req, &addr))
+		if (pick_address(ipam, p, req, &addr, &rr))
 			continue;
 		al = calloc(1, sizeof(*al));
 		if (!al)
@@ -994,7 +1515,8 @@ static int allocate_family(struct ipam *ipam, const struct ipam_request *req, in
 		al->pod_namespace = xstrdup(req->pod_namespace);
 		al->pod_name = xstrdup(req->pod_name);
 		al->pod_uid = xstrdup(req->pod_uid);
-		err = append(ipam, alloc_record(al), seq);
+		alloc_record(&r, al, rr);
+		err = append(ipam, &r, seq);
 		if (err) {
 			alloc_free(al);
 			goto store_err;
@@ -1003,8 +1525,12 @@ static int allocate_family(struct ipam *ipam, const struct ipam_request *req, in
 			sticky_forget(ipam, al->pool, al->network, al->pod_namespace, al->pod_name,
 				      al->ifname);
 		err = link_alloc(ipam, al);
-		if (err)
+		if (err) {
+			alloc_free(al);
 			return err;
+		}
+		if (rr)
+			move_cursor(ipam, p->cfg.name, &addr);
 		*fresh = true;
 		*out = al;
 		return 0;
@@ -1027,12 +1553,20 @@ store_err:
 
 static int release_alloc(struct ipam *ipam, struct alloc *al, uint64_t *seq)
 {
-	int err = append(ipam, addr_record("r", al->pool, &al->addr), seq);
+	long long now = ipam->wall_ms();
+	struct rec rec;
+	int err;
 
+	rec_start(&rec, "r", al->pool, &al->addr);
+	/* When the hold of a stateful pod's address began, for a restart.
+	 * (Without a pod name there is no pod to give it back to.) */
+	if (in_pod_index(al))
+		rec_int(&rec, "ts", now);
+	err = append(ipam, &rec, seq);
 	if (err)
 		return err;
-	if (al->stateful)
-		sticky_remember(ipam, al);
+	if (in_pod_index(al))
+		sticky_remember(ipam, al, now);
 	unlink_alloc(ipam, al);
 	alloc_free(al);
 	return 0;
@@ -1131,11 +1665,12 @@ int ipam_allocate(struct ipam *ipam, const struct ipam_request *req, struct ipam
 int ipam_get(struct ipam *ipam, const struct ipam_key *key, struct ipam_lease *leases,
 	     size_t *nleases)
 {
+	size_t hash = key_hash(key->network, key->container_id, key->ifname);
+
 	*nleases = 0;
 	pthread_mutex_lock(&ipam->lock);
-	for (struct alloc *al = ipam->allocs; al && *nleases < 2; al = al->next)
-		if (key_matches(al, key))
-			lease_of(ipam, al, &leases[(*nleases)++]);
+	for (struct alloc *al = NULL; *nleases < 2 && (al = next_of_key(ipam, key, hash, al));)
+		lease_of(ipam, al, &leases[(*nleases)++]);
 	pthread_mutex_unlock(&ipam->lock);
 	/* IPv4 first, as ipam_allocate answers. */
 	if (*nleases == 2 && leases[0].addr.family == AF_INET6) {
@@ -1150,7 +1685,6 @@ int ipam_get(struct ipam *ipam, const struct ipam_key *key, struct ipam_lease *l
 	return ipam->store->ops->sync(ipam->store, STORE_SEQ_WRITTEN);
 }
 
-/* Releases allocations for which @keep says no; under the lock. */
 void ipam_set_release_hook(struct ipam *ipam, ipam_release_hook fn, void *ctx)
 {
 	pthread_mutex_lock(&ipam->lock);
@@ -1203,27 +1737,67 @@ static void released_keys_run(struct released_keys *rk, ipam_release_hook fn, vo
 	free(rk->keys);
 }
 
-static int release_where(struct ipam *ipam, bool (*drop)(const struct alloc *, void *), void *arg,
+/* What a release logs, once the lock is dropped. */
+struct released_note {
+	char pool[64], network[64], container[13], ifname[16], addr[IPADDR_STRLEN];
+};
+
+struct release_log {
+	struct released_note *notes, one[2];
+	size_t n, cap;
+};
+
+static void release_note(struct release_log *rl, const struct alloc *al, const char *addr)
+{
+	struct released_note *n;
+
+	if (rl->n == rl->cap) {
+		size_t cap = rl->cap * 2;
+		struct released_note *grown = rl->notes == rl->one ? malloc(cap * sizeof(*grown)) :
+						realloc(rl->notes, cap * sizeof(*grown));
+
+		if (!grown)
+			return; /* the release stands; only its log line is lost */
+		if (rl->notes == rl->one)
+			memcpy(grown, rl->one, sizeof(rl->one));
+		rl->notes = grown;
+		rl->cap = cap;
+	}
+	n = &rl->notes[rl->n++];
+	snprintf(n->pool, sizeof(n->pool), "%s", al->pool);
+	snprintf(n->network, sizeof(n->network), "%s", al->network);
+	snprintf(n->container, sizeof(n->container), "%s", al->container_id);
+	snprintf(n->ifname, sizeof(n->ifname), "%s", al->ifname);
+	snprintf(n->addr, sizeof(n->addr), "%s", addr);
+}
+
+/* Releases the allocations @drop picks - among @key's, or among all when
+ * @key is NULL.  Logs each once the lock is released. */
+static int release_where(struct ipam *ipam, const struct ipam_key *key,
+			 bool (*drop)(const struct alloc *, void *), void *arg,
 			 struct json_object *released, const char *why)
 {
+	struct release_log rl = { .cap = 2 };
 	struct released_keys rk = { 0 };
 	ipam_release_hook hook;
 	void *hook_ctx;
+	size_t hash = key ? key_hash(key->network, key->container_id, key->ifname) : 0;
 	uint64_t seq = 0;
 	char buf[IPADDR_STRLEN];
 	int err = 0, n = 0;
 	bool added;
 
+	rl.notes = rl.one;
 	pthread_mutex_lock(&ipam->lock);
 	hook = ipam->release_hook;
 	hook_ctx = ipam->release_hook_ctx;
-	for (struct alloc *al = ipam->allocs, *next; al; al = next) {
-		next = al->next;
+	for (struct alloc *al = key ? next_of_key(ipam, key, hash, NULL) : ipam->allocs, *next; al;
+	     al = next) {
+		next = key ? next_of_key(ipam, key, hash, al) : al->next;
 		if (!drop(al, arg))
 			continue;
 		ipaddr_str(&al->addr, buf);
-		log_info("ip_released", "pool=%s network=%s container=%.12s ifname=%s addr=%s why=%s",
-			 al->pool, al->network, al->container_id, al->ifname, buf, why);
+		release_note(&rl, al, buf);
 		if (released)
 			json_object_array_add(released, json_object_new_string(buf));
 		added = hook && released_keys_add(&rk, al);
@@ -1242,6 +1816,12 @@ static int release_where(struct ipam *ipam, bool (*drop)(const struct alloc *, v
 		if (!err)
 			err = sync_err;
 	}
+	for (size_t i = 0; i < rl.n && i < (size_t)n; i++)
+		log_info("ip_released", "pool=%s network=%s container=%s ifname=%s addr=%s why=%s",
+			 rl.notes[i].pool, rl.notes[i].network, rl.notes[i].container,
+			 rl.notes[i].ifname, rl.notes[i].addr, why);
+	if (rl.notes != rl.one)
+		free(rl.notes);
 	/* Outside the lock: the hook does netlink and map work. */
 	released_keys_run(&rk, hook, hook_ctx);
 	return err ? err : n;
@@ -1254,7 +1834,7 @@ static bool drop_by_key(const struct alloc *al, void *arg)
 
 int ipam_release(struct ipam *ipam, const struct ipam_key *key, struct json_object *released)
 {
-	int n = release_where(ipam, drop_by_key, (void *)key, released, "release");
+	int n = release_where(ipam, key, drop_by_key, (void *)key, released, "release");
 
 	return n < 0 ? n : 0;
 }
@@ -1285,7 +1865,7 @@ int ipam_gc(struct ipam *ipam, const char *network, struct json_object *valid,
 	    struct json_object *released)
 {
 	struct gc_args gc = { network, valid };
-	int n = release_where(ipam, drop_unlisted, &gc, released, "gc");
+	int n = release_where(ipam, NULL, drop_unlisted, &gc, released, "gc");
 
 	return n < 0 ? n : 0;
 }
@@ -1314,7 +1894,7 @@ int ipam_reconcile(struct ipam *ipam, long long grace_ms)
 {
 	struct reconcile_args r = { now_ms(), grace_ms };
 
-	return release_where(ipam, drop_orphaned, &r, NULL, "netns_gone");
+	return release_where(ipam, NULL, drop_orphaned, &r, NULL, "netns_gone");
 }
 
 /* --- views ---------------------------------------------------------------- */
@@ -1381,6 +1961,8 @@ struct json_object *ipam_allocations(struct ipam *ipam, const char *pool)
 		add_str(o, "podNamespace", al->pod_namespace);
 		add_str(o, "podName", al->pod_name);
 		add_str(o, "netns", al->netns);
+		if (al->stray != STRAY_NONE)
+			add_str(o, "outsideConfig", stray_names[al->stray]);
 		json_object_array_add(arr, o);
 	}
 	pthread_mutex_unlock(&ipam->lock);
@@ -1392,4 +1974,40 @@ void ipam_error_counts(struct ipam *ipam, unsigned long long counts[IPAM_ERR_MAX
 	pthread_mutex_lock(&ipam->lock);
 	memcpy(counts, ipam->errors, sizeof(ipam->errors));
 	pthread_mutex_unlock(&ipam->lock);
+}
+
+void ipam_stray_counts(struct ipam *ipam, unsigned long long *pool_removed,
+		       unsigned long long *outside_pool)
+{
+	pthread_mutex_lock(&ipam->lock);
+	*pool_removed = ipam->nstray[STRAY_NO_POOL];
+	*outside_pool = ipam->nstray[STRAY_OUTSIDE];
+	pthread_mutex_unlock(&ipam->lock);
+}
+
+struct json_object *ipam_status_json(struct ipam *ipam)
+{
+	struct json_object *st = json_object_new_object(), *arr = json_object_new_array();
+	char buf[IPADDR_STRLEN];
+
+	pthread_mutex_lock(&ipam->lock);
+	for (struct alloc *al = ipam->allocs; al; al = al->next) {
+		struct json_object *o;
+
+		if (al->stray == STRAY_NONE)
+			continue;
+		o = json_object_new_object();
+		add_str(o, "pool", al->pool);
+		add_str(o, "address", ipaddr_str(&al->addr, buf));
+		add_str(o, "containerID", al->container_id);
+		add_str(o, "ifName", al->ifname);
+		add_str(o, "reason", stray_names[al->stray]);
+		json_object_array_add(arr, o);
+	}
+	json_object_object_add(st, "outsideConfig", arr);
+	json_object_object_add(st, "statefulHeld", json_object_new_uint64(ipam->nsticky));
+	pthread_mutex_unlock(&ipam->lock);
+	if (ipam->store->ops->status)
+		json_object_object_add(st, "store", ipam->store->ops->status(ipam->store));
+	return st;
 }

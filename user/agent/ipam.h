@@ -30,6 +30,9 @@ struct ipam_pool_config {
 	char **node_names;          /* allow-list; empty: every node */
 	size_t nnode_names;
 	bool stateful;
+	/* How long after its release a stateful pod's address stays reserved
+	 * for it (round-robin passes over it). */
+	long long stateful_hold_ms;
 };
 
 struct ipam_config {
@@ -92,13 +95,25 @@ struct ipam_pool_stats {
 struct ipam;
 
 /* Replays @store (which the ipam then owns) and applies @cfg.  An
- * allocation in the store whose pool @cfg lacks is kept, and said. */
+ * allocation in the store that @cfg has no room for (its pool removed, or
+ * its address no longer among the pool's) is kept and served, never handed
+ * out again, and said loudly (logs, ipam_status_json, metrics). */
 int ipam_open(struct store *store, const char *node_name, const struct ipam_config *cfg,
 	      struct ipam **ipam, char *errbuf, size_t errlen);
 void ipam_close(struct ipam *ipam);
 
-/* Replaces the pool set.  Refused (-EBUSY, @errbuf says which pool) when a
- * pool with allocations would go away or no longer hold them. */
+/* What ipam_open(@store, @cfg) would keep outside the configuration: -EBUSY
+ * and @errbuf naming one such allocation, 0 when there is none.  @store
+ * (opened read-only, for railnetd --check-config) is closed. */
+int ipam_check_state(struct store *store, const char *node_name, const struct ipam_config *cfg,
+		     char *errbuf, size_t errlen);
+
+/* The wall clock (ms) that stateful holds are measured by; for tests. */
+void ipam_set_clock(struct ipam *ipam, long long (*wall_ms)(void));
+
+/* Replaces the pool set.  Refused (-EBUSY, @errbuf says which pool) when an
+ * allocation would be left outside it: its pool gone, or its address no
+ * longer among the pool's (ips, excludeIPs, gateway, reservedIPs). */
 int ipam_reconfigure(struct ipam *ipam, const struct ipam_config *cfg, char *errbuf, size_t errlen);
 
 /* 0 and up to two leases (one per family asked).  On failure a negative
@@ -132,6 +147,12 @@ int ipam_pool_stats(struct ipam *ipam, struct ipam_pool_stats **stats, size_t *n
 /* Every allocation as JSON objects, optionally of one pool. */
 struct json_object *ipam_allocations(struct ipam *ipam, const char *pool);
 void ipam_error_counts(struct ipam *ipam, unsigned long long counts[IPAM_ERR_MAX]);
+/* Allocations kept outside the configuration, by reason. */
+void ipam_stray_counts(struct ipam *ipam, unsigned long long *pool_removed,
+		       unsigned long long *outside_pool);
+/* What needs the operator: {"outsideConfig":[{pool, address, containerID,
+ * ifName, reason}], "statefulHeld":N, "store":{...}} (a new reference). */
+struct json_object *ipam_status_json(struct ipam *ipam);
 const char *ipam_error_name(enum ipam_error kind);
 
 #endif

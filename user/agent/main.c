@@ -65,6 +65,23 @@ int agent_reload(struct agent *agent, const char *path)
 	return 0;
 }
 
+/* --check-config: when stateDir holds a log, every allocation in it must
+ * fit @cfg - a start would keep one that does not, outside its pool.  Read
+ * only: a running agent's log is not touched. */
+static int check_state(const struct agent_config *cfg, char *errbuf, size_t errlen)
+{
+	struct store *store;
+	int err = store_local_open_readonly(cfg->state_dir, &store);
+
+	if (err == -ENOENT)
+		return 0; /* no state (or not mounted here): nothing allocated */
+	if (err) {
+		snprintf(errbuf, errlen, "cannot read %s/ipam.log: %s", cfg->state_dir, strerror(-err));
+		return err;
+	}
+	return ipam_check_state(store, cfg->node_name, &cfg->ipam, errbuf, errlen);
+}
+
 static int signals_block(sigset_t *set)
 {
 	sigemptyset(set);
@@ -182,10 +199,15 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	if (check_only) {
-		log_info("config_valid", "config=%s node=%s pools=%zu", config_path,
-			 agent.cfg.node_name, agent.cfg.ipam.npools);
+		err = check_state(&agent.cfg, errbuf, sizeof(errbuf));
+		if (err)
+			log_err("config_invalid", "config=%s state=%s err=\"%s\"", config_path,
+				agent.cfg.state_dir, errbuf);
+		else
+			log_info("config_valid", "config=%s node=%s pools=%zu", config_path,
+				 agent.cfg.node_name, agent.cfg.ipam.npools);
 		agent_config_free(&agent.cfg);
-		return 0;
+		return err ? 1 : 0;
 	}
 	pthread_rwlock_init(&agent.reload_lock, NULL);
 	agent.started = time(NULL);

@@ -100,9 +100,7 @@ int ctl_send(struct ctl_conn *conn, const char *op, struct json_object *args, in
 	json_object_object_add(req, "op", json_object_new_string(op));
 	json_object_object_add(req, "args", args ? json_object_get(args) : json_object_new_object());
 	text = json_object_to_json_string_ext(req, JSON_C_TO_STRING_PLAIN);
-	ret = ctl_write_all(conn->fd, text, strlen(text), timeout_ms);
-	if (!ret)
-		ret = ctl_write_all(conn->fd, "\n", 1, timeout_ms);
+	ret = ctl_write_line(conn->fd, text, strlen(text), timeout_ms);
 	json_object_put(req);
 	return ret;
 }

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -101,14 +102,18 @@ int ctl_read_line(struct ctl_reader *r, int fd, int first_byte_ms, int whole_ms,
 			if (err)
 				return err;
 		}
-		err = wait_fd(fd, POLLIN, deadline);
-		if (err)
-			return err;
-		n = recv(fd, r->buf + r->len, r->cap - r->len, 0);
+		/* Try first: a request is usually there by the time its
+		 * connection is taken, and a poll first costs a syscall. */
+		n = recv(fd, r->buf + r->len, r->cap - r->len, MSG_DONTWAIT);
 		if (n < 0) {
-			if (errno == EINTR || errno == EAGAIN)
+			if (errno == EINTR)
 				continue;
-			return -errno;
+			if (errno != EAGAIN)
+				return -errno;
+			err = wait_fd(fd, POLLIN, deadline);
+			if (err)
+				return err;
+			continue;
 		}
 		if (n == 0)
 			return r->len ? -ECONNRESET : 0;
@@ -118,6 +123,41 @@ int ctl_read_line(struct ctl_reader *r, int fd, int first_byte_ms, int whole_ms,
 		}
 		r->len += (size_t)n;
 	}
+}
+
+int ctl_write_line(int fd, const char *text, size_t len, int timeout_ms)
+{
+	long long deadline = now_ms() + timeout_ms;
+	struct iovec iov[2] = { { (void *)text, len }, { "\n", 1 } };
+	struct msghdr msg = { .msg_iov = iov, .msg_iovlen = 2 };
+	ssize_t n;
+	int err;
+
+	/* One send for the line and its newline: a reader woken by the first
+	 * half of a message would only go back to sleep. */
+	while (msg.msg_iovlen) {
+		n = sendmsg(fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			if (errno != EAGAIN)
+				return -errno;
+			err = wait_fd(fd, POLLOUT, deadline);
+			if (err)
+				return err;
+			continue;
+		}
+		while (msg.msg_iovlen && (size_t)n >= msg.msg_iov->iov_len) {
+			n -= (ssize_t)msg.msg_iov->iov_len;
+			msg.msg_iov++;
+			msg.msg_iovlen--;
+		}
+		if (msg.msg_iovlen) {
+			msg.msg_iov->iov_base = (char *)msg.msg_iov->iov_base + n;
+			msg.msg_iov->iov_len -= (size_t)n;
+		}
+	}
+	return 0;
 }
 
 int ctl_write_all(int fd, const char *buf, size_t len, int timeout_ms)

@@ -24,6 +24,10 @@ void ctl_reader_free(struct ctl_reader *r);
  * exceeds the reader's capacity, or another negative errno. */
 int ctl_read_line(struct ctl_reader *r, int fd, int first_byte_ms, int whole_ms, char **line);
 
+/* Writes @len bytes of @text and a '\n' within @timeout_ms; negative errno
+ * on failure. */
+int ctl_write_line(int fd, const char *text, size_t len, int timeout_ms);
+
 /* Writes @len bytes within @timeout_ms; negative errno on failure. */
 int ctl_write_all(int fd, const char *buf, size_t len, int timeout_ms);
 

@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdio.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/time.h>
@@ -62,20 +63,49 @@ bool log_enabled(enum log_level level)
 	return level <= log_cfg.level;
 }
 
-static void json_put_string(FILE *f, const char *s, size_t len)
+/* A log line put together in memory, to be written at once: stderr is
+ * unbuffered, and each fputc would be a write(2) of its own, under the
+ * lock every thread that logs waits for.  What does not fit is cut. */
+struct line {
+	char buf[4096];
+	size_t len;
+};
+
+static void put(struct line *l, const char *s, size_t n)
 {
-	fputc('"', f);
+	if (n > sizeof(l->buf) - 1 - l->len)
+		n = sizeof(l->buf) - 1 - l->len;
+	memcpy(l->buf + l->len, s, n);
+	l->len += n;
+}
+
+__attribute__((format(printf, 2, 3))) static void putf(struct line *l, const char *fmt, ...)
+{
+	size_t room = sizeof(l->buf) - 1 - l->len;
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(l->buf + l->len, room + 1, fmt, ap);
+	va_end(ap);
+	if (n > 0)
+		l->len += (size_t)n < room ? (size_t)n : room;
+}
+
+static void json_put_string(struct line *f, const char *s, size_t len)
+{
+	put(f, "\"", 1);
 	for (size_t i = 0; i < len; i++) {
 		unsigned char c = (unsigned char)s[i];
 
 		if (c == '"' || c == '\\')
-			fprintf(f, "\\%c", c);
+			putf(f, "\\%c", c);
 		else if (c < 0x20)
-			fprintf(f, "\\u%04x", c);
+			putf(f, "\\u%04x", c);
 		else
-			fputc(c, f);
+			put(f, (const char *)&c, 1);
 	}
-	fputc('"', f);
+	put(f, "\"", 1);
 }
 
 /* Whether the '"' at @q ends a quoted value: it is followed by the end or by
@@ -99,7 +129,7 @@ static bool closes_value(const char *q)
 }
 
 /* Writes the logfmt pairs of @ctx as JSON fields: key=value, key="a b". */
-static void json_put_context(FILE *f, const char *ctx)
+static void json_put_context(struct line *f, const char *ctx)
 {
 	const char *p = ctx;
 
@@ -116,15 +146,15 @@ static void json_put_context(FILE *f, const char *ctx)
 		if (!eq || (end && end < eq)) {
 			/* A bare word: keep it rather than drop it. */
 			end = end ? end : p + strlen(p);
-			fputs(",\"detail\":", f);
+			put(f, ",\"detail\":", 10);
 			json_put_string(f, key, (size_t)(end - key));
 			p = end;
 			continue;
 		}
 		val = eq + 1;
-		fputc(',', f);
+		put(f, ",", 1);
 		json_put_string(f, key, (size_t)(eq - key));
-		fputc(':', f);
+		put(f, ":", 1);
 		if (*val == '"') {
 			/* A quoted logfmt value: \" and \\ are escapes. */
 			char unq[1024];
@@ -150,6 +180,7 @@ void log_event(enum log_level level, const char *event, const char *fmt, ...)
 {
 	FILE *out = log_cfg.out ? log_cfg.out : stderr;
 	char ctx[2048], stamp[32];
+	struct line *f, one;
 	struct timeval tv;
 	struct tm tm;
 	va_list ap;
@@ -166,18 +197,22 @@ void log_event(enum log_level level, const char *event, const char *fmt, ...)
 	strftime(stamp, sizeof(stamp) - 5, "%Y-%m-%dT%H:%M:%S", &tm);
 	snprintf(stamp + strlen(stamp), 6, ".%03uZ", (unsigned)(tv.tv_usec / 1000) % 1000);
 
-	pthread_mutex_lock(&log_lock);
+	f = &one;
+	f->len = 0;
 	if (log_cfg.format == LOG_FMT_JSON) {
-		fprintf(out, "{\"ts\":\"%s\",\"level\":\"%s\",\"prog\":", stamp, level_names[level]);
-		json_put_string(out, log_cfg.prog, strlen(log_cfg.prog));
-		fputs(",\"event\":", out);
-		json_put_string(out, event, strlen(event));
-		json_put_context(out, ctx);
-		fputs("}\n", out);
+		putf(f, "{\"ts\":\"%s\",\"level\":\"%s\",\"prog\":", stamp, level_names[level]);
+		json_put_string(f, log_cfg.prog, strlen(log_cfg.prog));
+		put(f, ",\"event\":", 9);
+		json_put_string(f, event, strlen(event));
+		json_put_context(f, ctx);
+		put(f, "}", 1);
 	} else {
-		fprintf(out, "%s %-5s %s %s%s%s\n", stamp, level_names[level], log_cfg.prog,
-			event, ctx[0] ? " " : "", ctx);
+		putf(f, "%s %-5s %s %s%s%s", stamp, level_names[level], log_cfg.prog, event,
+		     ctx[0] ? " " : "", ctx);
 	}
+	f->buf[f->len++] = '\n'; /* put() keeps a byte for it */
+	pthread_mutex_lock(&log_lock);
+	fwrite(f->buf, 1, f->len, out);
 	fflush(out);
 	pthread_mutex_unlock(&log_lock);
 }

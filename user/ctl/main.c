@@ -66,6 +66,29 @@ static void print_pools(struct json_object *pools)
 	}
 }
 
+/* What the agent keeps but the operator must act on. */
+static void print_ipam_warnings(struct json_object *ipam)
+{
+	struct json_object *out = json_object_object_get(ipam, "outsideConfig"),
+			   *store = json_object_object_get(ipam, "store");
+	size_t n = out ? json_object_array_length(out) : 0;
+
+	if (n) {
+		printf("\nWARNING: %zu allocation(s) outside the configured pools (kept, never handed out "
+		       "again; release them or restore their pools):\n", n);
+		for (size_t i = 0; i < n; i++) {
+			struct json_object *a = json_object_array_get_idx(out, i);
+
+			printf("  %-18s %-26s %-14.12s %-6s %s\n", str(a, "pool"), str(a, "address"),
+			       str(a, "containerID"), str(a, "ifName"), str(a, "reason"));
+		}
+	}
+	if (store && json_object_get_int64(json_object_object_get(store, "damagedRegions")))
+		printf("\nWARNING: the store was damaged in %s place(s) (%s bytes skipped) at start; "
+		       "the damaged log is kept as ipam.log.corrupt\n",
+		       str(store, "damagedRegions"), str(store, "damagedBytes"));
+}
+
 static int cmd_status(const struct ctl_opts *o, int argc, char **argv)
 {
 	struct json_object *r;
@@ -78,6 +101,7 @@ static int cmd_status(const struct ctl_opts *o, int argc, char **argv)
 		printf("node:     %s\nversion:  %s\nuptime:   %ss\nstore:    %s\n\n", str(r, "nodeName"),
 		       str(r, "version"), str(r, "uptimeSeconds"), str(r, "store"));
 		print_pools(json_object_object_get(r, "pools"));
+		print_ipam_warnings(json_object_object_get(r, "ipam"));
 	}
 	json_object_put(r);
 	return 0;
