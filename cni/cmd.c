@@ -126,6 +126,7 @@ static int take_allocation(struct json_object *alloc, struct cni_result *res, st
 		snprintf(out->gateway, sizeof(out->gateway), "%s", jstr(ip, "gateway"));
 		snprintf(out->pool, sizeof(out->pool), "%s", jstr(ip, "pool"));
 		out->family = strchr(out->address, ':') ? 6 : 4;
+		out->probed = json_object_get_boolean(json_object_object_get(ip, "probed"));
 	}
 	if (json_object_object_get_ex(alloc, "routes", &routes))
 		for (size_t i = 0; i < json_object_array_length(routes); i++) {
@@ -179,7 +180,9 @@ static int sysctl_ifset(const char *dir, const char *ifname, const char *key, co
 }
 
 /* The IP conflict probes (RFC 5227 ARP probe, RFC 4862 DAD) run before
- * anyone is told about the addresses; the announcements follow them. */
+ * anyone is told about the addresses; the announcements follow them.  An
+ * address the agent probed just before needs neither: the kernel announced
+ * it as the link came up (announce_at_up). */
 static int check_conflict(const struct netconf *nc, const struct cni_env *env,
 			  const struct cni_result *res, int ifindex, const unsigned char mac[6],
 			  struct cni_error *e)
@@ -191,6 +194,8 @@ static int check_conflict(const struct netconf *nc, const struct cni_env *env,
 	int err, family;
 
 	for (size_t i = 0; i < res->nips; i++) {
+		if (res->ips[i].probed)
+			continue;
 		family = res->ips[i].family == 4 ? AF_INET : AF_INET6;
 		bare_address(res->ips[i].address, src, sizeof(src));
 		inet_pton(family, src, raw);
@@ -205,6 +210,8 @@ static int check_conflict(const struct netconf *nc, const struct cni_env *env,
 					src, env->ifname, strerror(-err));
 	}
 	for (size_t i = 0; i < res->nips; i++) {
+		if (res->ips[i].probed)
+			continue;
 		bare_address(res->ips[i].address, src, sizeof(src));
 		if (res->ips[i].family == 4) {
 			inet_pton(AF_INET, src, &a);
@@ -241,14 +248,25 @@ static int check_gateways(const struct netconf *nc, const struct cni_env *env,
 	return 0;
 }
 
+/* No conflict probe of ours must precede @family's announcement. */
+static bool announce_at_up(const struct netconf *nc, const struct cni_result *res, int family)
+{
+	for (size_t i = 0; nc->detect_conflict && i < res->nips; i++)
+		if (res->ips[i].family == family && !res->ips[i].probed)
+			return false;
+	return true;
+}
+
 /* Inside the pod netns: sysctls, addresses, up, routes, checks. */
 static int configure_pod_side(const struct netconf *nc, const struct cni_env *env,
 			      const unsigned char *want_mac, struct cni_result *res,
 			      struct cni_error *e)
 {
-	/* Without a conflict probe the kernel announces the addresses itself
-	 * (gratuitous ARP, unsolicited NA) as the link comes up with them. */
-	const char *notify = nc->detect_conflict ? "0" : "1";
+	/* Where no probe of ours must come first, the kernel announces the
+	 * addresses itself (gratuitous ARP, unsolicited NA) as the link comes up
+	 * with them: no packet socket, whose close waits an RCU grace period. */
+	const char *notify4 = announce_at_up(nc, res, 4) ? "1" : "0";
+	const char *notify6 = announce_at_up(nc, res, 6) ? "1" : "0";
 	int ifindex, metric = route_metric(nc, env->ifname), err;
 	struct nl_sock *pod = NULL;
 	char prefix[64], src[64];
@@ -262,8 +280,8 @@ static int configure_pod_side(const struct netconf *nc, const struct cni_env *en
 	 * takes the larger of conf/all and conf/<nic>, so the NIC's 2 is
 	 * enough and the pod's other interfaces keep their setting. */
 	sysctl_ifset("ipv4/conf", env->ifname, "rp_filter", "2");
-	sysctl_ifset("ipv4/conf", env->ifname, "arp_notify", notify);
-	sysctl_ifset("ipv6/conf", env->ifname, "ndisc_notify", notify);
+	sysctl_ifset("ipv4/conf", env->ifname, "arp_notify", notify4);
+	sysctl_ifset("ipv6/conf", env->ifname, "ndisc_notify", notify6);
 	sysctl_ifset("ipv6/conf", env->ifname, "accept_ra", "0");
 	sysctl_ifset("ipv6/conf", env->ifname, "accept_dad", "0");
 
@@ -415,6 +433,13 @@ static struct json_object *allocate_args(const struct netconf *nc, const struct 
 	json_object_object_add(pools, "ipv4", names_array(nc->pools_v4, nc->npools_v4));
 	json_object_object_add(pools, "ipv6", names_array(nc->pools_v6, nc->npools_v6));
 	json_object_object_add(args, "pools", pools);
+	if (nc->detect_conflict) {
+		struct json_object *probe = json_object_new_object();
+
+		json_object_object_add(probe, "master", json_object_new_string(nc->master));
+		json_object_object_add(probe, "windowMs", json_object_new_int(nc->conflict_window_ms));
+		json_object_object_add(args, "conflictProbe", probe);
+	}
 	return args;
 }
 

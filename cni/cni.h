@@ -101,6 +101,7 @@ struct cni_ip {
 	char gateway[48];
 	char pool[64]; /* the agent's pool it came from */
 	int family;
+	bool probed; /* the agent found it free on the wire just before */
 };
 struct cni_route {
 	char dst[64];

@@ -143,6 +143,40 @@ static void test_exclusions_and_exhaustion(void **state)
 	assert_string_equal(alloc4(f, "c4"), "172.16.11.251");
 }
 
+static void quarantine(struct fixture *f, const char *addr, long long for_ms)
+{
+	static const unsigned char mac[6] = { 0x02, 0, 0, 0, 0, 0x99 };
+	struct ipaddr a;
+
+	assert_int_equal(ipaddr_parse(addr, &a), 0);
+	assert_int_equal(ipam_quarantine(f->ipam, &a, for_ms, mac), 0);
+}
+
+static void test_peek_and_quarantine(void **state)
+{
+	struct fixture *f = *state;
+	struct ipaddr next[4];
+	char buf[IPADDR_STRLEN];
+
+	open_with(f, POOL4(",\"ips\":[\"172.16.11.1-172.16.11.4\"]"));
+	assert_string_equal(alloc4(f, "c1"), "172.16.11.1");
+	/* What the pool would hand out next, in order, without handing it out. */
+	assert_int_equal(ipam_peek_candidates(f->ipam, "gpu1-net11", next, 4), 3);
+	assert_string_equal(ipaddr_str(&next[0], buf), "172.16.11.2");
+	assert_string_equal(ipaddr_str(&next[2], buf), "172.16.11.4");
+	assert_int_equal(ipam_peek_candidates(f->ipam, "nosuchpool", next, 4), 0);
+	/* An address that answered a probe is passed over while quarantined. */
+	quarantine(f, "172.16.11.2", 60000);
+	assert_int_equal(ipam_peek_candidates(f->ipam, "gpu1-net11", next, 4), 2);
+	assert_string_equal(ipaddr_str(&next[0], buf), "172.16.11.3");
+	assert_string_equal(alloc4(f, "c2"), "172.16.11.3");
+	assert_string_equal(alloc4(f, "c3"), "172.16.11.4");
+	assert_string_equal(alloc4(f, "c4"), "exhausted");
+	/* Its quarantine over, it serves again. */
+	quarantine(f, "172.16.11.2", -1);
+	assert_string_equal(alloc4(f, "c4"), "172.16.11.2");
+}
+
 static void test_network_and_reserved_never_handed_out(void **state)
 {
 	struct fixture *f = *state;
@@ -703,6 +737,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		T(test_exclusions_and_exhaustion),
+		T(test_peek_and_quarantine),
 		T(test_network_and_reserved_never_handed_out),
 		T(test_edge_masks),
 		T(test_round_robin_does_not_reuse_at_once),

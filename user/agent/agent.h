@@ -22,6 +22,7 @@
 #include <time.h>
 
 #include "agent/config.h"
+#include "agent/conflict_probe.h"
 #include "agent/ipam.h"
 #include "agent/metrics.h"
 #include "agent/nic_teardown.h"
@@ -36,6 +37,7 @@ struct agent {
 	struct rdma *rdma;	 /* NULL without an "rdma" section */
 	struct nic_teardown *teardown;
 	struct datapath *datapath; /* NULL when datapath.enabled is false */
+	struct conflict_probe *conflict; /* NULL when conflictProbe.depth is 0 */
 };
 
 /* An op handler: fills @result (an empty object) or @err, returns 0 or a

@@ -11,13 +11,15 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "agent/conflict_probe.h"
+#include "agent/datapath.h"
 #include "agent/rdma_config.h"
 #include "common/protocol.h"
 
 /* Top-level keys: the agent's own, then the sections other modules read. */
 static const char *const known_keys[] = {
 	"nodeName", "socket", "stateDir", "bpffs", "metrics", "store", "pools",
-	"reservedIPs", "reconcile", "gateway", "datapath", "rdma", NULL,
+	"reservedIPs", "reconcile", "gateway", "datapath", "rdma", "conflictProbe", NULL,
 };
 
 /* Bounds that keep times in range of what consumes them (poll's int). */
@@ -527,10 +529,16 @@ int agent_config_parse(struct json_object *root, struct agent_config *cfg, char 
 	/* the module reads its section when it starts; a bad one is refused here,
 	 * at load and on reload alike */
 	{
+		struct conflict_probe_config conflict;
+		struct datapath_config datapath;
 		struct rdma_config rdma;
 
 		err = rdma_config_parse(json_object_object_get(root, "rdma"), &rdma, errbuf, errlen);
 		rdma_config_free(&rdma);
+		if (!err)
+			err = datapath_config_parse(root, &datapath, errbuf, errlen);
+		if (!err)
+			err = conflict_probe_config_parse(root, &conflict, errbuf, errlen);
 		if (err)
 			goto err;
 	}

@@ -113,6 +113,7 @@ static void leases_to_result(struct agent *agent, const struct ipam_lease *lease
 					       json_object_new_string(ipaddr_str(&leases[i].gateway, gw)));
 		json_object_object_add(ip, "pool", json_object_new_string(leases[i].pool));
 		json_object_object_add(ip, "new", json_object_new_boolean(leases[i].fresh));
+		json_object_object_add(ip, "probed", json_object_new_boolean(leases[i].probed));
 		json_object_array_add(ips, ip);
 		pr = ipam_pool_routes(agent->ipam, leases[i].pool);
 		for (size_t r = 0; r < json_object_array_length(pr); r++)
@@ -130,6 +131,21 @@ static const char *const ipam_error_codes[IPAM_ERR_MAX] = {
 	[IPAM_ERR_BAD_REQUEST] = CTL_ERR_BAD_REQUEST,
 	[IPAM_ERR_STORE] = CTL_ERR_INTERNAL,
 };
+
+/* "conflictProbe": {"master", "windowMs"}: the plugin will probe the new
+ * addresses on that wire unless the agent already did. */
+static void mark_probed(struct agent *agent, struct json_object *args, struct ipam_lease *leases,
+			size_t n)
+{
+	struct json_object *cp = json_object_object_get(args, "conflictProbe");
+	const char *master = json_object_get_string(json_object_object_get(cp, "master"));
+	int window = json_object_get_int(json_object_object_get(cp, "windowMs"));
+
+	for (size_t i = 0; cp && i < n; i++)
+		leases[i].probed = leases[i].fresh &&
+				   conflict_probe_check(agent->conflict, leases[i].pool, master, window,
+							&leases[i].addr);
+}
 
 static int op_ipam_allocate(struct agent *agent, struct json_object *args,
 			    struct json_object *result, struct ctl_error *err)
@@ -158,10 +174,12 @@ static int op_ipam_allocate(struct agent *agent, struct json_object *args,
 		if (ipam_would_exhaust(agent->ipam, &req))
 			nic_teardown_drain(agent->teardown, TEARDOWN_DRAIN_MS);
 		ret = ipam_allocate(agent->ipam, &req, leases, &n, &kind, msg, sizeof(msg));
-		if (ret)
+		if (ret) {
 			ctl_fail(err, ipam_error_codes[kind], ret, "%s", msg);
-		else
+		} else {
+			mark_probed(agent, args, leases, n);
 			leases_to_result(agent, leases, n, result);
+		}
 	}
 	free(req.pools_v4);
 	free(req.pools_v6);

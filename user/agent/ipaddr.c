@@ -38,18 +38,21 @@ int ipaddr_parse(const char *s, struct ipaddr *a)
 	return ipaddr_parse_family(s, AF_INET6, a);
 }
 
+size_t ipaddr_to_raw(const struct ipaddr *a, unsigned char raw[16])
+{
+	size_t len = a->family == AF_INET ? 4 : 16;
+	u128 v = a->v;
+
+	for (size_t i = len; i-- > 0; v >>= 8)
+		raw[i] = (unsigned char)v;
+	return len;
+}
+
 const char *ipaddr_str(const struct ipaddr *a, char *buf)
 {
 	unsigned char raw[16];
-	u128 v = a->v;
 
-	if (a->family == AF_INET) {
-		for (int i = 3; i >= 0; i--, v >>= 8)
-			raw[i] = (unsigned char)v;
-	} else {
-		for (int i = 15; i >= 0; i--, v >>= 8)
-			raw[i] = (unsigned char)v;
-	}
+	ipaddr_to_raw(a, raw);
 	if (!inet_ntop(a->family, raw, buf, IPADDR_STRLEN))
 		snprintf(buf, IPADDR_STRLEN, "?");
 	return buf;

@@ -32,6 +32,8 @@ int ipaddr_parse_family(const char *s, int family, struct ipaddr *a);
 /* "172.16.11.5" / "fd16::5" into @buf (IPADDR_STRLEN bytes). */
 const char *ipaddr_str(const struct ipaddr *a, char *buf);
 bool ipaddr_eq(const struct ipaddr *a, const struct ipaddr *b);
+/* In network byte order, as struct in_addr / in6_addr hold it; its length. */
+size_t ipaddr_to_raw(const struct ipaddr *a, unsigned char raw[16]);
 int ipaddr_bits(int family);
 
 /* "172.16.11.0/24"; host bits set is an error (-EINVAL). */

@@ -99,6 +99,14 @@ struct ipam {
 	unsigned long long errors[IPAM_ERR_MAX];
 	ipam_release_hook release_hook;
 	void *release_hook_ctx;
+	/* Addresses that answered a conflict probe: in use on the wire by
+	 * someone railnet does not know, not to be handed out until then. */
+	struct quarantined {
+		struct ipaddr addr;
+		long long until_ms;
+		unsigned char mac[6];
+	} *quarantine;
+	size_t nquarantine, quarantine_cap;
 
 	pthread_t compactor;
 	pthread_cond_t compact_cond;
@@ -1268,6 +1276,7 @@ void ipam_close(struct ipam *ipam)
 		sticky_free(s);
 	}
 	free(ipam->sticky_ix);
+	free(ipam->quarantine);
 	free(ipam->index.slots);
 	free(ipam->by_key.buckets);
 	free(ipam->by_pod.buckets);
@@ -1384,6 +1393,116 @@ static bool addr_free_in(struct ipam *ipam, struct pool *p, const struct ipaddr 
 	return pool_is_candidate(p, a) && !index_find(&ipam->index, a);
 }
 
+static struct quarantined *quarantined_at(struct ipam *ipam, const struct ipaddr *a, long long now)
+{
+	for (size_t i = 0; i < ipam->nquarantine; i++)
+		if (ipaddr_eq(&ipam->quarantine[i].addr, a) && ipam->quarantine[i].until_ms > now)
+			return &ipam->quarantine[i];
+	return NULL;
+}
+
+int ipam_quarantine(struct ipam *ipam, const struct ipaddr *addr, long long for_ms,
+		    const unsigned char mac[6])
+{
+	long long now;
+	struct quarantined *q;
+	char buf[IPADDR_STRLEN];
+	size_t i;
+
+	pthread_mutex_lock(&ipam->lock);
+	now = ipam->wall_ms();
+	/* Expired entries make room first. */
+	for (i = 0; i < ipam->nquarantine;)
+		if (ipam->quarantine[i].until_ms <= now)
+			ipam->quarantine[i] = ipam->quarantine[--ipam->nquarantine];
+		else
+			i++;
+	q = quarantined_at(ipam, addr, now);
+	if (!q && ipam->nquarantine == ipam->quarantine_cap) {
+		size_t cap = ipam->quarantine_cap ? 2 * ipam->quarantine_cap : 8;
+		struct quarantined *grown = realloc(ipam->quarantine, cap * sizeof(*grown));
+
+		if (!grown) {
+			pthread_mutex_unlock(&ipam->lock);
+			return -ENOMEM;
+		}
+		ipam->quarantine = grown;
+		ipam->quarantine_cap = cap;
+	}
+	if (!q)
+		q = &ipam->quarantine[ipam->nquarantine++];
+	q->addr = *addr;
+	q->until_ms = now + for_ms;
+	memcpy(q->mac, mac, 6);
+	pthread_mutex_unlock(&ipam->lock);
+	log_warn("ip_quarantined", "addr=%s mac=%02x:%02x:%02x:%02x:%02x:%02x for_ms=%lld",
+		 ipaddr_str(addr, buf), mac[0], mac[1], mac[2], mac[3], mac[4], mac[5], for_ms);
+	return 0;
+}
+
+/* Walks @p's free candidates round-robin after its cursor - not allocated,
+ * not held for a stateful pod, not quarantined - until @take returns false
+ * or the pool has been gone round; *@oldest gets the longest-held stateful
+ * address passed over.  Called with the lock held. */
+static void walk_free(struct ipam *ipam, struct pool *p, long long now, struct sticky **oldest,
+		      bool (*take)(const struct ipaddr *a, void *arg), void *arg)
+{
+	struct ipaddr a = { .family = p->cfg.subnet.net.family };
+	struct sticky *s;
+
+	if (!p->ncand || (u128)p->used >= p->usable)
+		return;
+	a.v = p->has_cursor ? p->cursor.v : 0;
+	/* Ends once round: a large pool has free addresses soon after the
+	 * taken ones (allocations, held, quarantined, strays), so the walk
+	 * is as long as what is taken, however many candidates there are. */
+	for (u128 steps = 0; steps < p->usable; steps++) {
+		a.v = pool_next_candidate(p, a.v, steps > 0 || p->has_cursor);
+		if (index_find(&ipam->index, &a) || quarantined_at(ipam, &a, now))
+			continue;
+		s = sticky_at(ipam, &a);
+		if (s && sticky_holds(ipam, s, now)) {
+			if (oldest && (!*oldest || s->released_ms < (*oldest)->released_ms))
+				*oldest = s;
+			continue;
+		}
+		if (!take(&a, arg))
+			return;
+	}
+}
+
+static bool take_first(const struct ipaddr *a, void *arg)
+{
+	*(struct ipaddr *)arg = *a;
+	return false;
+}
+
+struct peek {
+	struct ipaddr *out;
+	size_t want, got;
+};
+
+static bool take_some(const struct ipaddr *a, void *arg)
+{
+	struct peek *pk = arg;
+
+	pk->out[pk->got++] = *a;
+	return pk->got < pk->want;
+}
+
+size_t ipam_peek_candidates(struct ipam *ipam, const char *pool, struct ipaddr *out, size_t n)
+{
+	struct peek pk = { out, n, 0 };
+	struct pool *p;
+
+	pthread_mutex_lock(&ipam->lock);
+	p = find_pool(ipam, pool);
+	if (p && n && !p->cfg.stateful && pool_allowed_here(p, ipam->node_name))
+		walk_free(ipam, p, ipam->wall_ms(), NULL, take_some, &pk);
+	pthread_mutex_unlock(&ipam->lock);
+	return pk.got;
+}
+
 /* Picks an address in @p: a stateful pod's previous one, else round-robin
  * after the last handed out (*rr), passing over addresses held for stateful
  * pods; when only those are left, the one released longest ago.  Called
@@ -1394,7 +1513,6 @@ static int pick_address(struct ipam *ipam, struct pool *p, const struct ipam_req
 	struct ipaddr a = { .family = p->cfg.subnet.net.family };
 	long long now = ipam->wall_ms();
 	struct sticky *oldest = NULL, *s;
-	unsigned long long steps, limit;
 	char buf[IPADDR_STRLEN];
 
 	*rr = false;
@@ -1410,21 +1528,9 @@ static int pick_address(struct ipam *ipam, struct pool *p, const struct ipam_req
 	}
 	if (!p->ncand || (u128)p->used >= p->usable)
 		return -ENOSPC;
-	a.v = p->has_cursor ? p->cursor.v : 0;
-	/* Taken candidates are this pool's allocations, held addresses and
-	 * strays (an allocation of a removed pool may sit in this one's
-	 * range): a free one is at most this far. */
-	limit = p->used + p->nsticky + ipam->nstray[STRAY_NO_POOL] + ipam->nstray[STRAY_OUTSIDE];
-	for (steps = 0; steps <= limit; steps++) {
-		a.v = pool_next_candidate(p, a.v, steps > 0 || p->has_cursor);
-		if (index_find(&ipam->index, &a))
-			continue;
-		s = sticky_at(ipam, &a);
-		if (s && sticky_holds(ipam, s, now)) {
-			if (!oldest || s->released_ms < oldest->released_ms)
-				oldest = s;
-			continue;
-		}
+	a.family = 0;
+	walk_free(ipam, p, now, &oldest, take_first, &a);
+	if (a.family) {
 		*out = a;
 		*rr = true;
 		return 0;

@@ -73,6 +73,7 @@ struct ipam_lease {
 	struct ipaddr gateway;
 	bool has_gateway;
 	bool fresh; /* allocated by this call, not found held already */
+	bool probed; /* found free on the wire just before (conflict_probe.h) */
 };
 
 enum ipam_error {
@@ -140,6 +141,14 @@ int ipam_reconcile(struct ipam *ipam, long long grace_ms);
  * datapath entry, its RDMA attachment) goes with its addresses. */
 typedef void (*ipam_release_hook)(void *ctx, const struct ipam_key *key);
 void ipam_set_release_hook(struct ipam *ipam, ipam_release_hook fn, void *ctx);
+
+/* @addr answered a conflict probe from @mac: no pool hands it out for
+ * @for_ms (again or longer if quarantined already). */
+int ipam_quarantine(struct ipam *ipam, const struct ipaddr *addr, long long for_ms,
+		    const unsigned char mac[6]);
+/* Up to @n addresses @pool would hand out next, in order (none for a
+ * stateful pool, whose pods may come back for their own). */
+size_t ipam_peek_candidates(struct ipam *ipam, const char *pool, struct ipaddr *out, size_t n);
 
 /* Routes of a pool as configured (json array; a new reference). */
 struct json_object *ipam_pool_routes(struct ipam *ipam, const char *pool);

@@ -150,6 +150,7 @@ int main(int argc, char **argv)
 	enum log_level level = LOG_LVL_INFO;
 	enum log_format format = LOG_FMT_TEXT;
 	struct ctl_server *server = NULL;
+	struct conflict_probe_config conflict_cfg;
 	struct datapath_config dp_cfg;
 	struct agent agent = { 0 };
 	struct store *store = NULL;
@@ -251,6 +252,14 @@ int main(int argc, char **argv)
 		log_err("rdma_start_failed", "err=\"%s\"", errbuf);
 		goto out;
 	}
+	err = conflict_probe_config_parse(agent.cfg.root, &conflict_cfg, errbuf, sizeof(errbuf));
+	if (!err)
+		err = conflict_probe_open(agent.ipam, agent.cfg.state_dir, &conflict_cfg,
+					  &agent.conflict);
+	if (!err && agent.conflict)
+		err = metrics_register(agent.metrics, conflict_probe_collect, agent.conflict);
+	if (err)
+		goto out;
 	ipam_set_release_hook(agent.ipam, forget_nic, &agent);
 	err = nic_teardown_open(agent.ipam, agent.cfg.socket, &agent.teardown);
 	if (err)
@@ -270,6 +279,7 @@ out:
 	metrics_stop(agent.metrics);
 	rdma_stop(agent.rdma);
 	nic_teardown_close(agent.teardown);
+	conflict_probe_close(agent.conflict);
 	datapath_close(agent.datapath);
 	ipam_close(agent.ipam);
 	agent_config_free(&agent.cfg);
