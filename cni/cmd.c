@@ -248,6 +248,67 @@ static int check_gateways(const struct netconf *nc, const struct cni_env *env,
 	return 0;
 }
 
+/* What the agent's per-NIC ops (rdma.attach, datapath.attach) take: the
+ * key, the netns, the master and {"address","gateway","pool"} per address. */
+static struct json_object *nic_args(const struct netconf *nc, const struct cni_env *env,
+				    const struct cni_result *res)
+{
+	struct json_object *args = key_args(nc, env), *ips = json_object_new_array();
+
+	for (size_t i = 0; i < res->nips; i++) {
+		struct json_object *ip = json_object_new_object();
+
+		json_object_object_add(ip, "address", json_object_new_string(res->ips[i].address));
+		json_object_object_add(ip, "gateway", json_object_new_string(res->ips[i].gateway));
+		json_object_object_add(ip, "pool", json_object_new_string(res->ips[i].pool));
+		json_object_array_add(ips, ip);
+	}
+	json_object_object_add(args, "netns", json_object_new_string(env->netns));
+	json_object_object_add(args, "master", json_object_new_string(nc->master));
+	json_object_object_add(args, "ips", ips);
+	return args;
+}
+
+/* Puts the NIC into the eBPF return path (agent op datapath.attach).  Sent
+ * as soon as the NIC has its final MAC, so that the agent hooks it while
+ * the plugin configures addresses, routes and checks; its answer is read
+ * before ADD answers (datapath_attach_finish). */
+static int datapath_attach_send(const struct netconf *nc, const struct cni_env *env,
+				const struct cni_result *res, struct ctl_conn **conn,
+				struct cni_error *e)
+{
+	struct json_object *args = nic_args(nc, env, res);
+	int err;
+
+	json_object_object_add(args, "podNamespace", json_object_new_string(env->pod_namespace));
+	json_object_object_add(args, "podName", json_object_new_string(env->pod_name));
+	json_object_object_add(args, "ifindex", json_object_new_int(res->ifindex));
+	err = agent_send(nc, "datapath.attach", args, conn, e);
+	json_object_put(args);
+	return err;
+}
+
+/* A node that runs without the datapath (datapath.enabled false) says so,
+ * and that is fine. */
+static int datapath_attach_finish(const struct netconf *nc, const struct cni_env *env,
+				  struct ctl_conn *conn, struct cni_error *e)
+{
+	struct json_object *out = NULL;
+	int err = agent_receive(nc, "datapath.attach", conn, &out, e);
+
+	json_object_put(out);
+	if (err && !strcmp(e->agent_code, CTL_ERR_DISABLED))
+		return 0;
+	if (err && e->agent_code[0]) {
+		char why[sizeof(e->details)];
+
+		snprintf(why, sizeof(why), "%s", e->details);
+		return cni_fail(e, RAILNET_ERR_AGENT, "cannot attach the NIC to the eBPF datapath",
+				"%s: %s", env->ifname, why);
+	}
+	return err;
+}
+
 /* No conflict probe of ours must precede @family's announcement. */
 static bool announce_at_up(const struct netconf *nc, const struct cni_result *res, int family)
 {
@@ -257,11 +318,14 @@ static bool announce_at_up(const struct netconf *nc, const struct cni_result *re
 	return true;
 }
 
-/* Inside the pod netns: sysctls, addresses, up, routes, checks. */
+/* Inside the pod netns: sysctls, MAC, the agent's datapath.attach on its
+ * way, addresses, up, routes, checks, and the attach's answer. */
 static int configure_pod_side(const struct netconf *nc, const struct cni_env *env,
 			      const unsigned char *want_mac, struct cni_result *res,
 			      struct cni_error *e)
 {
+	struct ctl_conn *attach = NULL;
+	struct cni_error attach_err = { 0 };
 	/* Where no probe of ours must come first, the kernel announces the
 	 * addresses itself (gratuitous ARP, unsolicited NA) as the link comes up
 	 * with them: no packet socket, whose close waits an RCU grace period. */
@@ -303,6 +367,9 @@ static int configure_pod_side(const struct netconf *nc, const struct cni_env *en
 			 want_mac[1], want_mac[2], want_mac[3], want_mac[4], want_mac[5]);
 	}
 	parse_mac(res->mac, mac);
+	err = datapath_attach_send(nc, env, res, &attach, e);
+	if (err)
+		goto out;
 	for (size_t i = 0; i < res->nips; i++) {
 		err = link_addr_add(pod, ifindex, res->ips[i].address);
 		if (err) {
@@ -347,56 +414,12 @@ static int configure_pod_side(const struct netconf *nc, const struct cni_env *en
 	if (nc->detect_gateway)
 		err = check_gateways(nc, env, res, ifindex, e);
 out:
+	/* Answered even on failure: a rollback must not race the attach. */
+	if (attach && datapath_attach_finish(nc, env, attach, &attach_err) && !err) {
+		*e = attach_err;
+		err = -e->code;
+	}
 	nl_socket_free(pod);
-	return err;
-}
-
-/* What the agent's per-NIC ops (rdma.attach, datapath.attach) take: the
- * key, the netns, the master and {"address","gateway","pool"} per address. */
-static struct json_object *nic_args(const struct netconf *nc, const struct cni_env *env,
-				    const struct cni_result *res)
-{
-	struct json_object *args = key_args(nc, env), *ips = json_object_new_array();
-
-	for (size_t i = 0; i < res->nips; i++) {
-		struct json_object *ip = json_object_new_object();
-
-		json_object_object_add(ip, "address", json_object_new_string(res->ips[i].address));
-		json_object_object_add(ip, "gateway", json_object_new_string(res->ips[i].gateway));
-		json_object_object_add(ip, "pool", json_object_new_string(res->ips[i].pool));
-		json_object_array_add(ips, ip);
-	}
-	json_object_object_add(args, "netns", json_object_new_string(env->netns));
-	json_object_object_add(args, "master", json_object_new_string(nc->master));
-	json_object_object_add(args, "ips", ips);
-	return args;
-}
-
-/* Puts the NIC into the eBPF return path (agent op datapath.attach): the
- * last step of ADD, once the NIC has its addresses and routes.  A node that
- * runs without the datapath (datapath.enabled false) says so, and that is
- * fine. */
-static int datapath_attach(const struct netconf *nc, const struct cni_env *env,
-			   const struct cni_result *res, struct cni_error *e)
-{
-	struct json_object *args = nic_args(nc, env, res), *out = NULL;
-	int err;
-
-	json_object_object_add(args, "podNamespace", json_object_new_string(env->pod_namespace));
-	json_object_object_add(args, "podName", json_object_new_string(env->pod_name));
-	json_object_object_add(args, "ifindex", json_object_new_int(res->ifindex));
-	err = agent_call(nc, "datapath.attach", args, &out, e);
-	json_object_put(args);
-	json_object_put(out);
-	if (err && !strcmp(e->agent_code, CTL_ERR_DISABLED))
-		return 0;
-	if (err && e->agent_code[0]) {
-		char why[sizeof(e->details)];
-
-		snprintf(why, sizeof(why), "%s", e->details);
-		return cni_fail(e, RAILNET_ERR_AGENT, "cannot attach the NIC to the eBPF datapath",
-				"%s: %s", env->ifname, why);
-	}
 	return err;
 }
 
@@ -546,10 +569,6 @@ int cmd_add(const struct netconf *nc, const struct cni_env *env, struct json_obj
 			goto rollback;
 		rdma_attached = true;
 	}
-	err = datapath_attach(nc, env, &res, e);
-	if (err)
-		goto rollback;
-
 	*out = cni_result_json(nc->cni_version, &res);
 	err = 0;
 	goto out;
@@ -566,12 +585,16 @@ rollback:
 		}
 		netns_enter(ns.host_fd);
 	}
-	/* Releasing what this ADD allocated takes the NIC's RDMA attachment
-	 * with it (the agent's release hook); otherwise undo it here. */
-	if (allocated)
+	/* Releasing what this ADD allocated takes the NIC's datapath entry and
+	 * RDMA attachment with it (the agent's release hook); otherwise undo
+	 * them here - the link they were for is gone. */
+	if (allocated) {
 		agent_call_quietly(nc, env, "ipam.release");
-	else if (rdma_attached)
-		agent_call_quietly(nc, env, "rdma.detach");
+	} else if (created) {
+		agent_call_quietly(nc, env, "datapath.detach");
+		if (rdma_attached)
+			agent_call_quietly(nc, env, "rdma.detach");
+	}
 out:
 	json_object_put(alloc);
 	netns_pair_close(&ns);

@@ -12,7 +12,9 @@ if ! why=$(lab_require); then tap_skip "cni" "$why"; tap_done; exit; fi
 trap 'lab_down; rm -f "$TAP_LOG"' EXIT
 RAILS=2
 lab_up 2 $RAILS
-for n in 1 2; do agent_start "$n" || exit 1; lab_pod_add "$n" 1; done
+# The plugin's own conflict probe is under test here: the agent does not
+# probe ahead (test_conflict_probe.sh covers that).
+for n in 1 2; do agent_start "$n" "$(agent_config "$n" '"conflictProbe":{"depth":0}')" || exit 1; lab_pod_add "$n" 1; done
 
 conf() { # <rail> <node> [extra members]
 	printf '{"cniVersion":"1.0.0","name":"gpu%s-macvlan","type":"railnet","master":"%s","ippools":{"ipv4":["%s"]},"detectGateway":true,"detectIPConflict":true,"socket":"%s"%s}' \

@@ -13,7 +13,9 @@ if ! why=$(lab_require); then tap_skip "cni variants" "$why"; tap_done; exit; fi
 command -v jq >/dev/null || { tap_skip "cni variants" "needs jq"; tap_done; exit; }
 trap 'lab_down; rm -f "$TAP_LOG"' EXIT
 lab_up 2 1
-for n in 1 2; do agent_start "$n" || exit 1; done
+# The plugin's own DAD probe is under test here: the agent does not probe
+# ahead (test_conflict_probe.sh covers that).
+for n in 1 2; do agent_start "$n" "$(agent_config "$n" '"conflictProbe":{"depth":0}')" || exit 1; done
 
 conf() { # <node> <cniVersion> [extra members]
 	printf '{"cniVersion":"%s","name":"gpu1-macvlan","type":"railnet","master":"%s","ippools":{"ipv4":["%s"]},"detectGateway":true,"socket":"%s"%s}' \

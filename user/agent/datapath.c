@@ -1129,8 +1129,11 @@ int datapath_op_attach(struct agent *agent, struct json_object *args, struct jso
 	if (old)
 		req->attached_ns = old->attached_ns;
 	ret = dp_nic_publish(&dp->maps, req->id, &req->nic, !old);
+	/* The pod's eth0 hook came with its first NIC: a NIC of a pod that
+	 * has one attached already needs only its own (a re-attach refreshes
+	 * all). */
 	if (!ret)
-		ret = hooks_apply(dp, req, true, true);
+		ret = hooks_apply(dp, req, true, old || !sibling);
 	if (!ret)
 		ret = record_save(dp, req);
 	if (ret) {
