@@ -36,6 +36,7 @@ tap_ok "... a direct-action filter on net1's egress and ingress, and on eth0's e
 		ip netns exec $(lab_pod_ns 1 1) tc -j filter show dev \$h | jq -e '.[] | select(.options.\"direct-action\")' >/dev/null || exit 1
 	done"
 tap_eq "no ip rule added in the pod" "3" "$(lab_in "$pod11" ip rule | wc -l)"
+tap_eq "... nor an IPv6 one" "2" "$(lab_in "$pod11" ip -6 rule | wc -l)"
 
 for ((r = 1; r <= RAILS; r++)); do
 	other=$((r % RAILS + 1))
@@ -107,4 +108,14 @@ lab_in "$rail" ip addr add "$(lab_gw4 1)/24" dev br-r1
 tap_ok "gateway back: state up" wait_state up
 tap_ok "an answered probe has an RTT" bash -c \
 	"$LAB_BUILD/railnetctl --socket $(agent_sock 1) -o json gateways | jq -e '.[] | select(.pod==\"default/pod-1-2\") | .rttUs' >/dev/null"
+
+# Passive first: a gateway that talks to the NIC costs no probe.
+probes() { "$LAB_BUILD/railnetctl" --socket "$(agent_sock 1)" -o json gateways |
+	jq -r '.[] | select(.pod=="default/pod-1-1" and .ifName=="net1" and .family=="ipv4") | .probes'; }
+p0=$(probes)
+lab_in "$pod11" ping -q -c 40 -i 0.05 -W1 -I net1 "$(lab_gw4 1)" >/dev/null
+p1=$(probes)
+tap_eq "a busy link (2 s of pings with the gateway, 10 probe intervals) costs no probe" "$p0" "$p1"
+sleep 1
+tap_ok "an idle one is probed every interval ($p1 -> $(probes) in 1 s)" test "$(probes)" -ge "$((p1 + 3))"
 tap_done

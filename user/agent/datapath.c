@@ -53,6 +53,7 @@ struct dp_entry {
 	 * clsact qdisc on a device that is up drops what it sends meanwhile. */
 	enum dp_attach_mode mode;
 	__u64 attached_ns; /* CLOCK_MONOTONIC */
+	unsigned long long probes[RN_FAM_MAX]; /* active gateway probes sent */
 	struct rn_nic nic;
 };
 
@@ -791,6 +792,7 @@ static size_t probe_jobs(struct datapath *dp, struct probe_job *jobs, size_t max
 			if (!has_gateway(&e->nic, f) || now - gw->last_seen_ns < interval ||
 			    (gw->probe_sent_ns && now - gw->probe_sent_ns < interval))
 				continue;
+			dp->entries[id]->probes[f]++;
 			jobs[n] = (struct probe_job){ .id = id, .family = f, .nic = e->nic,
 						      .mac_valid = gw->mac_valid };
 			memcpy(jobs[n].gw_mac, gw->mac, 6);
@@ -881,6 +883,7 @@ static struct json_object *gateways_json(const struct datapath *dp, const struct
 		if (gw->rtt_ns)
 			json_object_object_add(o, "rttUs",
 					       json_object_new_int64((int64_t)(gw->rtt_ns / 1000)));
+		json_object_object_add(o, "probes", json_object_new_uint64(e->probes[f]));
 		json_object_array_add(arr, o);
 	}
 	return arr;
