@@ -19,7 +19,7 @@
 
 struct agent;
 struct datapath;
-struct metrics_writer;
+struct metrics;
 
 struct datapath_config {
 	bool enabled;               /* datapath.enabled (default true) */
@@ -37,8 +37,9 @@ int datapath_open(const char *bpffs, const char *state_dir, const struct datapat
 /* Stops the prober; maps, programs and hooks stay for the next agent. */
 void datapath_close(struct datapath *dp);
 
-/* Prometheus collector (ctx: the datapath). */
-void datapath_collect(void *ctx, struct metrics_writer *w);
+/* Adds the datapath's series to @metrics (which may be NULL); @dp may be
+ * NULL (datapath disabled). */
+int datapath_metrics_register(struct datapath *dp, struct metrics *metrics);
 
 /* Control ops (docs/protocol.md). */
 int datapath_op_attach(struct agent *agent, struct json_object *args, struct json_object *result,
