@@ -28,6 +28,8 @@
 # back (a scrape must not hold dp->lock for long).  Nothing reads the agent's
 # entries by the control socket before that: a datapath.list of 8,000 entries
 # grows the heap by far more than a scrape (it is printed last, for scale).
+# Named to run last in `make bench`: the kernel takes minutes to tear down
+# 1,000 netns after it, which would weigh on a benchmark that followed.
 #   BENCH_PODS=N (default 1000)  BENCH_SCRAPES=N (default 30)
 set -u
 cd "$(dirname "$0")/.."
@@ -41,9 +43,9 @@ SCRAPE_TARGET_MS=25
 FILL=$LAB_BUILD/bench/pod_fill
 PORT=9402
 
-[ -x "$FILL" ] || { echo "bench_metrics: $FILL missing (make)"; exit 1; }
-command -v curl >/dev/null || { echo "bench_metrics: SKIP: curl missing"; exit 0; }
-if ! why=$(lab_require); then echo "bench_metrics: SKIP: $why"; exit 0; fi
+[ -x "$FILL" ] || { echo "bench_scrape: $FILL missing (make)"; exit 1; }
+command -v curl >/dev/null || { echo "bench_scrape: SKIP: curl missing"; exit 0; }
+if ! why=$(lab_require); then echo "bench_scrape: SKIP: $why"; exit 0; fi
 
 saved_sysctls=$(sysctl -n net.ipv4.neigh.default.gc_thresh2 net.ipv4.neigh.default.gc_thresh3 | tr '\n' ' ')
 saved_rcu=$(cat /sys/kernel/rcu_expedited 2>/dev/null || echo "")
@@ -91,7 +93,7 @@ ip -n "$node" -batch "$CONF/veth.batch" || exit 1
 [ -n "$saved_rcu" ] && echo 1 >/sys/kernel/rcu_expedited
 fill=$(lab_in "$node" "$FILL" --plugin "$LAB_BUILD/railnet" --socket "$(agent_sock 1)" \
 	--conf-dir "$CONF" --rails "$RAILS" --pods "$PODS" --netns-prefix "$LAB-b" --threads 4) ||
-	{ echo "bench_metrics: filling the node failed"; exit 1; }
+	{ echo "bench_scrape: filling the node failed"; exit 1; }
 [ -n "$saved_rcu" ] && echo "$saved_rcu" >/sys/kernel/rcu_expedited
 sleep 5
 rss_idle=$(kib VmRSS)
@@ -100,7 +102,7 @@ scrape() { lab_in "$node" curl -sf -o /dev/null -w '%{time_total} %{size_downloa
 echo 5 >"/proc/$pid/clear_refs"
 times="" bytes=0
 for ((i = 0; i < SCRAPES; i++)); do
-	read -r t bytes < <(scrape) || { echo "bench_metrics: scrape failed"; exit 1; }
+	read -r t bytes < <(scrape) || { echo "bench_scrape: scrape failed"; exit 1; }
 	times+="$t "
 done
 rss_after=$(kib VmRSS)
@@ -109,7 +111,7 @@ body=$(lab_in "$node" curl -sf "http://127.0.0.1:$PORT/metrics")
 lines=$(wc -l <<<"$body")
 nics=$(awk '/^railnet_datapath_nics\{/ {print $2}' <<<"$body")
 unset body
-[ "$nics" = $((PODS * RAILS)) ] || { echo "bench_metrics: $nics datapath entries, not $((PODS * RAILS))"; exit 1; }
+[ "$nics" = $((PODS * RAILS)) ] || { echo "bench_scrape: $nics datapath entries, not $((PODS * RAILS))"; exit 1; }
 
 # dp->lock while scrapes run back to back, against the same calls idle.
 key=$(printf '{"network":"gpu1-macvlan","containerID":"%s","ifName":"net1"}' \
