@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: Apache-2.0
 # railnetd's Prometheus endpoint: /metrics in text format 0.0.4 with HELP and
-# TYPE for every family, /healthz, and nothing else answers.
+# TYPE for every family, streamed; /healthz, and nothing else answers.
 set -u
 . "$(dirname "$0")/../lib/tap.sh"
 . "$(dirname "$0")/../lib/lab.sh"
@@ -24,6 +24,14 @@ tap_eq "GET /metrics is text format 0.0.4" "200 text/plain; version=0.0.4; chars
 tap_eq "GET /healthz answers ok" "ok" "$(lab_in "$(lab_node_ns 1)" curl -sf http://127.0.0.1:9402/healthz)"
 tap_eq "any other path is 404" "404" "$(get http://127.0.0.1:9402/metric | cut -d' ' -f1)"
 tap_eq "POST /metrics is refused" "405" "$(get -X POST http://127.0.0.1:9402/metrics | cut -d' ' -f1)"
+tap_ok "the body is streamed (chunked), not sized up front" bash -c \
+	"ip netns exec $(lab_node_ns 1) curl -sf -D - -o /dev/null http://127.0.0.1:9402/metrics | grep -qi '^transfer-encoding: chunked'"
+tap_eq "HEAD /metrics answers without a body" "200 0" \
+	"$(lab_in "$(lab_node_ns 1)" curl -s -I -o /dev/null -w '%{http_code} %{size_download}' http://127.0.0.1:9402/metrics)"
+tap_ok "two scrapes at once both end with the same families" bash -c '
+	n=$1; f=$(mktemp -d)
+	ip netns exec "$n" curl -sf -o "$f/a" http://127.0.0.1:9402/metrics & ip netns exec "$n" curl -sf -o "$f/b" http://127.0.0.1:9402/metrics; wait
+	diff <(grep "^# TYPE" "$f/a") <(grep "^# TYPE" "$f/b") && grep -q "^railnet_build_info" "$f/a"; r=$?; rm -rf "$f"; exit $r' _ "$(lab_node_ns 1)"
 tap_ok "build info" grep -q '^railnet_build_info{version="' <<<"$scrape"
 tap_eq "pool size of rail 1's v4 pool" "19" \
 	"$(awk '/^railnet_ipam_pool_size\{pool="gpu1-net11",/ {print $2}' <<<"$scrape")"

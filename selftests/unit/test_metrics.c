@@ -1,11 +1,18 @@
 // SPDX-License-Identifier: Apache-2.0
-/* metrics.c: the text exposition format, label escaping, collector order. */
+/* metrics.c: the text exposition format, label escaping, pre-escaped label
+ * sets, collector order, collectors in steps and unregistering them. */
+#include <errno.h>
+#include <math.h>
+#include <pthread.h>
 #include <setjmp.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -23,6 +30,11 @@ static void collect_second(void *ctx, struct metrics_writer *w)
 {
 	(*(int *)ctx)++;
 	metrics_family(w, "railnet_y", "gauge", "Second.");
+}
+
+static void collect_value(void *ctx, struct metrics_writer *w)
+{
+	metrics_sample(w, "v", *(double *)ctx, NULL);
 }
 
 static void render_escapes_and_orders(void **state)
@@ -60,11 +72,293 @@ static void register_without_endpoint_is_a_no_op(void **state)
 	metrics_stop(NULL);
 }
 
+static void values_as_prometheus_reads_them(void **state)
+{
+	static const struct {
+		double v;
+		const char *text;
+	} cases[] = {
+		{ 0, "0" },       { -1, "-1" },          { 19, "19" },
+		{ 1700000000, "1700000000" },            { 0.5, "0.5" },
+		{ 1e20, "1e+20" }, { 0.000123, "0.000123" },
+		{ NAN, "NaN" },   { INFINITY, "+Inf" },  { -INFINITY, "-Inf" },
+	};
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct metrics *m;
+		char *body, want[64];
+		size_t len;
+		double v = cases[i].v;
+
+		assert_int_equal(metrics_new(&m), 0);
+		assert_int_equal(metrics_register(m, collect_value, &v), 0);
+		assert_int_equal(metrics_render(m, &body, &len), 0);
+		snprintf(want, sizeof(want), "v %s\n", cases[i].text);
+		if (!strncmp(cases[i].text, "0.000123", 8))
+			assert_true(!strncmp(body, "v 0.000123", 10) && atof(body + 2) == v);
+		else
+			assert_string_equal(body, want);
+		free(body);
+		metrics_stop(m);
+	}
+}
+
+static void label_sets_escape_once_and_truncate_like_snprintf(void **state)
+{
+	char buf[128], small[8];
+	size_t n;
+
+	n = metrics_labels(buf, sizeof(buf), "namespace", "a\"b", "pod", "c\\d\ne", "x", NULL,
+			   NULL);
+	assert_string_equal(buf, "namespace=\"a\\\"b\",pod=\"c\\\\d\\ne\",x=\"\"");
+	assert_int_equal(n, strlen(buf));
+	assert_int_equal(metrics_labels(small, sizeof(small), "namespace", "a\"b", "pod",
+					"c\\d\ne", "x", NULL, NULL),
+			 n);
+	assert_string_equal(small, "namespa");
+	assert_int_equal(metrics_labels(buf, sizeof(buf), NULL), 0);
+	assert_string_equal(buf, "");
+}
+
+static void collect_sets(void *ctx, struct metrics_writer *w)
+{
+	char set[64], bulk[64], *end;
+	size_t n = metrics_labels(set, sizeof(set), "pod", "p1", "interface", "net1", NULL);
+	struct metrics_set sets[3] = { { set, n }, { "", 0 }, { "reason=\"x\"", 10 } };
+
+	metrics_sample_sets_u64(w, "a_total", 7, sets, 1);
+	metrics_sample_sets_u64(w, "a_total", 8, sets, 3);
+	metrics_sample_sets(w, "b", -1, &sets[1], 2);
+	metrics_sample_sets(w, "b", 0.25, NULL, 0);
+	end = metrics_label_put(bulk, "pod", "q\"\\\n");
+	*end++ = ',';
+	end = metrics_label_put(end, "x", NULL);
+	sets[0] = (struct metrics_set){ bulk, (size_t)(end - bulk) };
+	metrics_sample_sets_ns(w, "c_seconds", 123456, sets, 1);
+	metrics_sample_sets_ns(w, "c_seconds", 2000000000, sets, 1);
+	metrics_sample_sets_ns(w, "c_seconds", 1000000001, NULL, 0);
+}
+
+static void samples_of_label_sets(void **state)
+{
+	struct metrics *m;
+	char *body;
+	size_t len;
+
+	assert_int_equal(metrics_new(&m), 0);
+	assert_int_equal(metrics_register(m, collect_sets, NULL), 0);
+	assert_int_equal(metrics_render(m, &body, &len), 0);
+	assert_string_equal(body, "a_total{pod=\"p1\",interface=\"net1\"} 7\n"
+				  "a_total{pod=\"p1\",interface=\"net1\",reason=\"x\"} 8\n"
+				  "b{reason=\"x\"} -1\n"
+				  "b 0.25\n"
+				  "c_seconds{pod=\"q\\\"\\\\\\n\",x=\"\"} 0.000123456\n"
+				  "c_seconds{pod=\"q\\\"\\\\\\n\",x=\"\"} 2\n"
+				  "c_seconds 1.000000001\n");
+	free(body);
+	metrics_stop(m);
+}
+
+static void collect_fails(void *ctx, struct metrics_writer *w)
+{
+	metrics_sample(w, "partial", 1, NULL);
+	metrics_fail(w, -EBADF);
+	metrics_sample(w, "dropped", 1, NULL);
+}
+
+static void a_failed_collector_fails_the_scrape(void **state)
+{
+	struct metrics *m;
+	char *body = NULL;
+	size_t len;
+	int calls = 0;
+
+	assert_int_equal(metrics_new(&m), 0);
+	assert_int_equal(metrics_register(m, collect_fails, NULL), 0);
+	assert_int_equal(metrics_register(m, collect_second, &calls), 0);
+	assert_int_equal(metrics_render(m, &body, &len), -EBADF);
+	assert_null(body);
+	assert_int_equal(calls, 0);
+	metrics_stop(m);
+}
+
+/* A collector in steps: writes @total samples, @per_step at a time. */
+struct stepper {
+	int total, per_step;
+	int steps, ends, live_states;
+	/* to hold a scrape inside the collector */
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	bool hold, inside;
+	atomic_bool unregistered, stepped_after;
+};
+
+static bool step_fn(void *ctx, struct metrics_writer *w, void **state)
+{
+	struct stepper *st = ctx;
+	int *next = *state;
+
+	if (atomic_load(&st->unregistered))
+		atomic_store(&st->stepped_after, true);
+	if (!next) {
+		next = calloc(1, sizeof(*next));
+		*state = next;
+		st->live_states++;
+		metrics_family(w, "s_total", "counter", "Stepped.");
+		pthread_mutex_lock(&st->lock);
+		st->inside = true;
+		pthread_cond_broadcast(&st->cond);
+		while (st->hold)
+			pthread_cond_wait(&st->cond, &st->lock);
+		pthread_mutex_unlock(&st->lock);
+	}
+	st->steps++;
+	for (int i = 0; i < st->per_step && *next < st->total; i++, (*next)++)
+		metrics_sample_u64(w, "s_total", (uint64_t)*next, NULL);
+	return *next < st->total;
+}
+
+static void end_fn(void *ctx, void *state)
+{
+	struct stepper *st = ctx;
+
+	st->ends++;
+	if (state)
+		st->live_states--;
+	free(state);
+}
+
+static void stepper_init(struct stepper *st, int total, int per_step)
+{
+	memset(st, 0, sizeof(*st));
+	st->total = total;
+	st->per_step = per_step;
+	pthread_mutex_init(&st->lock, NULL);
+	pthread_cond_init(&st->cond, NULL);
+}
+
+static void steps_stream_in_registration_order(void **state)
+{
+	struct stepper st;
+	struct metrics *m;
+	char *body;
+	size_t len;
+	int calls = 0;
+
+	stepper_init(&st, 5, 2);
+	assert_int_equal(metrics_new(&m), 0);
+	assert_int_equal(metrics_register(m, collect_second, &calls), 0);
+	assert_int_equal(metrics_register_steps(m, step_fn, end_fn, &st), 0);
+	assert_int_equal(metrics_register(m, collect_second, &calls), 0);
+	assert_int_equal(metrics_render(m, &body, &len), 0);
+	assert_string_equal(body, "# HELP railnet_y Second.\n# TYPE railnet_y gauge\n"
+				  "# HELP s_total Stepped.\n# TYPE s_total counter\n"
+				  "s_total 0\ns_total 1\ns_total 2\ns_total 3\ns_total 4\n"
+				  "# HELP railnet_y Second.\n# TYPE railnet_y gauge\n");
+	free(body);
+	assert_int_equal(st.steps, 3);
+	assert_int_equal(st.ends, 1);
+	assert_int_equal(st.live_states, 0);
+	assert_int_equal(calls, 2);
+
+	/* Each scrape starts afresh. */
+	assert_int_equal(metrics_render(m, &body, &len), 0);
+	free(body);
+	assert_int_equal(st.steps, 6);
+	assert_int_equal(st.ends, 2);
+
+	metrics_unregister_steps(m, step_fn, &st);
+	assert_int_equal(metrics_render(m, &body, &len), 0);
+	assert_string_equal(body, "# HELP railnet_y Second.\n# TYPE railnet_y gauge\n"
+				  "# HELP railnet_y Second.\n# TYPE railnet_y gauge\n");
+	free(body);
+	assert_int_equal(st.steps, 6);
+	metrics_stop(m);
+}
+
+struct render_job {
+	struct metrics *m;
+	char *body;
+	int err;
+};
+
+static void *render_thread(void *p)
+{
+	struct render_job *job = p;
+	size_t len;
+
+	job->err = metrics_render(job->m, &job->body, &len);
+	return NULL;
+}
+
+struct unregister_job {
+	struct metrics *m;
+	struct stepper *st;
+	atomic_bool done;
+	int ends_seen;
+};
+
+static void *unregister_thread(void *p)
+{
+	struct unregister_job *job = p;
+
+	metrics_unregister_steps(job->m, step_fn, job->st);
+	job->ends_seen = job->st->ends;
+	atomic_store(&job->st->unregistered, true);
+	atomic_store(&job->done, true);
+	return NULL;
+}
+
+static void unregister_waits_for_a_scrape_inside(void **state)
+{
+	struct render_job render = { 0 };
+	struct unregister_job unreg = { 0 };
+	pthread_t a, b;
+	struct stepper st;
+	struct metrics *m;
+
+	stepper_init(&st, 3, 1);
+	st.hold = true;
+	assert_int_equal(metrics_new(&m), 0);
+	assert_int_equal(metrics_register_steps(m, step_fn, end_fn, &st), 0);
+	render.m = unreg.m = m;
+	unreg.st = &st;
+	pthread_create(&a, NULL, render_thread, &render);
+	pthread_mutex_lock(&st.lock);
+	while (!st.inside)
+		pthread_cond_wait(&st.cond, &st.lock);
+	pthread_mutex_unlock(&st.lock);
+
+	pthread_create(&b, NULL, unregister_thread, &unreg);
+	usleep(50 * 1000);
+	assert_false(atomic_load(&unreg.done));
+
+	pthread_mutex_lock(&st.lock);
+	st.hold = false;
+	pthread_cond_broadcast(&st.cond);
+	pthread_mutex_unlock(&st.lock);
+	pthread_join(a, NULL);
+	pthread_join(b, NULL);
+	assert_int_equal(render.err, 0);
+	/* The scrape finished the collector, then unregister returned. */
+	assert_non_null(strstr(render.body, "s_total 2\n"));
+	assert_int_equal(unreg.ends_seen, 1);
+	assert_false(atomic_load(&st.stepped_after));
+	free(render.body);
+	metrics_stop(m);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(render_escapes_and_orders),
 		cmocka_unit_test(register_without_endpoint_is_a_no_op),
+		cmocka_unit_test(values_as_prometheus_reads_them),
+		cmocka_unit_test(label_sets_escape_once_and_truncate_like_snprintf),
+		cmocka_unit_test(samples_of_label_sets),
+		cmocka_unit_test(a_failed_collector_fails_the_scrape),
+		cmocka_unit_test(steps_stream_in_registration_order),
+		cmocka_unit_test(unregister_waits_for_a_scrape_inside),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -16,6 +16,7 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/vfs.h>
 #include <time.h>
@@ -1259,124 +1260,536 @@ int datapath_op_list(struct agent *agent, struct json_object *args, struct json_
 
 /* --- Prometheus ------------------------------------------------------------- */
 
-struct counter_family {
+/* A scrape of 1,000 pods x 8 NICs writes ~80k samples.  It takes a snapshot
+ * of the NICs a chunk of SCRAPE_CHUNK ids at a time under dp->lock (so that
+ * attach and detach wait at most for one chunk): counters summed over the
+ * CPUs with one batch lookup per chunk, gateway state, and the label sets
+ * escaped once; and writes the chunk's samples of the first family at once,
+ * so the response flows while the snapshot is taken.  The other families
+ * follow from the snapshot, SCRAPE_STEP NICs a step, without the lock.  The
+ * snapshot (~180 bytes a NIC) is mmapped and unmapped with the scrape, so it
+ * is not left behind in the heap. */
+#define SCRAPE_CHUNK 256
+#define SCRAPE_STEP 512
+#define SCRAPE_PREFETCH 8
+/* The per-CPU values one batch lookup may return: bounds the chunk on
+ * machines with many CPUs. */
+#define SCRAPE_PERCPU_BUDGET (256 * 1024)
+
+/* The counters exposed per pod NIC: rn_stats less redirect_errors, which is
+ * drops[RN_DROP_REDIRECT] by construction (every refused redirect is
+ * dropped), exposed once as drops{reason="redirect_refused"}. */
+enum {
+	SC_RX_PACKETS,
+	SC_RX_BYTES,
+	SC_TX_PACKETS,
+	SC_TX_BYTES,
+	SC_REDIRECTS,
+	SC_REDIRECTS_FAST,
+	SC_DROPS,
+	SC_MAX = SC_DROPS + RN_DROP_MAX,
+};
+
+static const struct {
 	const char *name, *help;
-	size_t offset;
+} counter_families[SC_DROPS] = {
+	[SC_RX_PACKETS] = { "railnet_datapath_rx_packets_total",
+			    "Packets received by a pod rail NIC." },
+	[SC_RX_BYTES] = { "railnet_datapath_rx_bytes_total", "Bytes received by a pod rail NIC." },
+	[SC_TX_PACKETS] = { "railnet_datapath_tx_packets_total",
+			    "Packets sent by a pod rail NIC, redirected ones included." },
+	[SC_TX_BYTES] = { "railnet_datapath_tx_bytes_total",
+			  "Bytes sent by a pod rail NIC, redirected ones included." },
+	[SC_REDIRECTS] = { "railnet_datapath_return_path_redirects_total",
+			   "Packets of the NIC's addresses that were leaving by another interface and were redirected to it." },
+	[SC_REDIRECTS_FAST] = { "railnet_datapath_return_path_fast_redirects_total",
+				"Return-path redirects that used the learnt gateway MAC (no neighbour lookup)." },
 };
 
-#define COUNTER(field, metric, text) { "railnet_datapath_" metric "_total", text, \
-				       offsetof(struct rn_stats, field) }
+#define SET(text) { text, sizeof(text) - 1 }
+static const struct metrics_set drop_reason_sets[RN_DROP_MAX] = {
+	[RN_DROP_REDIRECT] = SET("reason=\"redirect_refused\""),
+	[RN_DROP_NIC_GONE] = SET("reason=\"nic_detaching\""),
+};
+#undef SET
 
-static const struct counter_family counter_families[] = {
-	COUNTER(rx_packets, "rx_packets", "Packets received by a pod rail NIC."),
-	COUNTER(rx_bytes, "rx_bytes", "Bytes received by a pod rail NIC."),
-	COUNTER(tx_packets, "tx_packets", "Packets sent by a pod rail NIC, redirected ones included."),
-	COUNTER(tx_bytes, "tx_bytes", "Bytes sent by a pod rail NIC, redirected ones included."),
-	COUNTER(redirects, "return_path_redirects",
-		"Packets of the NIC's addresses that were leaving by another interface and were redirected to it."),
-	COUNTER(redirects_fast, "return_path_fast_redirects",
-		"Return-path redirects that used the learnt gateway MAC (no neighbour lookup)."),
-	COUNTER(redirect_errors, "return_path_redirect_errors",
-		"Return-path redirects the kernel refused."),
+/* The families in the order a scrape writes them. */
+enum {
+	SF_FIRST = 0, /* SC_RX_PACKETS .. SC_REDIRECTS_FAST */
+	SF_DROPS = SC_DROPS,
+	SF_GW_UP,
+	SF_GW_RTT,
+	SF_NICS,
 };
 
-static const char *const drop_reason_names[RN_DROP_MAX] = {
-	[RN_DROP_REDIRECT] = "redirect_refused",
-	[RN_DROP_NIC_GONE] = "nic_detaching",
+/* A pod NIC as the scrape saw it.  Its own labels sit in the scrape's arena
+ * (`namespace=..,pod=..,interface=..`); the pool's and the gateways' sets,
+ * which all NICs of a rail share, are rendered once and referred to. */
+struct nic_sample {
+	__u64 c[SC_MAX];
+	__u64 rtt_ns[RN_FAM_MAX];
+	__u32 labels;
+	__u16 labels_len;
+	__u16 pool;              /* index in dp_scrape.sets */
+	__u16 gw[RN_FAM_MAX];    /* index + 1 in dp_scrape.sets, 0: no gateway */
+	__s8 gw_up[RN_FAM_MAX];  /* 1 up, 0 down, -1 unknown */
 };
 
-static void pools_label(const struct dp_entry *e, char *buf, size_t len)
+/* A label set that many NICs share (a pool's, a gateway's): rendered at
+ * its first use, found again by its key (the raw value), both in the arena. */
+struct shared_set {
+	__u32 hash, key, key_len, text, text_len;
+};
+
+struct dp_scrape {
+	struct nic_sample *nics;
+	size_t n, nics_cap; /* bytes mapped */
+	char *arena;
+	size_t used, arena_cap;
+	struct shared_set *sets;
+	size_t nsets, sets_cap;
+	__u16 *table; /* open addressing: set index + 1, 0 free */
+	size_t table_cap;
+	int family;  /* the next to write (SF_*) */
+	size_t next; /* its next NIC */
+	/* While the snapshot is taken: the next id, ids per hold of the lock,
+	 * their per-CPU counters. */
+	__u32 lo, chunk;
+	__u64 now;
+	struct rn_stats *values;
+	size_t values_cap;
+};
+
+/* Grows an anonymous mapping to hold @need bytes; a new one is populated
+ * at once, which costs less than faulting its pages in one at a time. */
+static int region_fit(void **p, size_t *cap, size_t need)
 {
-	snprintf(buf, len, "%s%s%s", e->pool[RN_FAM_V4],
-		 e->pool[RN_FAM_V4][0] && e->pool[RN_FAM_V6][0] ? "," : "", e->pool[RN_FAM_V6]);
+	size_t ncap = *cap ? *cap : 64 * 1024;
+	void *q;
+
+	if (need <= *cap)
+		return 0;
+	while (ncap < need)
+		ncap *= 2;
+	q = *p ? mremap(*p, *cap, ncap, MREMAP_MAYMOVE) :
+		 mmap(NULL, ncap, PROT_READ | PROT_WRITE,
+		      MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+	if (q == MAP_FAILED)
+		return -ENOMEM;
+	*p = q;
+	*cap = ncap;
+	return 0;
 }
 
-void datapath_collect(void *ctx, struct metrics_writer *w)
+static void region_free(void *p, size_t cap)
+{
+	if (p)
+		munmap(p, cap);
+}
+
+static __u32 fnv1a(const void *key, size_t len)
+{
+	const __u8 *b = key;
+	__u32 h = 2166136261u;
+
+	for (size_t i = 0; i < len; i++)
+		h = (h ^ b[i]) * 16777619u;
+	return h;
+}
+
+/* The index of the shared set with @key, or -1. */
+static long set_find(const struct dp_scrape *sc, const void *key, size_t key_len, __u32 hash)
+{
+	size_t mask = sc->table_cap - 1;
+
+	for (size_t i = hash & mask; sc->table_cap && sc->table[i]; i = (i + 1) & mask) {
+		const struct shared_set *set = &sc->sets[sc->table[i] - 1];
+
+		if (set->hash == hash && set->key_len == key_len &&
+		    !memcmp(sc->arena + set->key, key, key_len))
+			return sc->table[i] - 1;
+	}
+	return -1;
+}
+
+/* Adds the set `@k1="@v1"[,@k2="@v2"]` under @key; its index, or -ENOMEM. */
+static long set_add(struct dp_scrape *sc, const void *key, size_t key_len, __u32 hash,
+		    const char *k1, const char *v1, const char *k2, const char *v2)
+{
+	struct shared_set *set;
+	size_t mask;
+	char *p;
+
+	if (sc->nsets >= 0xfffe)
+		return -ENOMEM;
+	if (sc->nsets == sc->sets_cap) {
+		size_t ncap = sc->sets_cap ? 2 * sc->sets_cap : 32;
+		struct shared_set *nsets = realloc(sc->sets, ncap * sizeof(*nsets));
+
+		if (!nsets)
+			return -ENOMEM;
+		sc->sets = nsets;
+		sc->sets_cap = ncap;
+	}
+	if (2 * (sc->nsets + 1) > sc->table_cap) {
+		size_t ncap = sc->table_cap ? 2 * sc->table_cap : 64;
+		__u16 *table = calloc(ncap, sizeof(*table));
+
+		if (!table)
+			return -ENOMEM;
+		for (size_t d = 0; d < sc->nsets; d++) {
+			size_t i = sc->sets[d].hash & (ncap - 1);
+
+			while (table[i])
+				i = (i + 1) & (ncap - 1);
+			table[i] = (__u16)(d + 1);
+		}
+		free(sc->table);
+		sc->table = table;
+		sc->table_cap = ncap;
+	}
+	if (region_fit((void **)&sc->arena, &sc->arena_cap,
+		       sc->used + key_len + strlen(k1) + (k2 ? strlen(k2) : 0) +
+			       2 * (strlen(v1) + (v2 ? strlen(v2) : 0)) + 8))
+		return -ENOMEM;
+	set = &sc->sets[sc->nsets];
+	set->hash = hash;
+	set->key = (__u32)sc->used;
+	set->key_len = (__u32)key_len;
+	memcpy(sc->arena + sc->used, key, key_len);
+	sc->used += key_len;
+	set->text = (__u32)sc->used;
+	p = metrics_label_put(sc->arena + sc->used, k1, v1);
+	if (k2) {
+		*p++ = ',';
+		p = metrics_label_put(p, k2, v2);
+	}
+	set->text_len = (__u32)(p - (sc->arena + sc->used));
+	sc->used += set->text_len;
+	mask = sc->table_cap - 1;
+	for (size_t i = hash & mask;; i = (i + 1) & mask)
+		if (!sc->table[i]) {
+			sc->table[i] = (__u16)(sc->nsets + 1);
+			break;
+		}
+	return (long)sc->nsets++;
+}
+
+static struct metrics_set set_text(const struct dp_scrape *sc, size_t index)
+{
+	const struct shared_set *set = &sc->sets[index];
+
+	return (struct metrics_set){ sc->arena + set->text, set->text_len };
+}
+
+/* Under dp->lock: adds NIC @e with its counters @st. */
+static int snapshot_nic(const struct datapath *dp, struct dp_scrape *sc,
+			const struct dp_entry *e, const struct rn_stats *st)
+{
+	char pool[sizeof(e->pool)], *start, *p;
+	struct nic_sample *s;
+	size_t len4, len6;
+	__u32 hash;
+	long set;
+
+	if (region_fit((void **)&sc->nics, &sc->nics_cap, (sc->n + 1) * sizeof(*s)) ||
+	    region_fit((void **)&sc->arena, &sc->arena_cap,
+		       sc->used + 2 * (sizeof(e->pod_namespace) + sizeof(e->pod_name) +
+				       sizeof(e->ifname)) + 64))
+		return -ENOMEM;
+	s = &sc->nics[sc->n];
+	memset(s, 0, sizeof(*s));
+	s->c[SC_RX_PACKETS] = st->rx_packets;
+	s->c[SC_RX_BYTES] = st->rx_bytes;
+	s->c[SC_TX_PACKETS] = st->tx_packets;
+	s->c[SC_TX_BYTES] = st->tx_bytes;
+	s->c[SC_REDIRECTS] = st->redirects;
+	s->c[SC_REDIRECTS_FAST] = st->redirects_fast;
+	for (int r = 0; r < RN_DROP_MAX; r++)
+		s->c[SC_DROPS + r] = st->drops[r];
+
+	s->labels = (__u32)sc->used;
+	start = p = sc->arena + sc->used;
+	p = metrics_label_put(p, "namespace", e->pod_namespace);
+	*p++ = ',';
+	p = metrics_label_put(p, "pod", e->pod_name);
+	*p++ = ',';
+	p = metrics_label_put(p, "interface", e->ifname);
+	s->labels_len = (__u16)(p - start);
+	sc->used += s->labels_len;
+
+	/* "v4pool,v6pool", either alone, as the label reads. */
+	len4 = strnlen(e->pool[RN_FAM_V4], sizeof(e->pool[0]) - 1);
+	len6 = strnlen(e->pool[RN_FAM_V6], sizeof(e->pool[0]) - 1);
+	memcpy(pool, e->pool[RN_FAM_V4], len4);
+	if (len4 && len6)
+		pool[len4++] = ',';
+	memcpy(pool + len4, e->pool[RN_FAM_V6], len6);
+	pool[len4 + len6] = '\0';
+	hash = fnv1a(pool, len4 + len6);
+	set = set_find(sc, pool, len4 + len6, hash);
+	if (set < 0)
+		set = set_add(sc, pool, len4 + len6, hash, "pool", pool, NULL, NULL);
+	if (set < 0)
+		return (int)set;
+	s->pool = (__u16)set;
+
+	for (int f = 0; f < RN_FAM_MAX; f++) {
+		const struct rn_gw *gw = &dp->maps.gw_mem[e->id * RN_FAM_MAX + f];
+		const __u8 *addr = f == RN_FAM_V6 ? e->nic.gw6 : e->nic.gw4;
+		size_t klen = f == RN_FAM_V6 ? 17 : 5;
+		__u8 key[17];
+		enum gw_state state;
+
+		if (!has_gateway(&e->nic, f))
+			continue;
+		key[0] = (__u8)f;
+		memcpy(key + 1, addr, klen - 1);
+		hash = fnv1a(key, klen);
+		set = set_find(sc, key, klen, hash);
+		if (set < 0) {
+			char text[INET6_ADDRSTRLEN];
+
+			addr_str(f, addr, text, sizeof(text));
+			set = set_add(sc, key, klen, hash, "family", family_names[f], "gateway", text);
+		}
+		if (set < 0)
+			return (int)set;
+		s->gw[f] = (__u16)(set + 1);
+		state = gw_state_of(dp, e, gw, sc->now);
+		s->gw_up[f] = state == GW_UP ? 1 : state == GW_DOWN ? 0 : -1;
+		s->rtt_ns[f] = gw->rtt_ns;
+	}
+	sc->n++;
+	return 0;
+}
+
+static void stats_add(struct rn_stats *sum, const struct rn_stats *v)
+{
+	sum->rx_packets += v->rx_packets;
+	sum->rx_bytes += v->rx_bytes;
+	sum->tx_packets += v->tx_packets;
+	sum->tx_bytes += v->tx_bytes;
+	sum->redirects += v->redirects;
+	sum->redirects_fast += v->redirects_fast;
+	sum->redirect_errors += v->redirect_errors;
+	for (int r = 0; r < RN_DROP_MAX; r++)
+		sum->drops[r] += v->drops[r];
+}
+
+/* Under dp->lock: the per-CPU counters of ids [@lo, @hi) into @values, in
+ * one syscall where the kernel batches (5.6+), else one per id. */
+static void stats_read(const struct datapath *dp, __u32 lo, __u32 hi, struct rn_stats *values)
+{
+	size_t ncpus = (size_t)dp->maps.ncpus;
+	__u32 keys[SCRAPE_CHUNK], in = lo - 1, out, count = hi - lo;
+
+	if (!bpf_map_lookup_batch(dp->maps.stats, &in, &out, keys, values, &count, NULL) ||
+	    (errno == ENOENT && count == hi - lo))
+		return;
+	for (__u32 id = lo; id < hi; id++) {
+		struct rn_stats *v = values + (size_t)(id - lo) * ncpus;
+
+		if (bpf_map_lookup_elem(dp->maps.stats, &id, v))
+			memset(v, 0, sizeof(*v) * ncpus);
+	}
+}
+
+/* Entries are 1 KB apiece and cold: reading one NIC's labels costs a
+ * handful of cache misses, which prefetching a few NICs ahead overlaps. */
+static void prefetch_entry(const struct datapath *dp, __u32 id)
+{
+	const struct dp_entry *e = id < RN_MAX_NICS ? dp->entries[id] : NULL;
+
+	if (!e)
+		return;
+	__builtin_prefetch(&e->id);
+	__builtin_prefetch(e->ifname);
+	__builtin_prefetch(e->pod_namespace);
+	__builtin_prefetch(e->pod_name);
+	__builtin_prefetch(e->pool);
+	__builtin_prefetch(&e->attached_ns);
+	__builtin_prefetch(&e->nic.gw6);
+	__builtin_prefetch(&dp->maps.gw_mem[id * RN_FAM_MAX]);
+}
+
+/* Sizes the snapshot for about @n NICs. */
+static int snapshot_begin(struct datapath *dp, struct dp_scrape *sc, size_t n)
+{
+	size_t ncpus = (size_t)dp->maps.ncpus;
+	size_t chunk = SCRAPE_PERCPU_BUDGET / (sizeof(struct rn_stats) * ncpus);
+
+	sc->chunk = (__u32)(chunk < 1 ? 1 : chunk > SCRAPE_CHUNK ? SCRAPE_CHUNK : chunk);
+	sc->lo = 1;
+	sc->now = now_ns();
+	if (region_fit((void **)&sc->values, &sc->values_cap,
+		       sc->chunk * ncpus * sizeof(*sc->values)) ||
+	    region_fit((void **)&sc->nics, &sc->nics_cap, (n + SCRAPE_CHUNK) * sizeof(*sc->nics)) ||
+	    region_fit((void **)&sc->arena, &sc->arena_cap, (n + SCRAPE_CHUNK) * 96))
+		return -ENOMEM;
+	return 0;
+}
+
+/* Snapshots the next chunk of ids, under dp->lock. */
+static int snapshot_chunk(struct datapath *dp, struct dp_scrape *sc)
+{
+	size_t ncpus = (size_t)dp->maps.ncpus;
+	__u32 lo = sc->lo, hi = lo + sc->chunk < RN_MAX_NICS ? lo + sc->chunk : RN_MAX_NICS;
+	__u32 first = hi, last = lo;
+	int err = 0;
+
+	sc->lo = hi;
+	pthread_mutex_lock(&dp->lock);
+	for (__u32 id = lo; id < hi; id++) {
+		if (!dp->entries[id])
+			continue;
+		first = id < first ? id : first;
+		last = id;
+	}
+	if (first < hi)
+		stats_read(dp, first, last + 1, sc->values);
+	for (__u32 id = first; id <= last && id < hi && !err; id++) {
+		struct rn_stats sum = { 0 };
+
+		if (!dp->entries[id])
+			continue;
+		prefetch_entry(dp, id + SCRAPE_PREFETCH);
+		for (size_t c = 0; c < ncpus; c++)
+			stats_add(&sum, &sc->values[(size_t)(id - first) * ncpus + c]);
+		err = snapshot_nic(dp, sc, dp->entries[id], &sum);
+	}
+	pthread_mutex_unlock(&dp->lock);
+	return err;
+}
+
+static void write_nic(struct metrics_writer *w, int family, const struct dp_scrape *sc,
+		      const struct nic_sample *s)
+{
+	struct metrics_set sets[3] = { { sc->arena + s->labels, s->labels_len } };
+
+	if (family < SF_DROPS) {
+		sets[1] = set_text(sc, s->pool);
+		metrics_sample_sets_u64(w, counter_families[family].name, s->c[family], sets, 2);
+		return;
+	}
+	if (family == SF_DROPS) {
+		sets[1] = set_text(sc, s->pool);
+		for (int r = 0; r < RN_DROP_MAX; r++) {
+			sets[2] = drop_reason_sets[r];
+			metrics_sample_sets_u64(w, "railnet_datapath_drops_total", s->c[SC_DROPS + r],
+						sets, 3);
+		}
+		return;
+	}
+	for (int f = 0; f < RN_FAM_MAX; f++) {
+		if (!s->gw[f])
+			continue;
+		sets[1] = set_text(sc, s->gw[f] - 1u);
+		if (family == SF_GW_UP)
+			metrics_sample_sets(w, "railnet_gateway_up", (double)s->gw_up[f], sets, 2);
+		else if (s->rtt_ns[f])
+			metrics_sample_sets_ns(w, "railnet_gateway_rtt_seconds", s->rtt_ns[f], sets, 2);
+	}
+}
+
+static void write_family_header(struct metrics_writer *w, int family)
+{
+	if (family < SF_DROPS)
+		metrics_family(w, counter_families[family].name, "counter",
+			       counter_families[family].help);
+	else if (family == SF_DROPS)
+		metrics_family(w, "railnet_datapath_drops_total", "counter",
+			       "Packets the datapath dropped, by reason; redirect_refused counts the return-path redirects the kernel refused.");
+	else if (family == SF_GW_UP)
+		metrics_family(w, "railnet_gateway_up", "gauge",
+			       "1 when a pod NIC's gateway gave a sign within gateway.downAfter probe intervals, 0 when it did not, -1 before the first sign.");
+	else
+		metrics_family(w, "railnet_gateway_rtt_seconds", "gauge",
+			       "Round trip of the last answered ARP/NS probe to a pod NIC's gateway.");
+}
+
+/* The first steps take a chunk of the snapshot each and write its NICs'
+ * samples of the first family; then the other families follow,
+ * SCRAPE_STEP NICs a step. */
+static bool datapath_collect_step(void *ctx, struct metrics_writer *w, void **state)
 {
 	struct datapath *dp = ctx;
-	size_t nf = sizeof(counter_families) / sizeof(counter_families[0]);
-	struct rn_stats *stats;
-	__u64 now = now_ns();
-	char pool[160];
+	struct dp_scrape *sc = *state;
+	size_t end, n;
+	int err;
 
-	pthread_mutex_lock(&dp->lock);
-	metrics_family(w, "railnet_datapath_nics", "gauge", "Pod rail NICs in the datapath maps.");
-	metrics_sample(w, "railnet_datapath_nics", (double)dp->nentries, "hooks",
-		       mode_name(dp->mode), NULL);
-	stats = calloc(RN_MAX_NICS, sizeof(*stats));
-	if (!stats)
-		goto out;
-	for (__u32 id = 1; id < RN_MAX_NICS; id++)
-		if (dp->entries[id])
-			dp_stats_sum(&dp->maps, id, &stats[id]);
-	for (size_t f = 0; f <= nf; f++) {
-		bool drops = f == nf;
-		const char *name = drops ? "railnet_datapath_drops_total" : counter_families[f].name;
-
-		metrics_family(w, name, "counter",
-			       drops ? "Packets the datapath dropped, by reason." :
-				       counter_families[f].help);
-		for (__u32 id = 1; id < RN_MAX_NICS; id++) {
-			const struct dp_entry *e = dp->entries[id];
-
-			if (!e)
-				continue;
-			pools_label(e, pool, sizeof(pool));
-			for (int r = 0; drops && r < RN_DROP_MAX; r++)
-				metrics_sample_u64(w, name, stats[id].drops[r], "namespace",
-						   e->pod_namespace, "pod", e->pod_name, "interface",
-						   e->ifname, "pool", pool, "reason",
-						   drop_reason_names[r], NULL);
-			if (!drops)
-				metrics_sample_u64(w, name,
-						   *(const __u64 *)((const char *)&stats[id] +
-								    counter_families[f].offset),
-						   "namespace", e->pod_namespace, "pod", e->pod_name,
-						   "interface", e->ifname, "pool", pool, NULL);
+	if (!sc) {
+		sc = calloc(1, sizeof(*sc));
+		if (!sc) {
+			metrics_fail(w, -ENOMEM);
+			return false;
 		}
-	}
-	free(stats);
-
-	for (int m = 0; m < 3; m++) {
-		static const char *const names[3] = { "railnet_gateway_up",
-						      "railnet_gateway_rtt_seconds",
-						      "railnet_gateway_last_seen_seconds" };
-		static const char *const helps[3] = {
-			"1 when a pod NIC's gateway gave a sign within gateway.downAfter probe intervals, 0 when it did not, -1 before the first sign.",
-			"Round trip of the last answered ARP/NS probe to a pod NIC's gateway.",
-			"Seconds since a frame from a pod NIC's gateway was last seen.",
-		};
-		const char *name = names[m];
-
-		metrics_family(w, name, "gauge", helps[m]);
-		for (__u32 id = 1; id < RN_MAX_NICS; id++) {
-			const struct dp_entry *e = dp->entries[id];
-
-			for (int f = 0; e && f < RN_FAM_MAX; f++) {
-				const struct rn_gw *gw = &dp->maps.gw_mem[id * RN_FAM_MAX + f];
-				char gwaddr[INET6_ADDRSTRLEN];
-				double v;
-
-				if (!has_gateway(&e->nic, f) || (m == 1 && !gw->rtt_ns) ||
-				    (m == 2 && !gw->last_seen_ns))
-					continue;
-				addr_str(f, f == RN_FAM_V6 ? e->nic.gw6 : e->nic.gw4, gwaddr,
-					 sizeof(gwaddr));
-				if (m == 0) {
-					enum gw_state s = gw_state_of(dp, e, gw, now);
-
-					v = s == GW_UP ? 1 : s == GW_DOWN ? 0 : -1;
-				} else if (m == 1) {
-					v = (double)gw->rtt_ns / 1e9;
-				} else {
-					v = (double)(now - gw->last_seen_ns) / 1e9;
-				}
-				metrics_sample(w, name, v, "namespace", e->pod_namespace, "pod",
-					       e->pod_name, "interface", e->ifname, "family",
-					       family_names[f], "gateway", gwaddr, NULL);
-			}
+		*state = sc;
+		pthread_mutex_lock(&dp->lock);
+		n = dp->nentries;
+		pthread_mutex_unlock(&dp->lock);
+		err = snapshot_begin(dp, sc, n);
+		if (err) {
+			metrics_fail(w, err);
+			return false;
 		}
+		write_family_header(w, SF_FIRST);
 	}
-out:
-	pthread_mutex_unlock(&dp->lock);
+	if (sc->lo < RN_MAX_NICS) {
+		size_t from = sc->n;
+
+		err = snapshot_chunk(dp, sc);
+		if (err) {
+			log_warn("datapath_scrape_failed", "err=\"%s\"", strerror(-err));
+			metrics_fail(w, err);
+			return false;
+		}
+		for (size_t i = from; i < sc->n; i++)
+			write_nic(w, SF_FIRST, sc, &sc->nics[i]);
+		if (sc->lo >= RN_MAX_NICS) {
+			region_free(sc->values, sc->values_cap);
+			sc->values = NULL;
+			sc->family = SF_FIRST + 1;
+		}
+		return true;
+	}
+	if (sc->family == SF_NICS) {
+		metrics_family(w, "railnet_datapath_nics", "gauge",
+			       "Pod rail NICs in the datapath maps.");
+		metrics_sample(w, "railnet_datapath_nics", (double)sc->n, "hooks",
+			       mode_name(dp->mode), NULL);
+		return false;
+	}
+	if (!sc->next)
+		write_family_header(w, sc->family);
+	end = sc->next + SCRAPE_STEP < sc->n ? sc->next + SCRAPE_STEP : sc->n;
+	for (size_t i = sc->next; i < end; i++)
+		write_nic(w, sc->family, sc, &sc->nics[i]);
+	sc->next = end;
+	if (sc->next == sc->n) {
+		sc->family++;
+		sc->next = 0;
+	}
+	return true;
+}
+
+static void datapath_collect_end(void *ctx, void *state)
+{
+	struct dp_scrape *sc = state;
+
+	if (!sc)
+		return;
+	region_free(sc->values, sc->values_cap);
+	region_free(sc->nics, sc->nics_cap);
+	region_free(sc->arena, sc->arena_cap);
+	free(sc->sets);
+	free(sc->table);
+	free(sc);
+}
+
+int datapath_metrics_register(struct datapath *dp, struct metrics *metrics)
+{
+	return dp ? metrics_register_steps(metrics, datapath_collect_step, datapath_collect_end,
+					   dp) :
+		    0;
 }

@@ -19,7 +19,7 @@
 
 struct agent;
 struct datapath;
-struct metrics_writer;
+struct metrics;
 
 /* datapath.hooks: how programs are hooked to pod devices. */
 enum dp_hooks_pref {
@@ -45,8 +45,9 @@ int datapath_open(const char *bpffs, const char *state_dir, const struct datapat
 /* Stops the prober; maps, programs and hooks stay for the next agent. */
 void datapath_close(struct datapath *dp);
 
-/* Prometheus collector (ctx: the datapath). */
-void datapath_collect(void *ctx, struct metrics_writer *w);
+/* Adds the datapath's series to @metrics (which may be NULL); @dp may be
+ * NULL (datapath disabled). */
+int datapath_metrics_register(struct datapath *dp, struct metrics *metrics);
 
 /* Removes a pod NIC's entry and its hooks; true when it had one. */
 bool datapath_detach(struct datapath *dp, const char *network, const char *container_id,

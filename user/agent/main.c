@@ -239,8 +239,8 @@ int main(int argc, char **argv)
 		err = metrics_start(agent.cfg.metrics_listen, &agent.metrics);
 		if (!err)
 			err = agent_metrics_register(&agent);
-		if (!err && agent.datapath)
-			err = metrics_register(agent.metrics, datapath_collect, agent.datapath);
+		if (!err)
+			err = datapath_metrics_register(agent.datapath, agent.metrics);
 		if (err)
 			goto out;
 	}
