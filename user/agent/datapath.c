@@ -179,38 +179,35 @@ int datapath_config_parse(struct json_object *root, struct datapath_config *cfg,
 
 /* --- running code inside a pod's network namespace ---------------------- */
 
-struct netns_call {
-	const char *path;
-	int (*fn)(void *arg);
-	void *arg;
-	int ret;
-};
-
-static void *netns_thread(void *p)
-{
-	struct netns_call *call = p;
-	int fd = open(call->path, O_RDONLY | O_CLOEXEC);
-
-	if (fd < 0) {
-		call->ret = -errno;
-		return NULL;
-	}
-	/* Only this short-lived thread moves: the agent's other threads stay. */
-	call->ret = setns(fd, CLONE_NEWNET) ? -errno : call->fn(call->arg);
-	close(fd);
-	return NULL;
-}
-
+/* Runs @fn with the calling thread in the netns at @path, and moves it
+ * back: setns() moves only the calling thread, and is cheaper than a
+ * thread of its own for the call. */
 static int in_netns(const char *path, int (*fn)(void *arg), void *arg)
 {
-	struct netns_call call = { path, fn, arg, 0 };
-	pthread_t t;
-	int err = pthread_create(&t, NULL, netns_thread, &call);
+	int here = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC), there, ret;
 
-	if (err)
-		return -err;
-	pthread_join(t, NULL);
-	return call.ret;
+	if (here < 0)
+		return -errno;
+	there = open(path, O_RDONLY | O_CLOEXEC);
+	if (there < 0) {
+		ret = -errno;
+		close(here);
+		return ret;
+	}
+	if (setns(there, CLONE_NEWNET)) {
+		ret = -errno;
+	} else {
+		ret = fn(arg);
+		/* A thread left in a pod's netns would serve every later
+		 * request there: not a state to go on in. */
+		if (setns(here, CLONE_NEWNET)) {
+			log_err("netns_return_failed", "netns=%s err=\"%s\"", path, strerror(errno));
+			abort();
+		}
+	}
+	close(there);
+	close(here);
+	return ret;
 }
 
 /* What the pod's netns tells about a rail NIC; set up the NIC's sysctls. */
@@ -301,10 +298,13 @@ static int hook_fn(void *arg)
 	char pin[512];
 
 	for (int i = 0; i < n; i++) {
-		int ret;
+		bool new_device = !i || hooks[i].ifindex != hooks[i - 1].ifindex;
+		int ret = 0;
 
 		link_pin(dp, e->nic.netns, hooks[i].ifindex, hooks[i].hook, pin, sizeof(pin));
-		if (job->attach)
+		if (job->attach && new_device)
+			ret = dp_hook_prepare(e->mode, hooks[i].ifindex);
+		if (job->attach && !ret)
 			ret = dp_hook_attach(e->mode, hooks[i].prog, hooks[i].ifindex, hooks[i].hook,
 					     pin);
 		else
@@ -1060,19 +1060,112 @@ static void entry_remove(struct datapath *dp, struct dp_entry *e)
 	dp->nentries--;
 }
 
+struct attach_job {
+	struct datapath *dp;
+	struct dp_entry *req; /* the datapath's once attached: then NULL */
+	struct pod_probe pp;
+	struct json_object *result;
+	struct ctl_error *err;
+};
+
+static int probe_failed(const struct dp_entry *req, int ret, struct ctl_error *err)
+{
+	return ctl_fail(err, ret == -ENOENT || ret == -ENODEV || ret == -ESTALE ?
+			     CTL_ERR_BAD_REQUEST : CTL_ERR_INTERNAL, ret,
+		       ret == -ENOENT ? "netns %s does not exist" :
+		       ret == -ENODEV ? "netns %s has no interface %s" :
+		       ret == -ESTALE ? "netns %s: %s's ifindex is not the one given" :
+					"netns %s, %s: %s",
+		       req->netns_path, req->ifname, strerror(-ret));
+}
+
+/* Hooks, from a thread already in the pod's netns. */
+static int hooks_here(struct datapath *dp, const struct dp_entry *e, bool attach, bool eth0)
+{
+	struct hook_job job = { dp, e, attach, eth0 };
+
+	return hook_fn(&job);
+}
+
+/* In the pod's netns, one visit: what the NIC is, then its maps and hooks
+ * (a thread and a setns cost more than the rest of the attach). */
+static int attach_in_pod(void *arg)
+{
+	struct attach_job *job = arg;
+	struct datapath *dp = job->dp;
+	struct dp_entry *req = job->req, *old;
+	const struct dp_entry *sibling;
+	int ret = pod_probe_fn(&job->pp);
+
+	if (ret)
+		return probe_failed(req, ret, job->err);
+	req->nic.netns = job->pp.netns;
+	req->nic.ifindex = (__u32)job->pp.ifindex;
+	req->nic.flags |= RN_NIC_ACTIVE;
+	memcpy(req->nic.mac, job->pp.mac, 6);
+	req->eth0_ifindex = job->pp.eth0_ifindex;
+	req->attached_ns = now_ns();
+
+	pthread_mutex_lock(&dp->lock);
+	flock(dp->bpffs_fd, LOCK_EX);
+	old = find_entry(dp, req->network, req->container_id, req->ifname);
+	req->id = old ? old->id : free_id(dp);
+	sibling = old ? old : pod_other(dp, req);
+	req->mode = sibling ? sibling->mode : dp->mode;
+	if (!req->id) {
+		ret = ctl_fail(job->err, CTL_ERR_INTERNAL, -ENOSPC, "all %d datapath slots are in use",
+			       RN_MAX_NICS - 1);
+		goto unlock;
+	}
+	if (old && (old->nic.netns != req->nic.netns || old->nic.ifindex != req->nic.ifindex ||
+		    memcmp(old->nic.addr4, req->nic.addr4, 4) ||
+		    memcmp(old->nic.addr6, req->nic.addr6, 16)))
+		dp_nic_unpublish(&dp->maps, old->id, &old->nic); /* its keys change */
+	if (old)
+		req->attached_ns = old->attached_ns;
+	ret = dp_nic_publish(&dp->maps, req->id, &req->nic, !old);
+	/* The pod's eth0 hook came with its first NIC: a NIC of a pod that
+	 * has one attached already needs only its own (a re-attach refreshes
+	 * all). */
+	if (!ret)
+		ret = hooks_here(dp, req, true, old || !sibling);
+	if (!ret)
+		ret = record_save(dp, req);
+	if (ret) {
+		ctl_fail(job->err, CTL_ERR_INTERNAL, ret, "attaching %s in %s: %s", req->ifname,
+			 req->netns_path, strerror(-ret));
+		if (!old) {
+			dp_nic_unpublish(&dp->maps, req->id, &req->nic);
+			hooks_here(dp, req, false, !pod_has_other(dp, req));
+		}
+		goto unlock;
+	}
+	if (!old)
+		dp->nentries++;
+	dp->entries[req->id] = req;
+	free(old);
+	entry_to_json(dp, req, job->result);
+	log_info("datapath_attached", "pod=%s/%s ifname=%s netns=%s id=%u ifindex=%u",
+		 req->pod_namespace, req->pod_name, req->ifname, req->netns_path, req->id,
+		 req->nic.ifindex);
+	job->req = NULL;
+unlock:
+	flock(dp->bpffs_fd, LOCK_UN);
+	pthread_mutex_unlock(&dp->lock);
+	return ret;
+}
+
 int datapath_op_attach(struct agent *agent, struct json_object *args, struct json_object *result,
 		       struct ctl_error *err)
 {
-	struct dp_entry *req = calloc(1, sizeof(*req)), *old;
-	const struct dp_entry *sibling;
-	struct pod_probe pp = { 0 };
+	struct attach_job job = { .req = calloc(1, sizeof(*job.req)), .result = result, .err = err };
+	struct dp_entry *req = job.req;
 	struct json_object *v;
-	struct datapath *dp;
 	int ret = 0;
 
 	if (!req)
 		return -ENOMEM;
-	dp = datapath_of(agent, err, &ret);
+	job.dp = datapath_of(agent, err, &ret);
 	if (!ret)
 		ret = parse_key(args, req, err);
 	if (!ret)
@@ -1088,80 +1181,15 @@ int datapath_op_attach(struct agent *agent, struct json_object *args, struct jso
 		if (!json_object_is_type(v, json_type_int) || json_object_get_int(v) <= 0)
 			ret = ctl_fail(err, CTL_ERR_BAD_REQUEST, -EINVAL,
 				       "ifindex must be a positive integer");
-		pp.want_ifindex = json_object_get_int(v);
+		job.pp.want_ifindex = json_object_get_int(v);
 	}
-	if (ret) {
-		free(req);
-		return ret;
+	if (!ret) {
+		job.pp.ifname = req->ifname;
+		ret = in_netns(req->netns_path, attach_in_pod, &job);
+		if (ret && !err->code[0]) /* the netns did not open */
+			probe_failed(req, ret, err);
 	}
-
-	pp.ifname = req->ifname;
-	ret = in_netns(req->netns_path, pod_probe_fn, &pp);
-	if (ret) {
-		ret = ctl_fail(err, ret == -ENOENT || ret == -ENODEV || ret == -ESTALE ?
-				     CTL_ERR_BAD_REQUEST : CTL_ERR_INTERNAL, ret,
-			       ret == -ENOENT ? "netns %s does not exist" :
-			       ret == -ENODEV ? "netns %s has no interface %s" :
-			       ret == -ESTALE ? "netns %s: %s's ifindex is not the one given" :
-						"netns %s, %s: %s",
-			       req->netns_path, req->ifname, strerror(-ret));
-		free(req);
-		return ret;
-	}
-	req->nic.netns = pp.netns;
-	req->nic.ifindex = (__u32)pp.ifindex;
-	req->nic.flags |= RN_NIC_ACTIVE;
-	memcpy(req->nic.mac, pp.mac, 6);
-	req->eth0_ifindex = pp.eth0_ifindex;
-	req->attached_ns = now_ns();
-
-	pthread_mutex_lock(&dp->lock);
-	flock(dp->bpffs_fd, LOCK_EX);
-	old = find_entry(dp, req->network, req->container_id, req->ifname);
-	req->id = old ? old->id : free_id(dp);
-	sibling = old ? old : pod_other(dp, req);
-	req->mode = sibling ? sibling->mode : dp->mode;
-	if (!req->id) {
-		ret = ctl_fail(err, CTL_ERR_INTERNAL, -ENOSPC, "all %d datapath slots are in use",
-			       RN_MAX_NICS - 1);
-		goto unlock;
-	}
-	if (old && (old->nic.netns != req->nic.netns || old->nic.ifindex != req->nic.ifindex ||
-		    memcmp(old->nic.addr4, req->nic.addr4, 4) ||
-		    memcmp(old->nic.addr6, req->nic.addr6, 16)))
-		dp_nic_unpublish(&dp->maps, old->id, &old->nic); /* its keys change */
-	if (old)
-		req->attached_ns = old->attached_ns;
-	ret = dp_nic_publish(&dp->maps, req->id, &req->nic, !old);
-	/* The pod's eth0 hook came with its first NIC: a NIC of a pod that
-	 * has one attached already needs only its own (a re-attach refreshes
-	 * all). */
-	if (!ret)
-		ret = hooks_apply(dp, req, true, old || !sibling);
-	if (!ret)
-		ret = record_save(dp, req);
-	if (ret) {
-		ctl_fail(err, CTL_ERR_INTERNAL, ret, "attaching %s in %s: %s", req->ifname,
-			 req->netns_path, strerror(-ret));
-		if (!old) {
-			dp_nic_unpublish(&dp->maps, req->id, &req->nic);
-			hooks_apply(dp, req, false, !pod_has_other(dp, req));
-		}
-		goto unlock;
-	}
-	if (!old)
-		dp->nentries++;
-	dp->entries[req->id] = req;
-	free(old);
-	entry_to_json(dp, req, result);
-	log_info("datapath_attached", "pod=%s/%s ifname=%s netns=%s id=%u ifindex=%u",
-		 req->pod_namespace, req->pod_name, req->ifname, req->netns_path, req->id,
-		 req->nic.ifindex);
-	req = NULL;
-unlock:
-	flock(dp->bpffs_fd, LOCK_UN);
-	pthread_mutex_unlock(&dp->lock);
-	free(req);
+	free(job.req);
 	return ret;
 }
 

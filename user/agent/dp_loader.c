@@ -269,11 +269,20 @@ static int clsact_attach(int prog_fd, int ifindex, enum dp_hook hook)
 		    .attach_point = hook == DP_HOOK_INGRESS ? BPF_TC_INGRESS : BPF_TC_EGRESS);
 	LIBBPF_OPTS(bpf_tc_opts, tc_opts, .handle = DP_TC_HANDLE, .priority = DP_TC_PRIORITY,
 		    .prog_fd = prog_fd, .flags = BPF_TC_F_REPLACE);
-	int err = bpf_tc_hook_create(&tc_hook);
 
-	if (err && err != -EEXIST)
-		return err;
 	return bpf_tc_attach(&tc_hook, &tc_opts);
+}
+
+int dp_hook_prepare(enum dp_attach_mode mode, int ifindex)
+{
+	/* One clsact qdisc holds both directions' filters. */
+	LIBBPF_OPTS(bpf_tc_hook, tc_hook, .ifindex = ifindex, .attach_point = BPF_TC_INGRESS);
+	int err;
+
+	if (mode == DP_MODE_TCX)
+		return 0;
+	err = bpf_tc_hook_create(&tc_hook);
+	return err == -EEXIST ? 0 : err;
 }
 
 int dp_hook_attach(enum dp_attach_mode mode, int prog_fd, int ifindex, enum dp_hook hook,

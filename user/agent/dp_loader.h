@@ -56,6 +56,9 @@ struct bpf_program *dp_prog(const struct datapath_bpf *skel, enum dp_hook hook);
 /* Whether this kernel has tcx links (probed once, on the loopback). */
 enum dp_attach_mode dp_attach_mode(int prog_fd);
 
+/* Makes @ifindex (in the current netns) ready for dp_hook_attach, once per
+ * device: its clsact qdisc (nothing for tcx). */
+int dp_hook_prepare(enum dp_attach_mode mode, int ifindex);
 /* Hooks @prog_fd to @ifindex (in the current netns); idempotent: an
  * existing railnet hook is switched to @prog_fd.  With tcx the link is
  * pinned at @link_pin. */
