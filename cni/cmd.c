@@ -318,11 +318,33 @@ static bool announce_at_up(const struct netconf *nc, const struct cni_result *re
 	return true;
 }
 
-/* Inside the pod netns: sysctls, MAC, the agent's datapath.attach on its
- * way, addresses, up, routes, checks, and the attach's answer. */
+/* Inside the pod netns, what needs no address - done while the agent makes
+ * the allocation durable: sysctls, the link's ifindex, MAC and MTU. */
+static int prepare_pod_side(const struct cni_env *env, struct nl_sock *pod, struct cni_result *res,
+			    struct cni_error *e)
+{
+	int err;
+
+	/* Loose reverse-path filtering: replies may arrive on a rail NIC whose
+	 * subnet is not where the main table would send them.  The kernel
+	 * takes the larger of conf/all and conf/<nic>, so the NIC's 2 is
+	 * enough and the pod's other interfaces keep their setting. */
+	sysctl_ifset("ipv4/conf", env->ifname, "rp_filter", "2");
+	sysctl_ifset("ipv6/conf", env->ifname, "accept_ra", "0");
+	sysctl_ifset("ipv6/conf", env->ifname, "accept_dad", "0");
+	err = link_get(pod, env->ifname, &res->ifindex, res->mac, &res->mtu);
+	if (err)
+		return cni_fail(e, RAILNET_ERR_LINK, "interface vanished", "%s: %s", env->ifname,
+				strerror(-err));
+	return 0;
+}
+
+/* Inside the pod netns, with the addresses: announcements, MAC, the agent's
+ * datapath.attach on its way, addresses, up, routes, checks, and the
+ * attach's answer. */
 static int configure_pod_side(const struct netconf *nc, const struct cni_env *env,
-			      const unsigned char *want_mac, struct cni_result *res,
-			      struct cni_error *e)
+			      struct nl_sock *pod, const unsigned char *want_mac,
+			      struct cni_result *res, struct cni_error *e)
 {
 	struct ctl_conn *attach = NULL;
 	struct cni_error attach_err = { 0 };
@@ -331,31 +353,12 @@ static int configure_pod_side(const struct netconf *nc, const struct cni_env *en
 	 * with them: no packet socket, whose close waits an RCU grace period. */
 	const char *notify4 = announce_at_up(nc, res, 4) ? "1" : "0";
 	const char *notify6 = announce_at_up(nc, res, 6) ? "1" : "0";
-	int ifindex, metric = route_metric(nc, env->ifname), err;
-	struct nl_sock *pod = NULL;
+	int ifindex = res->ifindex, metric = route_metric(nc, env->ifname), err = 0;
 	char prefix[64], src[64];
 	unsigned char mac[6];
 
-	err = nl_route_open(&pod);
-	if (err)
-		return cni_fail(e, CNI_ERR_IO, "netlink unavailable in the pod", NULL);
-	/* Loose reverse-path filtering: replies may arrive on a rail NIC whose
-	 * subnet is not where the main table would send them.  The kernel
-	 * takes the larger of conf/all and conf/<nic>, so the NIC's 2 is
-	 * enough and the pod's other interfaces keep their setting. */
-	sysctl_ifset("ipv4/conf", env->ifname, "rp_filter", "2");
 	sysctl_ifset("ipv4/conf", env->ifname, "arp_notify", notify4);
 	sysctl_ifset("ipv6/conf", env->ifname, "ndisc_notify", notify6);
-	sysctl_ifset("ipv6/conf", env->ifname, "accept_ra", "0");
-	sysctl_ifset("ipv6/conf", env->ifname, "accept_dad", "0");
-
-	err = link_get(pod, env->ifname, &ifindex, res->mac, &res->mtu);
-	if (err) {
-		err = cni_fail(e, RAILNET_ERR_LINK, "interface vanished", "%s: %s", env->ifname,
-			       strerror(-err));
-		goto out;
-	}
-	res->ifindex = ifindex;
 	if (want_mac) {
 		err = link_set_mac(pod, ifindex, want_mac);
 		if (err) {
@@ -419,7 +422,6 @@ out:
 		*e = attach_err;
 		err = -e->code;
 	}
-	nl_socket_free(pod);
 	return err;
 }
 
@@ -500,15 +502,15 @@ int cmd_add(const struct netconf *nc, const struct cni_env *env, struct json_obj
 	    struct cni_error *e)
 {
 	struct netns_pair ns = { -1, -1 };
-	struct nl_sock *host = NULL;
+	struct nl_sock *host = NULL, *pod = NULL;
 	struct master_info m;
 	struct json_object *args, *alloc = NULL;
 	struct ctl_conn *conn = NULL;
 	struct cni_result res = { 0 };
-	struct cni_error link_err = { 0 };
+	struct cni_error link_err = { 0 }, prep_err = { 0 };
 	unsigned char mac[6];
 	bool allocated = false, created = false, in_pod = false, rdma_attached = false;
-	int err;
+	int err, prep = 0;
 
 	err = nl_route_open(&host);
 	if (err)
@@ -531,6 +533,17 @@ int cmd_add(const struct netconf *nc, const struct cni_env *env, struct json_obj
 		goto out;
 	created = !link_macvlan_create(host, nc, &m, ns.pod_fd, env->ifname,
 				       nc->has_runtime_mac ? nc->runtime_mac : NULL, &link_err);
+	if (created) {
+		prep = netns_enter(ns.pod_fd);
+		if (prep)
+			prep = cni_fail(&prep_err, CNI_ERR_IO, "cannot enter the pod's network namespace",
+					"%s", strerror(-prep));
+		in_pod = !prep;
+		if (in_pod && nl_route_open(&pod))
+			prep = cni_fail(&prep_err, CNI_ERR_IO, "netlink unavailable in the pod", NULL);
+		if (!prep)
+			prep = prepare_pod_side(env, pod, &res, &prep_err);
+	}
 	err = agent_receive(nc, "ipam.allocate", conn, &alloc, e);
 	if (err) {
 		/* With no answer at all the agent may still have allocated:
@@ -540,25 +553,17 @@ int cmd_add(const struct netconf *nc, const struct cni_env *env, struct json_obj
 	}
 	/* Roll back only what this ADD allocated, not a NIC's that already runs. */
 	allocated = allocation_is_new(alloc);
-	if (!created) {
-		*e = link_err;
+	if (!created || prep) {
+		*e = created ? prep_err : link_err;
 		err = -e->code;
 		goto rollback;
 	}
 	err = take_allocation(alloc, &res, e);
 	if (err)
 		goto rollback;
-
-	err = netns_enter(ns.pod_fd);
-	if (err) {
-		err = cni_fail(e, CNI_ERR_IO, "cannot enter the pod's network namespace", "%s",
-			       strerror(-err));
-		goto rollback;
-	}
-	in_pod = true;
 	snprintf(res.ifname, sizeof(res.ifname), "%s", env->ifname);
 	snprintf(res.sandbox, sizeof(res.sandbox), "%s", env->netns);
-	err = configure_pod_side(nc, env, mac_from_prefix(nc, &res, mac) ? mac : NULL, &res, e);
+	err = configure_pod_side(nc, env, pod, mac_from_prefix(nc, &res, mac) ? mac : NULL, &res, e);
 	if (err)
 		goto rollback;
 	netns_enter(ns.host_fd);
@@ -574,15 +579,9 @@ int cmd_add(const struct netconf *nc, const struct cni_env *env, struct json_obj
 	goto out;
 
 rollback:
-	if (created) {
-		struct nl_sock *pod = NULL;
-
-		if (in_pod || !netns_enter(ns.pod_fd)) {
-			if (!nl_route_open(&pod)) {
-				link_delete(pod, env->ifname);
-				nl_socket_free(pod);
-			}
-		}
+	if (created && (in_pod || !netns_enter(ns.pod_fd))) {
+		if (pod || !nl_route_open(&pod))
+			link_delete(pod, env->ifname);
 		netns_enter(ns.host_fd);
 	}
 	/* Releasing what this ADD allocated takes the NIC's datapath entry and
@@ -598,6 +597,7 @@ rollback:
 out:
 	json_object_put(alloc);
 	netns_pair_close(&ns);
+	nl_socket_free(pod);
 	nl_socket_free(host);
 	return err;
 }
