@@ -65,6 +65,28 @@ tap_eq "pod metadata survived the restart" "default/pod-1-1 net1" \
 tap_ok "counters survived the restart (maps reused)" \
 	test "$(dp_get 1 1 1 .counters.redirects)" -ge 300
 
+# Agents before the slot file kept a record file per NIC: the next agent
+# takes them in, and forwarding goes on.
+agent_stop 1
+records=$(lab_node_dir 1)/state/datapath
+/usr/bin/python3 - "$records" <<'PY'
+import os, sys
+d = sys.argv[1]
+data = open(os.path.join(d, "records"), "rb").read()
+for i in range(len(data) // 2048 + 1):
+    slot = data[i * 2048:(i + 1) * 2048].split(b"\0")[0]
+    if slot:
+        open(os.path.join(d, "%d.json" % i), "wb").write(slot)
+os.unlink(os.path.join(d, "records"))
+PY
+nfiles=$(ls "$records"/*.json | wc -l)
+pings_start
+sleep 0.5
+agent_start 1 "$tcx_conf" >/dev/null
+pings_check "records of the file-per-NIC layout taken in under 100 pps"
+tap_eq "all $nfiles NICs are back" "$nfiles" "$(railnetctl_n 1 -o json datapath | jq length)"
+tap_eq "... and their files are gone" "0" "$(ls "$records"/*.json 2>/dev/null | wc -l)"
+
 # datapath.hooks changed to the default, clsact filters: for new pods only.
 filter_prog() { # <pod netns> <dev>: the program id of railnet's egress filter
 	lab_in "$1" tc -j filter show dev "$2" egress | jq -r '[.[] | .options.prog.id // empty][0] // empty'
