@@ -248,6 +248,16 @@ static int check_gateways(const struct netconf *nc, const struct cni_env *env,
 	return 0;
 }
 
+/* The agent answered a per-NIC op with an error (in @e): @what failed for
+ * @subject, for the agent's reason. */
+static int agent_refused(struct cni_error *e, const char *what, const char *subject)
+{
+	char why[sizeof(e->details)];
+
+	snprintf(why, sizeof(why), "%s", e->details);
+	return cni_fail(e, RAILNET_ERR_AGENT, what, "%s: %s", subject, why);
+}
+
 /* What the agent's per-NIC ops (rdma.attach, datapath.attach) take: the
  * key, the netns, the master and {"address","gateway","pool"} per address. */
 static struct json_object *nic_args(const struct netconf *nc, const struct cni_env *env,
@@ -299,13 +309,8 @@ static int datapath_attach_finish(const struct netconf *nc, const struct cni_env
 	json_object_put(out);
 	if (err && !strcmp(e->agent_code, CTL_ERR_DISABLED))
 		return 0;
-	if (err && e->agent_code[0]) {
-		char why[sizeof(e->details)];
-
-		snprintf(why, sizeof(why), "%s", e->details);
-		return cni_fail(e, RAILNET_ERR_AGENT, "cannot attach the NIC to the eBPF datapath",
-				"%s: %s", env->ifname, why);
-	}
+	if (err && e->agent_code[0])
+		return agent_refused(e, "cannot attach the NIC to the eBPF datapath", env->ifname);
 	return err;
 }
 
@@ -437,13 +442,8 @@ static int rdma_attach(const struct netconf *nc, const struct cni_env *env,
 	err = agent_call(nc, "rdma.attach", args, &out, e);
 	json_object_put(args);
 	json_object_put(out);
-	if (err && e->agent_code[0]) {
-		char why[sizeof(e->details)];
-
-		snprintf(why, sizeof(why), "%s", e->details);
-		return cni_fail(e, RAILNET_ERR_AGENT, "cannot attach the NIC to its RDMA device",
-				"rdmaResourceName %s: %s", nc->rdma_resource, why);
-	}
+	if (err && e->agent_code[0])
+		return agent_refused(e, "cannot attach the NIC to its RDMA device", nc->rdma_resource);
 	return err;
 }
 
