@@ -117,4 +117,15 @@ for fam in 4 6; do
 	tap_ok "defaults, v$fam: the fast path carries the replies once the MAC is learnt ($fast fast)" \
 		test "$fast" -ge "$((COUNT - 1))"
 done
+
+# Idle, a NIC's gateways are probed - ARP and NS sent from its master as
+# the NIC would send them - and the answers reach the NIC's ingress program.
+gw_probe() { # <family>: "<state> <has rtt>" of pod 1/1 net1's gateway
+	railnetctl_n 1 -o json gateways | jq -r --arg f "$1" \
+		'.[] | select(.pod=="default/pod-1-1" and .ifName=="net1" and .family==$f) | "\(.state) \(.rttUs != null) \(.probes > 0)"'
+}
+sleep 2.5 # more than two probe intervals of silence
+for fam in ipv4 ipv6; do
+	tap_eq "idle $fam gateway: probed, answered (up, with an RTT)" "up true true" "$(gw_probe $fam)"
+done
 tap_done

@@ -47,6 +47,8 @@ struct dp_entry {
 	char netns_path[256];
 	char pod_namespace[128];
 	char pod_name[128];
+	char master[IFNAMSIZ]; /* its macvlan's lower device, in the agent's netns */
+	int master_ifindex;    /* resolved at attach and restore; 0: not found */
 	char pool[RN_FAM_MAX][64];
 	int eth0_ifindex; /* 0: the pod has no eth0 */
 	/* How its hooks are made.  A pod keeps the kind it started with, so a
@@ -63,6 +65,7 @@ struct datapath {
 	char *bpffs;
 	char *records_dir;
 	int records_fd; /* records_dir/records: RECORD_SLOT bytes per NIC id */
+	int probe_fd;   /* dp_probe.h */
 	int bpffs_fd; /* flock()ed while the pin dir changes */
 	struct datapath_bpf *skel;
 	struct dp_maps maps;
@@ -413,6 +416,7 @@ static int record_save(const struct datapath *dp, const struct dp_entry *e)
 	json_object_object_add(o, "netns", json_object_new_string(e->netns_path));
 	json_object_object_add(o, "podNamespace", json_object_new_string(e->pod_namespace));
 	json_object_object_add(o, "podName", json_object_new_string(e->pod_name));
+	json_object_object_add(o, "master", json_object_new_string(e->master));
 	json_object_object_add(o, "poolV4", json_object_new_string(e->pool[RN_FAM_V4]));
 	json_object_object_add(o, "poolV6", json_object_new_string(e->pool[RN_FAM_V6]));
 	json_object_object_add(o, "eth0Ifindex", json_object_new_int(e->eth0_ifindex));
@@ -451,6 +455,7 @@ static int record_load(struct json_object *o, struct dp_entry *e)
 	copy_str(e->netns_path, sizeof(e->netns_path), o, "netns");
 	copy_str(e->pod_namespace, sizeof(e->pod_namespace), o, "podNamespace");
 	copy_str(e->pod_name, sizeof(e->pod_name), o, "podName");
+	copy_str(e->master, sizeof(e->master), o, "master");
 	copy_str(e->pool[RN_FAM_V4], sizeof(e->pool[0]), o, "poolV4");
 	copy_str(e->pool[RN_FAM_V6], sizeof(e->pool[0]), o, "poolV6");
 	if (json_object_object_get_ex(o, "eth0Ifindex", &v))
@@ -542,6 +547,7 @@ static struct dp_entry *record_take(struct datapath *dp, struct json_object *o, 
 		free(e);
 		return NULL;
 	}
+	e->master_ifindex = e->master[0] ? (int)if_nametoindex(e->master) : 0;
 	dp->entries[e->id] = e;
 	dp->nentries++;
 	return e;
@@ -664,6 +670,7 @@ int datapath_open(const char *bpffs, const char *state_dir, const struct datapat
 	dp->cfg = *cfg;
 	dp->bpffs_fd = -1;
 	dp->records_fd = -1;
+	dp->probe_fd = -1;
 	pthread_mutex_init(&dp->lock, NULL);
 	pthread_cond_init(&dp->wake, NULL);
 	dp->bpffs = strdup(bpffs);
@@ -729,6 +736,12 @@ int datapath_open(const char *bpffs, const char *state_dir, const struct datapat
 	dp_names_free(stale);
 	flock(dp->bpffs_fd, LOCK_UN);
 
+	dp->probe_fd = dp_probe_open();
+	if (dp->probe_fd < 0) {
+		err = dp->probe_fd;
+		log_err("gateway_prober_failed", "err=\"packet socket: %s\"", strerror(-err));
+		goto fail;
+	}
 	err = pthread_create(&dp->prober, NULL, prober_main, dp);
 	if (err) {
 		err = -err;
@@ -767,6 +780,8 @@ void datapath_close(struct datapath *dp)
 		close(dp->bpffs_fd);
 	if (dp->records_fd >= 0)
 		close(dp->records_fd);
+	if (dp->probe_fd >= 0)
+		close(dp->probe_fd);
 	pthread_cond_destroy(&dp->wake);
 	pthread_mutex_destroy(&dp->lock);
 	free(dp->bpffs);
@@ -809,85 +824,80 @@ static enum gw_state gw_state_of(const struct datapath *dp, const struct dp_entr
 struct probe_job {
 	__u32 id;
 	int family;
-	char netns_path[256];
+	int master;
 	struct rn_nic nic;
 	__u8 gw_mac[6];
 	bool mac_valid;
 };
 
-static int probe_fn(void *arg)
-{
-	const struct probe_job *job = arg;
+#define PROBE_BATCH 256
 
-	return dp_probe_send(job->family, &job->nic, job->mac_valid ? job->gw_mac : NULL);
-}
-
-/* Gateways with no sign for an interval and no probe pending; under lock. */
-static size_t probe_jobs(struct datapath *dp, struct probe_job *jobs, size_t max, __u64 now)
+/* Up to PROBE_BATCH gateways, from id *@next on, with no sign for an
+ * interval and no probe pending; *@next moves past them.  Under lock. */
+static size_t probe_jobs(struct datapath *dp, struct probe_job *jobs, __u32 *next, __u64 now)
 {
 	__u64 interval = (__u64)dp->cfg.probe_interval_ms * NSEC_PER_MSEC;
 	size_t n = 0;
+	__u32 id;
 
-	for (__u32 id = 1; id < RN_MAX_NICS && n < max; id++) {
-		const struct dp_entry *e = dp->entries[id];
+	for (id = *next; id < RN_MAX_NICS && n + RN_FAM_MAX <= PROBE_BATCH; id++) {
+		struct dp_entry *e = dp->entries[id];
+		int master = e ? e->master_ifindex : 0;
 
-		for (int f = 0; e && f < RN_FAM_MAX && n < max; f++) {
+		for (int f = 0; master && f < RN_FAM_MAX; f++) {
 			const struct rn_gw *gw = &dp->maps.gw_mem[id * RN_FAM_MAX + f];
 
 			if (!has_gateway(&e->nic, f) || now - gw->last_seen_ns < interval ||
 			    (gw->probe_sent_ns && now - gw->probe_sent_ns < interval))
 				continue;
-			dp->entries[id]->probes[f]++;
-			jobs[n] = (struct probe_job){ .id = id, .family = f, .nic = e->nic,
-						      .mac_valid = gw->mac_valid };
+			e->probes[f]++;
+			jobs[n] = (struct probe_job){ .id = id, .family = f, .master = master,
+						      .nic = e->nic, .mac_valid = gw->mac_valid };
 			memcpy(jobs[n].gw_mac, gw->mac, 6);
-			snprintf(jobs[n].netns_path, sizeof(jobs[n].netns_path), "%s",
-				 e->netns_path);
 			n++;
 		}
 	}
+	*next = id;
 	return n;
 }
 
 static void *prober_main(void *arg)
 {
 	struct datapath *dp = arg;
-	size_t max = 2 * RN_MAX_NICS;
-	struct probe_job *jobs = calloc(max, sizeof(*jobs));
+	struct probe_job jobs[PROBE_BATCH];
 
-	if (!jobs) {
-		log_err("gateway_prober_failed", "err=\"%s\"", strerror(ENOMEM));
-		return NULL;
-	}
 	pthread_mutex_lock(&dp->lock);
 	while (!dp->stopping) {
 		struct timespec until;
-		size_t n;
 
 		clock_gettime(CLOCK_REALTIME, &until);
 		until.tv_nsec += (long)(dp->cfg.probe_interval_ms % 1000) * 1000000L;
 		until.tv_sec += dp->cfg.probe_interval_ms / 1000 + until.tv_nsec / 1000000000L;
 		until.tv_nsec %= 1000000000L;
 		pthread_cond_timedwait(&dp->wake, &dp->lock, &until);
-		if (dp->stopping)
-			break;
-		n = probe_jobs(dp, jobs, max, now_ns());
-		pthread_mutex_unlock(&dp->lock);
-		for (size_t i = 0; i < n; i++) {
-			struct rn_gw *gw = &dp->maps.gw_mem[jobs[i].id * RN_FAM_MAX + jobs[i].family];
-			int err;
+		/* In batches: the lock is given back between them, and the jobs
+		 * take a few KB whatever the number of NICs. */
+		for (__u32 next = 1; !dp->stopping && next < RN_MAX_NICS;) {
+			size_t n = probe_jobs(dp, jobs, &next, now_ns());
 
-			gw->probe_sent_ns = now_ns();
-			err = in_netns(jobs[i].netns_path, probe_fn, &jobs[i]);
-			if (err)
-				log_debug("gateway_probe_failed", "netns=%s family=%s err=\"%s\"",
-					  jobs[i].netns_path, family_names[jobs[i].family],
-					  strerror(-err));
+			pthread_mutex_unlock(&dp->lock);
+			for (size_t i = 0; i < n; i++) {
+				struct rn_gw *gw =
+					&dp->maps.gw_mem[jobs[i].id * RN_FAM_MAX + jobs[i].family];
+				int err;
+
+				gw->probe_sent_ns = now_ns();
+				err = dp_probe_send(dp->probe_fd, jobs[i].master, jobs[i].family,
+						    &jobs[i].nic, jobs[i].mac_valid ? jobs[i].gw_mac : NULL);
+				if (err)
+					log_debug("gateway_probe_failed", "id=%u family=%s err=\"%s\"",
+						  jobs[i].id, family_names[jobs[i].family],
+						  strerror(-err));
+			}
+			pthread_mutex_lock(&dp->lock);
 		}
-		pthread_mutex_lock(&dp->lock);
 	}
 	pthread_mutex_unlock(&dp->lock);
-	free(jobs);
 	return NULL;
 }
 
@@ -1218,6 +1228,8 @@ int datapath_op_attach(struct agent *agent, struct json_object *args, struct jso
 	if (!ret)
 		ret = arg_string(args, "podName", false, req->pod_name, sizeof(req->pod_name), err);
 	if (!ret)
+		ret = arg_string(args, "master", false, req->master, sizeof(req->master), err);
+	if (!ret)
 		ret = parse_ips(args, req, err);
 	if (!ret && json_object_object_get_ex(args, "ifindex", &v)) {
 		if (!json_object_is_type(v, json_type_int) || json_object_get_int(v) <= 0)
@@ -1226,6 +1238,8 @@ int datapath_op_attach(struct agent *agent, struct json_object *args, struct jso
 		job.pp.want_ifindex = json_object_get_int(v);
 	}
 	if (!ret) {
+		/* Here, in the agent's netns, where the master is. */
+		req->master_ifindex = req->master[0] ? (int)if_nametoindex(req->master) : 0;
 		job.pp.ifname = req->ifname;
 		ret = in_netns(req->netns_path, attach_in_pod, &job);
 		if (ret && !err->code[0]) /* the netns did not open */
