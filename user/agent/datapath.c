@@ -38,18 +38,27 @@
 
 #define NSEC_PER_MSEC 1000000ULL
 
-/* A pod rail NIC. */
-struct dp_entry {
-	__u32 id;
+/* A pod rail NIC's names as a request or a record gives them. */
+struct dp_text {
 	char network[128];
 	char container_id[128];
-	char ifname[IFNAMSIZ];
 	char netns_path[256];
 	char pod_namespace[128];
 	char pod_name[128];
+	char pool[RN_FAM_MAX][64];
+};
+
+/* A pod rail NIC.  Its names point into @strings, sized to them: a node
+ * holds thousands of entries, and room for the longest names in each came
+ * to most of the agent's memory. */
+struct dp_entry {
+	__u32 id;
+	const char *network, *container_id, *netns_path, *pod_namespace, *pod_name;
+	const char *pool[RN_FAM_MAX];
+	char *strings;
+	char ifname[IFNAMSIZ];
 	char master[IFNAMSIZ]; /* its macvlan's lower device, in the agent's netns */
 	int master_ifindex;    /* resolved at attach and restore; 0: not found */
-	char pool[RN_FAM_MAX][64];
 	int eth0_ifindex; /* 0: the pod has no eth0 */
 	/* How its hooks are made.  A pod keeps the kind it started with, so a
 	 * change of datapath.hooks never re-hooks a running pod: making a
@@ -86,6 +95,40 @@ static __u64 now_ns(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (__u64)ts.tv_sec * 1000000000ULL + (__u64)ts.tv_nsec;
+}
+
+/* Gives @e its names from @t, in one allocation. */
+static int entry_name(struct dp_entry *e, const struct dp_text *t)
+{
+	const char *src[] = { t->network, t->container_id, t->netns_path, t->pod_namespace,
+			      t->pod_name, t->pool[RN_FAM_V4], t->pool[RN_FAM_V6] };
+	const char **dst[] = { &e->network, &e->container_id, &e->netns_path, &e->pod_namespace,
+			       &e->pod_name, &e->pool[RN_FAM_V4], &e->pool[RN_FAM_V6] };
+	size_t len = 0, at = 0;
+	char *buf;
+
+	for (size_t i = 0; i < sizeof(src) / sizeof(src[0]); i++)
+		len += strlen(src[i]) + 1;
+	buf = malloc(len);
+	if (!buf)
+		return -ENOMEM;
+	for (size_t i = 0; i < sizeof(src) / sizeof(src[0]); i++) {
+		size_t n = strlen(src[i]) + 1;
+
+		memcpy(buf + at, src[i], n);
+		*dst[i] = buf + at;
+		at += n;
+	}
+	free(e->strings);
+	e->strings = buf;
+	return 0;
+}
+
+static void entry_free(struct dp_entry *e)
+{
+	if (e)
+		free(e->strings);
+	free(e);
 }
 
 /* --- configuration ------------------------------------------------------ */
@@ -442,6 +485,7 @@ static void copy_str(char *dst, size_t len, struct json_object *o, const char *k
 static int record_load(struct json_object *o, struct dp_entry *e)
 {
 	struct json_object *v;
+	struct dp_text t;
 	int err = -EINVAL;
 
 	if (!o)
@@ -449,15 +493,15 @@ static int record_load(struct json_object *o, struct dp_entry *e)
 	if (!json_object_object_get_ex(o, "id", &v))
 		goto out;
 	e->id = (__u32)json_object_get_int64(v);
-	copy_str(e->network, sizeof(e->network), o, "network");
-	copy_str(e->container_id, sizeof(e->container_id), o, "containerID");
+	copy_str(t.network, sizeof(t.network), o, "network");
+	copy_str(t.container_id, sizeof(t.container_id), o, "containerID");
 	copy_str(e->ifname, sizeof(e->ifname), o, "ifName");
-	copy_str(e->netns_path, sizeof(e->netns_path), o, "netns");
-	copy_str(e->pod_namespace, sizeof(e->pod_namespace), o, "podNamespace");
-	copy_str(e->pod_name, sizeof(e->pod_name), o, "podName");
+	copy_str(t.netns_path, sizeof(t.netns_path), o, "netns");
+	copy_str(t.pod_namespace, sizeof(t.pod_namespace), o, "podNamespace");
+	copy_str(t.pod_name, sizeof(t.pod_name), o, "podName");
 	copy_str(e->master, sizeof(e->master), o, "master");
-	copy_str(e->pool[RN_FAM_V4], sizeof(e->pool[0]), o, "poolV4");
-	copy_str(e->pool[RN_FAM_V6], sizeof(e->pool[0]), o, "poolV6");
+	copy_str(t.pool[RN_FAM_V4], sizeof(t.pool[0]), o, "poolV4");
+	copy_str(t.pool[RN_FAM_V6], sizeof(t.pool[0]), o, "poolV6");
 	if (json_object_object_get_ex(o, "eth0Ifindex", &v))
 		e->eth0_ifindex = json_object_get_int(v);
 	e->mode = json_object_object_get_ex(o, "hooks", &v) &&
@@ -473,8 +517,9 @@ static int record_load(struct json_object *o, struct dp_entry *e)
 	    !json_object_object_get_ex(o, "nic", &v) ||
 	    unhex(json_object_get_string(v), (__u8 *)&e->nic, sizeof(e->nic)))
 		goto out;
-	err = e->id && e->id < RN_MAX_NICS && e->network[0] && e->container_id[0] && e->ifname[0] ?
-		      0 : -EINVAL;
+	if (!e->id || e->id >= RN_MAX_NICS || !t.network[0] || !t.container_id[0] || !e->ifname[0])
+		goto out;
+	err = entry_name(e, &t);
 out:
 	return err;
 }
@@ -544,7 +589,7 @@ static struct dp_entry *record_take(struct datapath *dp, struct json_object *o, 
 
 	if (!e || !o || record_load(o, e) || dp->entries[e->id]) {
 		log_warn("datapath_record_ignored", "record=%s", where);
-		free(e);
+		entry_free(e);
 		return NULL;
 	}
 	e->master_ifindex = e->master[0] ? (int)if_nametoindex(e->master) : 0;
@@ -644,7 +689,7 @@ static void restore_entries(struct datapath *dp, bool fresh)
 		record_clear(dp, id);
 		dp->entries[id] = NULL;
 		dp->nentries--;
-		free(e);
+		entry_free(e);
 		dropped++;
 	}
 	if (restored || dropped)
@@ -773,7 +818,7 @@ void datapath_close(struct datapath *dp)
 		pthread_join(dp->prober, NULL);
 	}
 	for (__u32 id = 1; id < RN_MAX_NICS; id++)
-		free(dp->entries[id]);
+		entry_free(dp->entries[id]);
 	dp_maps_close(&dp->maps);
 	datapath_bpf__destroy(dp->skel);
 	if (dp->bpffs_fd >= 0)
@@ -1016,20 +1061,23 @@ static int arg_string(struct json_object *args, const char *key, bool required, 
 	return 0;
 }
 
-static int parse_key(struct json_object *args, struct dp_entry *e, struct ctl_error *err)
+/* (network, containerID, ifName): into @t and @ifname. */
+static int parse_key(struct json_object *args, struct dp_text *t, char ifname[IFNAMSIZ],
+		     struct ctl_error *err)
 {
-	int ret = arg_string(args, "network", true, e->network, sizeof(e->network), err);
+	int ret = arg_string(args, "network", true, t->network, sizeof(t->network), err);
 
 	if (!ret)
-		ret = arg_string(args, "containerID", true, e->container_id, sizeof(e->container_id),
+		ret = arg_string(args, "containerID", true, t->container_id, sizeof(t->container_id),
 				 err);
 	if (!ret)
-		ret = arg_string(args, "ifName", true, e->ifname, sizeof(e->ifname), err);
+		ret = arg_string(args, "ifName", true, ifname, IFNAMSIZ, err);
 	return ret;
 }
 
 /* ips: [{"address":"a/len","gateway":"g","pool":"p"}], one per family. */
-static int parse_ips(struct json_object *args, struct dp_entry *e, struct ctl_error *err)
+static int parse_ips(struct json_object *args, struct dp_entry *e, struct dp_text *t,
+		     struct ctl_error *err)
 {
 	struct json_object *ips;
 	size_t n;
@@ -1041,7 +1089,7 @@ static int parse_ips(struct json_object *args, struct dp_entry *e, struct ctl_er
 	for (size_t i = 0; i < n; i++) {
 		struct json_object *ip = json_object_array_get_idx(ips, i);
 		char addr[INET6_ADDRSTRLEN + 8], gw[INET6_ADDRSTRLEN], *slash, *end;
-		struct dp_entry tmp = { 0 };
+		char pool[sizeof(t->pool[0])];
 		__u8 bytes[16], gwb[16];
 		int f, family;
 		long plen;
@@ -1049,7 +1097,7 @@ static int parse_ips(struct json_object *args, struct dp_entry *e, struct ctl_er
 		if (!json_object_is_type(ip, json_type_object) ||
 		    arg_string(ip, "address", true, addr, sizeof(addr), err) ||
 		    arg_string(ip, "gateway", false, gw, sizeof(gw), err) ||
-		    arg_string(ip, "pool", false, tmp.pool[0], sizeof(tmp.pool[0]), err))
+		    arg_string(ip, "pool", false, pool, sizeof(pool), err))
 			return ctl_fail(err, CTL_ERR_BAD_REQUEST, -EINVAL,
 					"ips[%zu]: must be {\"address\":\"a/len\",\"gateway\":..,\"pool\":..}", i);
 		slash = strchr(addr, '/');
@@ -1072,7 +1120,7 @@ static int parse_ips(struct json_object *args, struct dp_entry *e, struct ctl_er
 		if (e->nic.flags & (f == RN_FAM_V6 ? RN_NIC_V6 : RN_NIC_V4))
 			return ctl_fail(err, CTL_ERR_BAD_REQUEST, -EINVAL,
 					"ips[%zu]: a NIC holds one address per family", i);
-		memcpy(e->pool[f], tmp.pool[0], sizeof(e->pool[f]));
+		memcpy(t->pool[f], pool, sizeof(pool));
 		if (f == RN_FAM_V6) {
 			e->nic.flags |= RN_NIC_V6 | (gw[0] ? RN_NIC_GW6 : 0);
 			memcpy(e->nic.addr6, bytes, 16);
@@ -1195,7 +1243,7 @@ static int attach_in_pod(void *arg)
 	if (!old)
 		dp->nentries++;
 	dp->entries[req->id] = req;
-	free(old);
+	entry_free(old);
 	entry_to_json(dp, req, job->result);
 	log_info("datapath_attached", "pod=%s/%s ifname=%s netns=%s id=%u ifindex=%u",
 		 req->pod_namespace, req->pod_name, req->ifname, req->netns_path, req->id,
@@ -1213,24 +1261,29 @@ int datapath_op_attach(struct agent *agent, struct json_object *args, struct jso
 	struct attach_job job = { .req = calloc(1, sizeof(*job.req)), .result = result, .err = err };
 	struct dp_entry *req = job.req;
 	struct json_object *v;
+	struct dp_text t;
 	int ret = 0;
 
 	if (!req)
 		return -ENOMEM;
 	job.dp = datapath_of(agent, err, &ret);
 	if (!ret)
-		ret = parse_key(args, req, err);
+		ret = parse_key(args, &t, req->ifname, err);
 	if (!ret)
-		ret = arg_string(args, "netns", true, req->netns_path, sizeof(req->netns_path), err);
+		ret = arg_string(args, "netns", true, t.netns_path, sizeof(t.netns_path), err);
 	if (!ret)
-		ret = arg_string(args, "podNamespace", false, req->pod_namespace,
-				 sizeof(req->pod_namespace), err);
+		ret = arg_string(args, "podNamespace", false, t.pod_namespace,
+				 sizeof(t.pod_namespace), err);
 	if (!ret)
-		ret = arg_string(args, "podName", false, req->pod_name, sizeof(req->pod_name), err);
+		ret = arg_string(args, "podName", false, t.pod_name, sizeof(t.pod_name), err);
 	if (!ret)
 		ret = arg_string(args, "master", false, req->master, sizeof(req->master), err);
+	if (!ret) {
+		t.pool[RN_FAM_V4][0] = t.pool[RN_FAM_V6][0] = '\0';
+		ret = parse_ips(args, req, &t, err);
+	}
 	if (!ret)
-		ret = parse_ips(args, req, err);
+		ret = entry_name(req, &t);
 	if (!ret && json_object_object_get_ex(args, "ifindex", &v)) {
 		if (!json_object_is_type(v, json_type_int) || json_object_get_int(v) <= 0)
 			ret = ctl_fail(err, CTL_ERR_BAD_REQUEST, -EINVAL,
@@ -1245,18 +1298,24 @@ int datapath_op_attach(struct agent *agent, struct json_object *args, struct jso
 		if (ret && !err->code[0]) /* the netns did not open */
 			probe_failed(req, ret, err);
 	}
-	free(job.req);
+	entry_free(job.req);
 	return ret;
 }
 
-/* The datapath and the (network, containerID, ifName) of a request. */
-static int keyed_request(struct agent *agent, struct json_object *args, struct dp_entry *key,
+/* The (network, containerID, ifName) of a request. */
+struct dp_key {
+	struct dp_text t;
+	char ifname[IFNAMSIZ];
+};
+
+/* The datapath and the key of a request. */
+static int keyed_request(struct agent *agent, struct json_object *args, struct dp_key *key,
 			 struct datapath **dp, struct ctl_error *err)
 {
 	int ret = 0;
 
 	*dp = datapath_of(agent, err, &ret);
-	return ret ? ret : parse_key(args, key, err);
+	return ret ? ret : parse_key(args, &key->t, key->ifname, err);
 }
 
 bool datapath_detach(struct datapath *dp, const char *network, const char *container_id,
@@ -1271,7 +1330,7 @@ bool datapath_detach(struct datapath *dp, const char *network, const char *conta
 		entry_remove(dp, e);
 		log_info("datapath_detached", "pod=%s/%s ifname=%s id=%u", e->pod_namespace,
 			 e->pod_name, e->ifname, e->id);
-		free(e);
+		entry_free(e);
 	}
 	flock(dp->bpffs_fd, LOCK_UN);
 	pthread_mutex_unlock(&dp->lock);
@@ -1281,36 +1340,37 @@ bool datapath_detach(struct datapath *dp, const char *network, const char *conta
 int datapath_op_detach(struct agent *agent, struct json_object *args, struct json_object *result,
 		       struct ctl_error *err)
 {
-	struct dp_entry key = { 0 };
+	struct dp_key key;
 	struct datapath *dp;
 	int ret = keyed_request(agent, args, &key, &dp, err);
 
 	if (ret)
 		return ret;
 	json_object_object_add(result, "detached",
-			       json_object_new_boolean(datapath_detach(dp, key.network,
-								       key.container_id, key.ifname)));
+			       json_object_new_boolean(datapath_detach(dp, key.t.network,
+								       key.t.container_id, key.ifname)));
 	return 0;
 }
 
 int datapath_op_get(struct agent *agent, struct json_object *args, struct json_object *result,
 		    struct ctl_error *err)
 {
-	struct dp_entry key = { 0 }, *e;
+	struct dp_entry *e;
+	struct dp_key key;
 	struct datapath *dp;
 	int ret = keyed_request(agent, args, &key, &dp, err);
 
 	if (ret)
 		return ret;
 	pthread_mutex_lock(&dp->lock);
-	e = find_entry(dp, key.network, key.container_id, key.ifname);
+	e = find_entry(dp, key.t.network, key.t.container_id, key.ifname);
 	if (e)
 		entry_to_json(dp, e, result);
 	pthread_mutex_unlock(&dp->lock);
 	if (!e)
 		return ctl_fail(err, CTL_ERR_NOT_FOUND, -ENOENT,
-				"no datapath entry for network %s, container %s, %s", key.network,
-				key.container_id, key.ifname);
+				"no datapath entry for network %s, container %s, %s", key.t.network,
+				key.t.container_id, key.ifname);
 	return 0;
 }
 
@@ -1570,7 +1630,7 @@ static struct metrics_set set_text(const struct dp_scrape *sc, size_t index)
 static int snapshot_nic(const struct datapath *dp, struct dp_scrape *sc,
 			const struct dp_entry *e, const struct rn_stats *st)
 {
-	char pool[sizeof(e->pool)], *start, *p;
+	char pool[sizeof(((struct dp_text *)0)->pool)], *start, *p;
 	struct nic_sample *s;
 	size_t len4, len6;
 	__u32 hash;
@@ -1578,7 +1638,7 @@ static int snapshot_nic(const struct datapath *dp, struct dp_scrape *sc,
 
 	if (region_fit((void **)&sc->nics, &sc->nics_cap, (sc->n + 1) * sizeof(*s)) ||
 	    region_fit((void **)&sc->arena, &sc->arena_cap,
-		       sc->used + 2 * (sizeof(e->pod_namespace) + sizeof(e->pod_name) +
+		       sc->used + 2 * (strlen(e->pod_namespace) + strlen(e->pod_name) +
 				       sizeof(e->ifname)) + 64))
 		return -ENOMEM;
 	s = &sc->nics[sc->n];
@@ -1603,8 +1663,8 @@ static int snapshot_nic(const struct datapath *dp, struct dp_scrape *sc,
 	sc->used += s->labels_len;
 
 	/* "v4pool,v6pool", either alone, as the label reads. */
-	len4 = strnlen(e->pool[RN_FAM_V4], sizeof(e->pool[0]) - 1);
-	len6 = strnlen(e->pool[RN_FAM_V6], sizeof(e->pool[0]) - 1);
+	len4 = strnlen(e->pool[RN_FAM_V4], sizeof(pool) / 2 - 1);
+	len6 = strnlen(e->pool[RN_FAM_V6], sizeof(pool) / 2 - 1);
 	memcpy(pool, e->pool[RN_FAM_V4], len4);
 	if (len4 && len6)
 		pool[len4++] = ',';

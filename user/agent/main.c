@@ -2,6 +2,7 @@
 /* railnetd: the railnet node agent. */
 #include <errno.h>
 #include <getopt.h>
+#include <malloc.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -120,6 +121,9 @@ static void serve(struct agent *agent, int sfd, const char *config_path)
 		if (ret == 0) {
 			release_queue_drain(agent->ipam, agent->cfg.socket);
 			ipam_reconcile(agent->ipam, agent->cfg.reconcile_grace_ms);
+			/* What a burst (a big datapath.list, a wave of pods) freed
+			 * goes back to the system, not kept by the allocator. */
+			malloc_trim(0);
 			continue;
 		}
 		if (ret < 0 || read(sfd, &si, sizeof(si)) != sizeof(si))
@@ -186,6 +190,9 @@ int main(int argc, char **argv)
 			return 2;
 		}
 	}
+	/* Control connections are served by many threads: an arena per
+	 * thread would keep each one's freed memory apart (and resident). */
+	mallopt(M_ARENA_MAX, 2);
 	log_setup("railnetd", level, format, stderr);
 	log_route_libbpf();
 
