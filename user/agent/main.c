@@ -191,8 +191,12 @@ int main(int argc, char **argv)
 		}
 	}
 	/* Control connections are served by many threads: an arena per
-	 * thread would keep each one's freed memory apart (and resident). */
-	mallopt(M_ARENA_MAX, 2);
+	 * thread would keep each one's freed memory apart (and resident).
+	 * Buffers of 64 KB and up (a scrape's, a big reply's) are mapped and
+	 * unmapped whole: glibc's sliding threshold would otherwise move them
+	 * into the heap, between the entries that live for a pod's life. */
+	mallopt(M_ARENA_MAX, 1);
+	mallopt(M_MMAP_THRESHOLD, 64 * 1024);
 	log_setup("railnetd", level, format, stderr);
 	log_route_libbpf();
 
