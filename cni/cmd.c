@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "agent.h"
+#include "common/addr_probe.h"
 #include "common/ctl_client.h"
 #include "common/protocol.h"
 #include "link.h"
@@ -90,6 +91,22 @@ static void bare_address(const char *cidr, char *out, size_t size)
 		*strchr(out, '/') = '\0';
 }
 
+/* @o's member @key if it is an array, else NULL: json-c asserts on the
+ * array functions of anything else, and JSON from outside is anything. */
+static struct json_object *jarray(struct json_object *o, const char *key)
+{
+	struct json_object *v;
+
+	return json_object_object_get_ex(o, key, &v) && json_object_is_type(v, json_type_array) ?
+		       v :
+		       NULL;
+}
+
+static size_t jlen(struct json_object *array)
+{
+	return array ? json_object_array_length(array) : 0;
+}
+
 static const char *jstr(struct json_object *o, const char *key)
 {
 	struct json_object *v;
@@ -114,11 +131,11 @@ static void add_route(struct cni_result *res, const char *dst, const char *gw)
 /* Fills @res's addresses and routes from the agent's allocation. */
 static int take_allocation(struct json_object *alloc, struct cni_result *res, struct cni_error *e)
 {
-	struct json_object *ips, *routes;
+	struct json_object *ips = jarray(alloc, "ips"), *routes = jarray(alloc, "routes");
 
-	if (!json_object_object_get_ex(alloc, "ips", &ips) || !json_object_array_length(ips))
+	if (!jlen(ips))
 		return cni_fail(e, RAILNET_ERR_AGENT, "railnetd returned no address", NULL);
-	for (size_t i = 0; i < json_object_array_length(ips) && res->nips < 2; i++) {
+	for (size_t i = 0; i < jlen(ips) && res->nips < 2; i++) {
 		struct json_object *ip = json_object_array_get_idx(ips, i);
 		struct cni_ip *out = &res->ips[res->nips++];
 
@@ -128,12 +145,11 @@ static int take_allocation(struct json_object *alloc, struct cni_result *res, st
 		out->family = strchr(out->address, ':') ? 6 : 4;
 		out->probed = json_object_get_boolean(json_object_object_get(ip, "probed"));
 	}
-	if (json_object_object_get_ex(alloc, "routes", &routes))
-		for (size_t i = 0; i < json_object_array_length(routes); i++) {
-			struct json_object *r = json_object_array_get_idx(routes, i);
+	for (size_t i = 0; i < jlen(routes); i++) {
+		struct json_object *r = json_object_array_get_idx(routes, i);
 
-			add_route(res, jstr(r, "dst"), jstr(r, "gw"));
-		}
+		add_route(res, jstr(r, "dst"), jstr(r, "gw"));
+	}
 	/* The NIC's own default route: oif-bound lookups (RDMA connection
 	 * setup) must find its gateway; its metric keeps eth0's default first. */
 	for (size_t i = 0; i < res->nips; i++)
@@ -145,9 +161,9 @@ static int take_allocation(struct json_object *alloc, struct cni_result *res, st
 
 static bool allocation_is_new(struct json_object *alloc)
 {
-	struct json_object *ips = json_object_object_get(alloc, "ips");
+	struct json_object *ips = jarray(alloc, "ips");
 
-	for (size_t i = 0; i < json_object_array_length(ips); i++)
+	for (size_t i = 0; i < jlen(ips); i++)
 		if (json_object_get_boolean(json_object_object_get(json_object_array_get_idx(ips, i), "new")))
 			return true;
 	return false;
@@ -188,40 +204,50 @@ static int check_conflict(const struct netconf *nc, const struct cni_env *env,
 			  struct cni_error *e)
 {
 	unsigned char who[6], raw[16];
+	int err = 0, family, fd[2] = { -1, -1 }; /* IPv4's, IPv6's */
 	struct in6_addr a6;
 	struct in_addr a;
 	char src[64];
-	int err, family;
 
-	for (size_t i = 0; i < res->nips; i++) {
+	for (size_t i = 0; i < res->nips && !err; i++) {
+		int *f = &fd[res->ips[i].family == 6];
+
 		if (res->ips[i].probed)
 			continue;
 		family = res->ips[i].family == 4 ? AF_INET : AF_INET6;
 		bare_address(res->ips[i].address, src, sizeof(src));
 		inet_pton(family, src, raw);
-		err = probe_conflict(ifindex, mac, family, raw, nc->conflict_window_ms, who);
+		if (*f < 0 && (*f = addr_probe_open(ifindex, family)) < 0)
+			err = *f;
+		else
+			err = probe_conflict(*f, ifindex, mac, family, raw, nc->conflict_window_ms, who);
 		if (err == -EADDRINUSE)
-			return cni_fail(e, RAILNET_ERR_IP_CONFLICT, "IP address already in use",
-					"%s answered from %02x:%02x:%02x:%02x:%02x:%02x on %s's network: "
-					"add it to the pool's excludeIPs or free it",
-					src, who[0], who[1], who[2], who[3], who[4], who[5], nc->master);
-		if (err)
-			return cni_fail(e, RAILNET_ERR_LINK, "IP conflict probe failed", "%s on %s: %s",
-					src, env->ifname, strerror(-err));
+			err = cni_fail(e, RAILNET_ERR_IP_CONFLICT, "IP address already in use",
+				       "%s answered from %02x:%02x:%02x:%02x:%02x:%02x on %s's network: "
+				       "add it to the pool's excludeIPs or free it",
+				       src, who[0], who[1], who[2], who[3], who[4], who[5], nc->master);
+		else if (err)
+			err = cni_fail(e, RAILNET_ERR_LINK, "IP conflict probe failed", "%s on %s: %s",
+				       src, env->ifname, strerror(-err));
 	}
-	for (size_t i = 0; i < res->nips; i++) {
+	/* The probe's own socket announces: closing a packet socket waits for
+	 * an RCU grace period, one per socket. */
+	for (size_t i = 0; i < res->nips && !err; i++) {
 		if (res->ips[i].probed)
 			continue;
 		bare_address(res->ips[i].address, src, sizeof(src));
 		if (res->ips[i].family == 4) {
 			inet_pton(AF_INET, src, &a);
-			announce4(ifindex, mac, a);
+			addr_announce4(fd[0], ifindex, mac, a);
 		} else {
 			inet_pton(AF_INET6, src, &a6);
 			announce6(ifindex, mac, &a6);
 		}
 	}
-	return 0;
+	for (int i = 0; i < 2; i++)
+		if (fd[i] >= 0)
+			close(fd[i]);
+	return err;
 }
 
 static int check_gateways(const struct netconf *nc, const struct cni_env *env,
@@ -569,10 +595,10 @@ int cmd_add(const struct netconf *nc, const struct cni_env *env, struct json_obj
 	netns_enter(ns.host_fd);
 	in_pod = false;
 	if (nc->rdma_resource[0]) {
+		rdma_attached = true; /* perhaps, if its answer is lost: detach is idempotent */
 		err = rdma_attach(nc, env, &res, e);
 		if (err)
 			goto rollback;
-		rdma_attached = true;
 	}
 	*out = cni_result_json(nc->cni_version, &res);
 	err = 0;
@@ -757,7 +783,8 @@ static bool link_has_route(struct nl_cache *routes, int ifindex, const char *dst
 
 static int check_pod_side(const struct netconf *nc, const struct cni_env *env, struct cni_error *e)
 {
-	struct json_object *prev = nc->prev_result, *ifs, *ips, *routes;
+	struct json_object *prev = nc->prev_result, *ifs = jarray(prev, "interfaces"),
+			   *ips = jarray(prev, "ips"), *routes = jarray(prev, "routes");
 	struct nl_cache *addrs = NULL, *rts = NULL;
 	struct rtnl_link *link = NULL;
 	struct nl_sock *pod = NULL;
@@ -786,43 +813,40 @@ static int check_pod_side(const struct netconf *nc, const struct cni_env *env, s
 		goto out;
 	}
 	nl_addr2str(rtnl_link_get_addr(link), mac, sizeof(mac));
-	if (json_object_object_get_ex(prev, "interfaces", &ifs))
-		for (size_t i = 0; i < json_object_array_length(ifs); i++) {
-			struct json_object *itf = json_object_array_get_idx(ifs, i);
+	for (size_t i = 0; i < jlen(ifs); i++) {
+		struct json_object *itf = json_object_array_get_idx(ifs, i);
 
-			if (!strcmp(jstr(itf, "name"), env->ifname) && *jstr(itf, "mac") &&
-			    strcasecmp(jstr(itf, "mac"), mac)) {
-				err = cni_fail(e, RAILNET_ERR_LINK, "MAC address differs",
-					       "%s has %s, prevResult says %s", env->ifname, mac,
-					       jstr(itf, "mac"));
-				goto out;
-			}
+		if (!strcmp(jstr(itf, "name"), env->ifname) && *jstr(itf, "mac") &&
+		    strcasecmp(jstr(itf, "mac"), mac)) {
+			err = cni_fail(e, RAILNET_ERR_LINK, "MAC address differs",
+				       "%s has %s, prevResult says %s", env->ifname, mac,
+				       jstr(itf, "mac"));
+			goto out;
 		}
+	}
 	if (rtnl_addr_alloc_cache(pod, &addrs) < 0 ||
 	    rtnl_route_alloc_cache(pod, AF_UNSPEC, 0, &rts) < 0) {
 		err = cni_fail(e, CNI_ERR_IO, "cannot read the pod's addresses and routes", NULL);
 		goto out;
 	}
-	if (json_object_object_get_ex(prev, "ips", &ips))
-		for (size_t i = 0; i < json_object_array_length(ips); i++) {
-			const char *a = jstr(json_object_array_get_idx(ips, i), "address");
+	for (size_t i = 0; i < jlen(ips); i++) {
+		const char *a = jstr(json_object_array_get_idx(ips, i), "address");
 
-			if (!link_has_address(addrs, ifindex, a)) {
-				err = cni_fail(e, RAILNET_ERR_LINK, "address missing",
-					       "%s is not on %s", a, env->ifname);
-				goto out;
-			}
+		if (!link_has_address(addrs, ifindex, a)) {
+			err = cni_fail(e, RAILNET_ERR_LINK, "address missing", "%s is not on %s", a,
+				       env->ifname);
+			goto out;
 		}
-	if (json_object_object_get_ex(prev, "routes", &routes))
-		for (size_t i = 0; i < json_object_array_length(routes); i++) {
-			struct json_object *r = json_object_array_get_idx(routes, i);
+	}
+	for (size_t i = 0; i < jlen(routes); i++) {
+		struct json_object *r = json_object_array_get_idx(routes, i);
 
-			if (!link_has_route(rts, ifindex, jstr(r, "dst"), jstr(r, "gw"))) {
-				err = cni_fail(e, RAILNET_ERR_LINK, "route missing", "%s via %s dev %s",
-					       jstr(r, "dst"), jstr(r, "gw"), env->ifname);
-				goto out;
-			}
+		if (!link_has_route(rts, ifindex, jstr(r, "dst"), jstr(r, "gw"))) {
+			err = cni_fail(e, RAILNET_ERR_LINK, "route missing", "%s via %s dev %s",
+				       jstr(r, "dst"), jstr(r, "gw"), env->ifname);
+			goto out;
 		}
+	}
 out:
 	nl_cache_free(addrs);
 	nl_cache_free(rts);
@@ -831,29 +855,35 @@ out:
 	return err;
 }
 
-static bool prev_has_address(struct json_object *prev, const char *address)
+static bool has_address(struct json_object *ips, const char *address)
 {
-	struct json_object *ips;
-
-	if (json_object_object_get_ex(prev, "ips", &ips))
-		for (size_t i = 0; i < json_object_array_length(ips); i++)
-			if (!strcmp(jstr(json_object_array_get_idx(ips, i), "address"), address))
-				return true;
+	for (size_t i = 0; i < jlen(ips); i++)
+		if (!strcmp(jstr(json_object_array_get_idx(ips, i), "address"), address))
+			return true;
 	return false;
 }
 
-/* What the agent holds for the NIC (ipam.get's @held) is what ADD said. */
+/* What the agent holds for the NIC (ipam.get's @held) is what ADD said,
+ * both ways. */
 static int check_agent_addresses(const struct netconf *nc, const struct cni_env *env,
 				 struct json_object *held, struct cni_error *e)
 {
-	struct json_object *ips = json_object_object_get(held, "ips");
+	struct json_object *mine = jarray(held, "ips"), *said = jarray(nc->prev_result, "ips");
 
-	for (size_t i = 0; i < json_object_array_length(ips); i++) {
-		const char *a = jstr(json_object_array_get_idx(ips, i), "address");
+	for (size_t i = 0; i < jlen(mine); i++) {
+		const char *a = jstr(json_object_array_get_idx(mine, i), "address");
 
-		if (!prev_has_address(nc->prev_result, a))
+		if (!has_address(said, a))
 			return cni_fail(e, RAILNET_ERR_LINK, "address differs from the agent's",
 					"railnetd holds %s for %s, prevResult does not have it", a,
+					env->ifname);
+	}
+	for (size_t i = 0; i < jlen(said); i++) {
+		const char *a = jstr(json_object_array_get_idx(said, i), "address");
+
+		if (!has_address(mine, a))
+			return cni_fail(e, RAILNET_ERR_LINK, "address differs from the agent's",
+					"prevResult has %s for %s, railnetd does not hold it", a,
 					env->ifname);
 	}
 	return 0;
@@ -910,7 +940,7 @@ static bool family_exhausted(struct json_object *pools, const char *const *names
 	size_t full = 0;
 
 	for (size_t j = 0; j < n; j++)
-		for (size_t i = 0; i < json_object_array_length(pools); i++) {
+		for (size_t i = 0; i < jlen(pools); i++) {
 			struct json_object *p = json_object_array_get_idx(pools, i);
 
 			if (!strcmp(jstr(p, "name"), names[j]) &&
@@ -928,7 +958,7 @@ int cmd_status(const struct netconf *nc, struct cni_error *e)
 	if (err)
 		return cni_fail(e, CNI_ERR_NOT_AVAILABLE, "railnet is not available",
 				"railnetd is not reachable on %s", nc->socket);
-	pools = json_object_object_get(res, "pools");
+	pools = jarray(res, "pools");
 	if (family_exhausted(pools, nc->pools_v4, nc->npools_v4))
 		err = cni_fail(e, CNI_ERR_NOT_AVAILABLE, "railnet is not available",
 			       "every IPv4 pool of the network is exhausted (%s%s)", nc->pools_v4[0],

@@ -230,7 +230,12 @@ int netconf_parse(struct json_object *root, struct netconf *nc, struct cni_error
 	/* Addresses come from the agent's pools: a runtime asking for static
 	 * ones (Multus' "ips" capability) must hear that it gets none. */
 	if (json_object_get_boolean(json_object_object_get(caps, "ips")) &&
-	    json_object_object_get_ex(rc, "ips", &v) && json_object_array_length(v))
+	    json_object_object_get_ex(rc, "ips", &v) && !json_object_is_type(v, json_type_null) &&
+	    !json_object_is_type(v, json_type_array))
+		return bad_field(e, "runtimeConfig.ips", "must be an array of addresses");
+	if (json_object_get_boolean(json_object_object_get(caps, "ips")) &&
+	    json_object_object_get_ex(rc, "ips", &v) && json_object_is_type(v, json_type_array) &&
+	    json_object_array_length(v))
 		return cni_fail(e, CNI_ERR_UNSUPPORTED_FIELD, "unsupported field",
 				"runtimeConfig.ips = %s: railnet assigns addresses from its pools "
 				"only (ippools); drop the ips capability or the static addresses",
@@ -249,6 +254,18 @@ int netconf_parse(struct json_object *root, struct netconf *nc, struct cni_error
 	    !json_object_is_type(v, json_type_null)) {
 		if (!json_object_is_type(v, json_type_object))
 			return bad_field(e, "prevResult", "must be an object");
+		for (const char *const *k = (const char *const[]){ "interfaces", "ips", "routes", NULL };
+		     *k; k++) {
+			struct json_object *m;
+
+			if (json_object_object_get_ex(v, *k, &m) &&
+			    !json_object_is_type(m, json_type_array)) {
+				char field[32];
+
+				snprintf(field, sizeof(field), "prevResult.%s", *k);
+				return bad_field(e, field, "must be an array");
+			}
+		}
 		nc->prev_result = v;
 	}
 	for (const char *const *key = (const char *const[]){ "cni.dev/valid-attachments",

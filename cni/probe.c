@@ -29,18 +29,15 @@ static long long now_ms(void)
 	return ts.tv_sec * 1000LL + ts.tv_nsec / 1000000;
 }
 
-int probe_conflict(int ifindex, const unsigned char mac[6], int family, const void *addr,
+int probe_conflict(int fd, int ifindex, const unsigned char mac[6], int family, const void *addr,
 		   int window_ms, unsigned char who[6])
 {
 	size_t len = family == AF_INET ? 4 : 16;
-	struct pollfd pfd = { .events = POLLIN };
+	struct pollfd pfd = { .fd = fd, .events = POLLIN };
 	unsigned char claimed[16];
 	long long deadline;
-	int fd = addr_probe_open(ifindex, family), err;
+	int err;
 
-	if (fd < 0)
-		return fd;
-	pfd.fd = fd;
 	err = addr_probe_send(fd, ifindex, mac, family, addr);
 	deadline = now_ms() + window_ms;
 	while (!err && now_ms() < deadline) {
@@ -54,18 +51,6 @@ int probe_conflict(int ifindex, const unsigned char mac[6], int family, const vo
 		else if (got && !memcmp(claimed, addr, len))
 			err = -EADDRINUSE;
 	}
-	close(fd);
-	return err;
-}
-
-int announce4(int ifindex, const unsigned char mac[6], struct in_addr addr)
-{
-	int fd = addr_probe_open(ifindex, AF_INET), err;
-
-	if (fd < 0)
-		return fd;
-	err = addr_announce4(fd, ifindex, mac, addr);
-	close(fd);
 	return err;
 }
 

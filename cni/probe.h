@@ -13,11 +13,10 @@
  * -EHOSTUNREACH after @tries x @interval_ms. */
 int probe_gateway(int ifindex, int family, const void *gw, int tries, int interval_ms);
 /* 0 when nobody claims @addr (struct in_addr / in6_addr of @family) within
- * @window_ms of an ARP probe / DAD solicitation; -EADDRINUSE (and the
- * claimant's MAC in @who) when someone does. */
-int probe_conflict(int ifindex, const unsigned char mac[6], int family, const void *addr,
+ * @window_ms of an ARP probe / DAD solicitation on @fd (addr_probe_open());
+ * -EADDRINUSE (and the claimant's MAC in @who) when someone does. */
+int probe_conflict(int fd, int ifindex, const unsigned char mac[6], int family, const void *addr,
 		   int window_ms, unsigned char who[6]);
-int announce4(int ifindex, const unsigned char mac[6], struct in_addr addr);
 int announce6(int ifindex, const unsigned char mac[6], const struct in6_addr *addr);
 
 #endif

@@ -57,7 +57,24 @@ lab_in "$(lab_rail_ns)" ip addr del "$(lab_gw4 2)/24" dev br-r2
 out=$(lab_cni 1 1 net2 ADD "$(dp_conf 2 1 | jq -c '. + {detectGateway: true}')")
 tap_eq "an unreachable gateway is error 104" "104" "$(code <<<"$out")"
 tap_eq "... and leaves no datapath entry" "0" "$(entries pod-1-1)"
+
+# The same, for a NIC whose allocation outlived its link (an ADD retried
+# after its link was lost): the allocation stays, the entry made for the
+# new link goes with it.
+lab_cni 1 1 net2 ADD "$(dp_conf 2 1 | jq -c '. + {detectGateway: false}')" >/dev/null
+held=$(railnetctl_n 1 -o json allocations | jq -r '.[] | select(.podName=="pod-1-1" and .ifName=="net2") | .address')
+lab_in "$(lab_pod_ns 1 1)" ip link del net2
+log_count() { grep -c "$1.*ifname=net2" "$(lab_node_dir 1)/railnetd.log"; }
+attached=$(log_count datapath_attached) detached=$(log_count datapath_detached)
+out=$(lab_cni 1 1 net2 ADD "$(dp_conf 2 1 | jq -c '. + {detectGateway: true}')")
+tap_eq "an unreachable gateway, allocation already held: error 104" "104" "$(code <<<"$out")"
+tap_eq "... the allocation stays" "$held" \
+	"$(railnetctl_n 1 -o json allocations | jq -r '.[] | select(.podName=="pod-1-1" and .ifName=="net2") | .address')"
+tap_eq "... the entry made for the new link does not" "0" "$(entries pod-1-1)"
+tap_eq "... it was made, then removed" "$((attached + 1)) $((detached + 1))" \
+	"$(log_count datapath_attached) $(log_count datapath_detached)"
 lab_in "$(lab_rail_ns)" ip addr add "$(lab_gw4 2)/24" dev br-r2
+lab_cni 1 1 net2 DEL "$(dp_conf 2 1)" >/dev/null
 
 # GC: what is not listed goes, entry and all.
 lab_pod_add 1 2

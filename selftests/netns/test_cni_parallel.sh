@@ -98,10 +98,12 @@ for ((p = PODS / 2 + 1; p <= PODS + PODS / 2; p++)); do
 done
 wait
 tap_eq "the last wave of parallel DELs succeeds" "0" "$(failures DEL)"
-# The agent releases each address once its link is gone, after DEL's answer.
-for ((i = 0; i < 100; i++)); do [ "$(allocations)" = 0 ] && break; sleep 0.05; done
+# The agent releases each address once its link is gone, after DEL's
+# answer, and the datapath entry after the address.
+entries() { railnetctl_n 1 -o json datapath | jq length; }
+for ((i = 0; i < 100; i++)); do [ "$(allocations) $(entries)" = "0 0" ] && break; sleep 0.05; done
 tap_eq "the agent holds no allocation once the links are gone" "0" "$(allocations)"
-tap_eq "... nor a datapath entry" "0" "$(railnetctl_n 1 -o json datapath | jq length)"
+tap_eq "... nor a datapath entry" "0" "$(entries)"
 gone=1
 for ((i = 0; i < 40; i++)); do
 	gone=1

@@ -18,8 +18,17 @@ port=$((20000 + RANDOM % 20000))
 conf_file=$(agent_config 1 "\"metrics\":{\"listen\":\"127.0.0.1:$port\"},\"conflictProbe\":{\"depth\":4,\"maxAgeMs\":60000}")
 rail=$(lab_rail_ns)
 # Node 1's rail-1 range starts at .21: the first ADD gets it, .22 and .23
-# are someone else's on the wire (not railnet's), .24 and .25 are free.
+# are someone else's on the wire (not railnet's), .24 and .25 are free, and
+# .26 is held by a stranger on node 1 itself: a macvlan of the same master
+# in another netns, which frames from the master would never reach.
 for h in 22 23; do lab_in "$rail" ip addr add "172.16.11.$h/32" dev br-r1; done
+stranger=$LAB-stranger
+ip netns add "$stranger"
+trap 'agent_stop 1; ip netns del "$stranger" 2>/dev/null; lab_down; rm -f "$TAP_LOG"' EXIT
+lab_in "$(lab_node_ns 1)" ip link add sq1 link "$(lab_master 1)" type macvlan mode bridge
+lab_in "$(lab_node_ns 1)" ip link set sq1 netns "$stranger"
+lab_in "$stranger" ip addr add 172.16.11.26/24 dev sq1
+lab_in "$stranger" ip link set sq1 up
 agent_start 1 "$conf_file" || exit 1
 for p in 1 2 3 4; do lab_pod_add 1 "$p"; done
 
@@ -55,6 +64,14 @@ agent_start 1 "$conf_file" || exit 1
 tap_ok "a restarted agent probes ahead at once" wait_metric railnet_ipam_probed_free 2
 tap_ok "third ADD" lab_cni 1 3 net1 ADD "$(conf)"
 tap_eq "... gets a probed address with no probe in ADD" "172.16.11.25 1" "$(addr 3) $(notify 3)"
+tap_ok "fourth ADD" lab_cni 1 4 net1 ADD "$(conf)"
+tap_eq "... passes over the address a pod on this node holds (seen through the probe device)" \
+	"172.16.11.27" "$(addr 4)"
+tap_ok "... which was found and named" \
+	grep -q "ip_conflict_found.*addr=172.16.11.26 claimant=" "$(lab_node_dir 1)/railnetd.log"
 tap_eq "no pod ever got a held address" "" \
-	"$(for p in 1 2 3; do addr $p; done | grep -x -e 172.16.11.22 -e 172.16.11.23)"
+	"$(for p in 1 2 3 4; do addr $p; done | grep -x -e 172.16.11.22 -e 172.16.11.23 -e 172.16.11.26)"
+agent_stop 1
+tap_eq "a stopping agent removes the probe device it made" "" \
+	"$(ip -n "$(lab_node_ns 1)" -o link show type macvlan | grep ' rnp')"
 tap_done

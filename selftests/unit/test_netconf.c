@@ -202,6 +202,13 @@ static void test_bad_fields_are_named(void **state)
 		{ GOOD_CONF ",\"capabilities\":true}", 7, "capabilities" },
 		{ GOOD_CONF ",\"capabilities\":{\"ips\":true},\"runtimeConfig\":{\"ips\":[\"172.16.11.9/24\"]}}",
 		  2, "runtimeConfig.ips" },
+		{ GOOD_CONF ",\"capabilities\":{\"ips\":true},\"runtimeConfig\":{\"ips\":\"172.16.11.9/24\"}}",
+		  7, "runtimeConfig.ips" },
+		{ GOOD_CONF ",\"capabilities\":{\"ips\":true},\"runtimeConfig\":{\"ips\":{}}}", 7,
+		  "runtimeConfig.ips" },
+		{ GOOD_CONF ",\"prevResult\":{\"ips\":\"x\"}}", 7, "prevResult.ips" },
+		{ GOOD_CONF ",\"prevResult\":{\"routes\":{}}}", 7, "prevResult.routes" },
+		{ GOOD_CONF ",\"prevResult\":{\"interfaces\":3}}", 7, "prevResult.interfaces" },
 	};
 
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)

@@ -15,6 +15,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <linux/if_packet.h>
+#include <netlink/route/link.h>
+#include <netlink/route/link/macvlan.h>
+
 #include "agent/metrics.h"
 #include "common/addr_probe.h"
 #include "common/log.h"
@@ -34,10 +38,24 @@ struct watched_pool {
 	int window_ms;
 	bool wanted;		/* probe ahead now */
 	long long next_round_ms; /* refresh the reserve by then */
+	long long last_round_ms; /* pools take turns, the longest waiting first */
+	unsigned int gen;	 /* master or window changed: a round's answers are void */
 	struct free_answer answers[2 * MAX_DEPTH];
 	size_t nanswers;
 	unsigned long long probes, conflicts;
 	bool warned; /* the master could not be probed from: said once */
+};
+
+/* The agent's own macvlan on a master, in bridge mode, that probes are sent
+ * from and answers arrive at: from the master itself they would not reach
+ * the master's other macvlans - pods on this node - nor their answers it. */
+struct probe_device {
+	struct probe_device *next;
+	char master[IFNAMSIZ];
+	char name[IFNAMSIZ];
+	int ifindex;
+	unsigned char mac[6];
+	bool created; /* by this agent: deleted when it stops */
 };
 
 struct conflict_probe {
@@ -47,6 +65,7 @@ struct conflict_probe {
 	pthread_mutex_t lock; /* pools */
 	pthread_cond_t wake;
 	struct watched_pool *pools;
+	struct probe_device *devices; /* the prober thread's own */
 	pthread_t thread;
 	bool stopping;
 };
@@ -161,6 +180,7 @@ static struct watched_pool *pool_learn(struct conflict_probe *cp, const char *na
 		snprintf(p->master, sizeof(p->master), "%s", master);
 		p->window_ms = window_ms;
 		p->nanswers = 0; /* another wire: what was free there says nothing */
+		p->gen++;
 		p->warned = false;
 		*changed = true;
 	}
@@ -193,19 +213,186 @@ static void state_load(struct conflict_probe *cp)
 
 /* --- probing -------------------------------------------------------------- */
 
-static int master_mac(const char *master, unsigned char mac[6])
+/* net/<family>/conf/<ifname>/<key> = @value */
+static int write_sysctl(const char *family, const char *ifname, const char *key, const char *value)
 {
-	struct ifreq ifr = { 0 };
-	int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0), err = 0;
+	char path[128];
+	int fd, err = 0;
 
+	snprintf(path, sizeof(path), "/proc/sys/net/%s/conf/%s/%s", family, ifname, key);
+	fd = open(path, O_WRONLY | O_CLOEXEC);
 	if (fd < 0)
 		return -errno;
-	snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "%s", master);
-	if (ioctl(fd, SIOCGIFHWADDR, &ifr))
+	if (write(fd, value, strlen(value)) < 0)
 		err = -errno;
-	else
-		memcpy(mac, ifr.ifr_hwaddr.sa_data, 6);
 	close(fd);
+	return err;
+}
+
+/* Finds railnet's probe macvlan of @master (rnp<master ifindex>), making it
+ * if there is none: bridge mode, up, no address, silent (it answers no ARP
+ * for the node's addresses and has no IPv6). */
+static int device_make(struct probe_device *d)
+{
+	struct nl_sock *sk = nl_socket_alloc();
+	struct rtnl_link *link = NULL, *found = NULL, *up = NULL;
+	int master = (int)if_nametoindex(d->master), err;
+
+	if (!sk || !master) {
+		err = sk ? -ENODEV : -ENOMEM;
+		goto out;
+	}
+	snprintf(d->name, sizeof(d->name), "rnp%d", master);
+	if (nl_connect(sk, NETLINK_ROUTE) < 0) {
+		err = -EIO;
+		goto out;
+	}
+	if (rtnl_link_get_kernel(sk, 0, d->name, &found) >= 0) {
+		/* Ours from a run before, unless it is something else's. */
+		if (!rtnl_link_get_type(found) || strcmp(rtnl_link_get_type(found), "macvlan") ||
+		    rtnl_link_get_link(found) != master) {
+			err = -EEXIST;
+			goto out;
+		}
+	} else {
+		link = rtnl_link_macvlan_alloc();
+		if (!link) {
+			err = -ENOMEM;
+			goto out;
+		}
+		rtnl_link_set_name(link, d->name);
+		rtnl_link_set_link(link, master);
+		rtnl_link_macvlan_set_mode(link, rtnl_link_macvlan_str2mode("bridge"));
+		if (rtnl_link_add(sk, link, NLM_F_CREATE | NLM_F_EXCL) < 0) {
+			err = -EIO;
+			goto out;
+		}
+		d->created = true;
+		write_sysctl("ipv6", d->name, "disable_ipv6", "1");
+		write_sysctl("ipv4", d->name, "arp_ignore", "8");
+		if (rtnl_link_get_kernel(sk, 0, d->name, &found) < 0) {
+			err = -ENODEV;
+			goto out;
+		}
+	}
+	up = rtnl_link_alloc();
+	if (!up) {
+		err = -ENOMEM;
+		goto out;
+	}
+	rtnl_link_set_flags(up, IFF_UP);
+	err = rtnl_link_change(sk, found, up, 0) < 0 ? -EIO : 0;
+	d->ifindex = rtnl_link_get_ifindex(found);
+	if (!err && nl_addr_get_len(rtnl_link_get_addr(found)) == 6)
+		memcpy(d->mac, nl_addr_get_binary_addr(rtnl_link_get_addr(found)), 6);
+	else if (!err)
+		err = -EINVAL;
+out:
+	rtnl_link_put(up);
+	rtnl_link_put(found);
+	rtnl_link_put(link);
+	nl_socket_free(sk);
+	return err;
+}
+
+static int device_of(struct conflict_probe *cp, const char *master, struct probe_device **out)
+{
+	struct probe_device *d;
+	int err;
+
+	for (d = cp->devices; d; d = d->next)
+		if (!strcmp(d->master, master) && d->ifindex == (int)if_nametoindex(d->name)) {
+			*out = d;
+			return 0;
+		}
+	d = calloc(1, sizeof(*d));
+	if (!d)
+		return -ENOMEM;
+	snprintf(d->master, sizeof(d->master), "%s", master);
+	err = device_make(d);
+	if (err) {
+		free(d);
+		return err;
+	}
+	log_info("conflict_probe_device", "master=%s device=%s created=%d", master, d->name,
+		 d->created);
+	d->next = cp->devices;
+	cp->devices = d;
+	*out = d;
+	return 0;
+}
+
+static void devices_remove(struct conflict_probe *cp)
+{
+	struct nl_sock *sk = nl_socket_alloc();
+
+	if (sk && nl_connect(sk, NETLINK_ROUTE) < 0) {
+		nl_socket_free(sk);
+		sk = NULL;
+	}
+	while (cp->devices) {
+		struct probe_device *d = cp->devices;
+		struct rtnl_link *link = rtnl_link_alloc();
+
+		cp->devices = d->next;
+		if (sk && link && d->created) {
+			rtnl_link_set_name(link, d->name);
+			rtnl_link_delete(sk, link);
+		}
+		rtnl_link_put(link);
+		free(d);
+	}
+	nl_socket_free(sk);
+}
+
+/* Sends every probe at once and listens one window for all of them. */
+static int probe_batch(struct conflict_probe *cp, const char *master, const struct ipaddr *todo,
+		       size_t n, int window_ms, bool claimed[], unsigned char who[][6])
+{
+	int family = todo[0].family, fd, err;
+	struct packet_mreq allmulti = { .mr_type = PACKET_MR_ALLMULTI };
+	struct pollfd pfd = { .events = POLLIN };
+	unsigned char addr[16], from[6];
+	struct probe_device *d;
+	long long deadline;
+
+	err = device_of(cp, master, &d);
+	if (err)
+		return err;
+	fd = addr_probe_open(d->ifindex, family);
+	if (fd < 0)
+		return fd;
+	/* Answers to DAD go to all-nodes, and someone else's DAD to a
+	 * solicited-node group: groups a device without IPv6 has not joined. */
+	allmulti.mr_ifindex = d->ifindex;
+	if (family == AF_INET6 &&
+	    setsockopt(fd, SOL_PACKET, PACKET_ADD_MEMBERSHIP, &allmulti, sizeof(allmulti)))
+		err = -errno;
+	for (size_t i = 0; i < n && !err; i++) {
+		ipaddr_to_raw(&todo[i], addr);
+		err = addr_probe_send(fd, d->ifindex, d->mac, family, addr);
+	}
+	pfd.fd = fd;
+	deadline = now_ms() + window_ms;
+	while (!err && now_ms() < deadline) {
+		int got;
+
+		if (poll(&pfd, 1, (int)(deadline - now_ms())) <= 0)
+			continue;
+		while ((got = addr_probe_recv(fd, family, d->mac, addr, from)) > 0)
+			for (size_t i = 0; i < n; i++) {
+				unsigned char mine[16];
+				size_t len = ipaddr_to_raw(&todo[i], mine);
+
+				if (!memcmp(mine, addr, len)) {
+					claimed[i] = true;
+					memcpy(who[i], from, 6);
+				}
+			}
+		if (got < 0)
+			err = got;
+	}
+	close(fd); /* waits for an RCU grace period: off any request's path */
 	return err;
 }
 
@@ -236,51 +423,6 @@ static void answers_put(struct watched_pool *p, const struct ipaddr *a, long lon
 		p->answers[p->nanswers++] = (struct free_answer){ *a, at };
 }
 
-/* Sends every probe at once and listens one window for all of them. */
-static int probe_batch(const char *master, const struct ipaddr *todo, size_t n, int window_ms,
-		       bool claimed[], unsigned char who[][6])
-{
-	int family = todo[0].family, ifindex = (int)if_nametoindex(master), fd, err;
-	struct pollfd pfd = { .events = POLLIN };
-	unsigned char mac[6], addr[16], from[6];
-	long long deadline;
-
-	if (!ifindex)
-		return -ENODEV;
-	err = master_mac(master, mac);
-	if (err)
-		return err;
-	fd = addr_probe_open(ifindex, family);
-	if (fd < 0)
-		return fd;
-	for (size_t i = 0; i < n && !err; i++) {
-		ipaddr_to_raw(&todo[i], addr);
-		err = addr_probe_send(fd, ifindex, mac, family, addr);
-	}
-	pfd.fd = fd;
-	deadline = now_ms() + window_ms;
-	while (!err && now_ms() < deadline) {
-		int got;
-
-		if (poll(&pfd, 1, (int)(deadline - now_ms())) <= 0)
-			continue;
-		while ((got = addr_probe_recv(fd, family, mac, addr, from)) > 0)
-			for (size_t i = 0; i < n; i++) {
-				unsigned char mine[16];
-				size_t len = ipaddr_to_raw(&todo[i], mine);
-
-				if (!memcmp(mine, addr, len)) {
-					claimed[i] = true;
-					memcpy(who[i], from, 6);
-				}
-			}
-		if (got < 0)
-			err = got;
-	}
-	close(fd); /* waits for an RCU grace period: off any request's path */
-	return err;
-}
-
 /* Probes what @pool hands out next and has no fresh answer for. */
 static void probe_round(struct conflict_probe *cp, struct watched_pool *p)
 {
@@ -290,6 +432,7 @@ static void probe_round(struct conflict_probe *cp, struct watched_pool *p)
 	char name[64], master[IFNAMSIZ], buf[IPADDR_STRLEN];
 	size_t n, ntodo = 0;
 	long long now = now_ms(), refresh_after = now - cp->cfg.max_age_ms / 2;
+	unsigned int gen;
 	int window, err;
 
 	/* @p stays: pools are only ever added. */
@@ -297,6 +440,7 @@ static void probe_round(struct conflict_probe *cp, struct watched_pool *p)
 	snprintf(name, sizeof(name), "%s", p->name);
 	snprintf(master, sizeof(master), "%s", p->master);
 	window = p->window_ms;
+	gen = p->gen;
 	pthread_mutex_unlock(&cp->lock);
 
 	n = ipam_peek_candidates(cp->ipam, name, next, (size_t)cp->cfg.depth);
@@ -308,7 +452,11 @@ static void probe_round(struct conflict_probe *cp, struct watched_pool *p)
 	if (!ntodo)
 		return;
 
-	err = probe_batch(master, todo, ntodo, window, claimed, who);
+	err = probe_batch(cp, master, todo, ntodo, window, claimed, who);
+	/* A claimed address leaves the pools before anyone hears of it. */
+	for (size_t i = 0; !err && i < ntodo; i++)
+		if (claimed[i])
+			ipam_quarantine(cp->ipam, &todo[i], cp->cfg.quarantine_ms, who[i]);
 	pthread_mutex_lock(&cp->lock);
 	if (err) {
 		if (!p->warned)
@@ -324,18 +472,16 @@ static void probe_round(struct conflict_probe *cp, struct watched_pool *p)
 	for (size_t i = 0; i < ntodo; i++)
 		if (claimed[i])
 			p->conflicts++;
-		else
+		else if (p->gen == gen) /* answers from the wire the pool still uses */
 			answers_put(p, &todo[i], now, now - cp->cfg.max_age_ms);
 	pthread_mutex_unlock(&cp->lock);
 
-	for (size_t i = 0; i < ntodo; i++) {
-		if (!claimed[i])
-			continue;
-		log_warn("ip_conflict_found", "pool=%s master=%s addr=%s claimant=%02x:%02x:%02x:%02x:%02x:%02x",
-			 name, master, ipaddr_str(&todo[i], buf), who[i][0], who[i][1], who[i][2],
-			 who[i][3], who[i][4], who[i][5]);
-		ipam_quarantine(cp->ipam, &todo[i], cp->cfg.quarantine_ms, who[i]);
-	}
+	for (size_t i = 0; i < ntodo; i++)
+		if (claimed[i])
+			log_warn("ip_conflict_found",
+				 "pool=%s master=%s addr=%s claimant=%02x:%02x:%02x:%02x:%02x:%02x", name,
+				 master, ipaddr_str(&todo[i], buf), who[i][0], who[i][1], who[i][2],
+				 who[i][3], who[i][4], who[i][5]);
 }
 
 static void *prober_main(void *arg)
@@ -348,14 +494,19 @@ static void *prober_main(void *arg)
 		struct watched_pool *due = NULL;
 		struct timespec ts;
 
-		for (struct watched_pool *p = cp->pools; p && !due; p = p->next) {
-			if (p->wanted || p->next_round_ms <= now)
-				due = p;
-			else if (p->next_round_ms < wake_at)
+		/* Of the pools due, the one whose last round is oldest: a pool
+		 * wanted after every ADD does not starve the others. */
+		for (struct watched_pool *p = cp->pools; p; p = p->next) {
+			if (p->wanted || p->next_round_ms <= now) {
+				if (!due || p->last_round_ms < due->last_round_ms)
+					due = p;
+			} else if (p->next_round_ms < wake_at) {
 				wake_at = p->next_round_ms;
+			}
 		}
 		if (due) {
 			due->wanted = false;
+			due->last_round_ms = now;
 			due->next_round_ms = now + cp->cfg.max_age_ms / 2;
 			pthread_mutex_unlock(&cp->lock);
 			probe_round(cp, due);
@@ -418,6 +569,7 @@ void conflict_probe_close(struct conflict_probe *cp)
 	pthread_mutex_unlock(&cp->lock);
 	if (cp->thread)
 		pthread_join(cp->thread, NULL);
+	devices_remove(cp);
 	while (cp->pools) {
 		struct watched_pool *p = cp->pools;
 

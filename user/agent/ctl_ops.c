@@ -13,10 +13,10 @@
 
 #ifndef RAILNET_VERSION
 #define RAILNET_VERSION "0.1.0"
+#endif
 /* How long an ADD on a full pool waits for the links being deleted (one
  * takes ~16 ms; a burst of DELs queues on the kernel's rtnl lock). */
 #define TEARDOWN_DRAIN_MS 1000
-#endif
 
 int ctl_fail(struct ctl_error *err, const char *code, int errnum, const char *fmt, ...)
 {

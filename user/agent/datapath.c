@@ -349,13 +349,11 @@ static int hook_fn(void *arg)
 		int ret = 0;
 
 		link_pin(dp, e->nic.netns, hooks[i].ifindex, hooks[i].hook, pin, sizeof(pin));
-		if (job->attach && new_device)
-			ret = dp_hook_prepare(e->mode, hooks[i].ifindex);
-		if (job->attach && !ret)
+		if (!job->attach)
+			ret = dp_hook_detach(e->mode, hooks[i].ifindex, hooks[i].hook, pin);
+		else if (!new_device || !(ret = dp_hook_prepare(e->mode, hooks[i].ifindex)))
 			ret = dp_hook_attach(e->mode, hooks[i].prog, hooks[i].ifindex, hooks[i].hook,
 					     pin);
-		else
-			ret = dp_hook_detach(e->mode, hooks[i].ifindex, hooks[i].hook, pin);
 		if (ret && !err)
 			err = ret;
 		if (ret && job->attach)
@@ -468,7 +466,7 @@ static int record_save(const struct datapath *dp, const struct dp_entry *e)
 	json_object_object_add(o, "nic", json_object_new_string(nic_hex));
 	text = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN);
 	len = strlen(text) + 1; /* its NUL ends it in the slot */
-	err = len <= RECORD_SLOT ? record_write(dp, e->id, text, len) : -ENAMETOOLONG;
+	err = len <= RECORD_SLOT ? record_write(dp, e->id, text, len) : -EMSGSIZE;
 	json_object_put(o);
 	return err;
 }
@@ -553,7 +551,9 @@ static const struct dp_entry *pod_other(const struct datapath *dp, const struct 
 	for (__u32 id = 1; id < RN_MAX_NICS; id++) {
 		const struct dp_entry *o = dp->entries[id];
 
-		if (o && o != e && o->nic.netns == e->nic.netns)
+		/* No netns cookie (kernels < 5.14): the netns path tells. */
+		if (o && o != e && o->nic.netns == e->nic.netns &&
+		    (e->nic.netns || !strcmp(o->netns_path, e->netns_path)))
 			return o;
 	}
 	return NULL;
@@ -582,6 +582,15 @@ static int mkdir_p(const char *path)
 	return mkdir(buf, 0700) && errno != EEXIST ? -errno : 0;
 }
 
+/* Probes leave by the NIC's master: without one, only passive signs. */
+static void warn_unprobed(const struct dp_entry *e)
+{
+	if (!e->master_ifindex)
+		log_warn("datapath_entry_without_master", "pod=%s/%s ifname=%s master=%s state=\"%s\"",
+			 e->pod_namespace, e->pod_name, e->ifname, e->master,
+			 "its gateway is watched passively only (no probes)");
+}
+
 /* The entry of record @o, now the datapath's; NULL if @o is no record. */
 static struct dp_entry *record_take(struct datapath *dp, struct json_object *o, const char *where)
 {
@@ -593,6 +602,7 @@ static struct dp_entry *record_take(struct datapath *dp, struct json_object *o, 
 		return NULL;
 	}
 	e->master_ifindex = e->master[0] ? (int)if_nametoindex(e->master) : 0;
+	warn_unprobed(e);
 	dp->entries[e->id] = e;
 	dp->nentries++;
 	return e;
@@ -717,7 +727,15 @@ int datapath_open(const char *bpffs, const char *state_dir, const struct datapat
 	dp->records_fd = -1;
 	dp->probe_fd = -1;
 	pthread_mutex_init(&dp->lock, NULL);
-	pthread_cond_init(&dp->wake, NULL);
+	{
+		pthread_condattr_t attr;
+
+		/* A step of the wall clock must not pause the prober. */
+		pthread_condattr_init(&attr);
+		pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+		pthread_cond_init(&dp->wake, &attr);
+		pthread_condattr_destroy(&attr);
+	}
 	dp->bpffs = strdup(bpffs);
 	snprintf(path, sizeof(path), "%s/datapath", state_dir);
 	dp->records_dir = strdup(path);
@@ -890,12 +908,15 @@ static size_t probe_jobs(struct datapath *dp, struct probe_job *jobs, __u32 *nex
 		int master = e ? e->master_ifindex : 0;
 
 		for (int f = 0; master && f < RN_FAM_MAX; f++) {
-			const struct rn_gw *gw = &dp->maps.gw_mem[id * RN_FAM_MAX + f];
+			struct rn_gw *gw = &dp->maps.gw_mem[id * RN_FAM_MAX + f];
 
 			if (!has_gateway(&e->nic, f) || now - gw->last_seen_ns < interval ||
 			    (gw->probe_sent_ns && now - gw->probe_sent_ns < interval))
 				continue;
 			e->probes[f]++;
+			/* Stamped here, under the lock: sent a moment later, but
+			 * never onto a slot its NIC has left meanwhile. */
+			gw->probe_sent_ns = now;
 			jobs[n] = (struct probe_job){ .id = id, .family = f, .master = master,
 						      .nic = e->nic, .mac_valid = gw->mac_valid };
 			memcpy(jobs[n].gw_mac, gw->mac, 6);
@@ -915,7 +936,7 @@ static void *prober_main(void *arg)
 	while (!dp->stopping) {
 		struct timespec until;
 
-		clock_gettime(CLOCK_REALTIME, &until);
+		clock_gettime(CLOCK_MONOTONIC, &until);
 		until.tv_nsec += (long)(dp->cfg.probe_interval_ms % 1000) * 1000000L;
 		until.tv_sec += dp->cfg.probe_interval_ms / 1000 + until.tv_nsec / 1000000000L;
 		until.tv_nsec %= 1000000000L;
@@ -927,12 +948,7 @@ static void *prober_main(void *arg)
 
 			pthread_mutex_unlock(&dp->lock);
 			for (size_t i = 0; i < n; i++) {
-				struct rn_gw *gw =
-					&dp->maps.gw_mem[jobs[i].id * RN_FAM_MAX + jobs[i].family];
-				int err;
-
-				gw->probe_sent_ns = now_ns();
-				err = dp_probe_send(dp->probe_fd, jobs[i].master, jobs[i].family,
+				int err = dp_probe_send(dp->probe_fd, jobs[i].master, jobs[i].family,
 						    &jobs[i].nic, jobs[i].mac_valid ? jobs[i].gw_mac : NULL);
 				if (err)
 					log_debug("gateway_probe_failed", "id=%u family=%s err=\"%s\"",
@@ -1248,6 +1264,7 @@ static int attach_in_pod(void *arg)
 	log_info("datapath_attached", "pod=%s/%s ifname=%s netns=%s id=%u ifindex=%u",
 		 req->pod_namespace, req->pod_name, req->ifname, req->netns_path, req->id,
 		 req->nic.ifindex);
+	warn_unprobed(req);
 	job->req = NULL;
 unlock:
 	flock(dp->bpffs_fd, LOCK_UN);
@@ -1282,8 +1299,8 @@ int datapath_op_attach(struct agent *agent, struct json_object *args, struct jso
 		t.pool[RN_FAM_V4][0] = t.pool[RN_FAM_V6][0] = '\0';
 		ret = parse_ips(args, req, &t, err);
 	}
-	if (!ret)
-		ret = entry_name(req, &t);
+	if (!ret && (ret = entry_name(req, &t)))
+		ctl_fail(err, CTL_ERR_INTERNAL, ret, "out of memory");
 	if (!ret && json_object_object_get_ex(args, "ifindex", &v)) {
 		if (!json_object_is_type(v, json_type_int) || json_object_get_int(v) <= 0)
 			ret = ctl_fail(err, CTL_ERR_BAD_REQUEST, -EINVAL,
@@ -1739,21 +1756,18 @@ static void stats_read(const struct datapath *dp, __u32 lo, __u32 hi, struct rn_
 	}
 }
 
-/* Entries are 1 KB apiece and cold: reading one NIC's labels costs a
- * handful of cache misses, which prefetching a few NICs ahead overlaps. */
+/* Entries are cold: reading one NIC's labels costs a few cache misses (its
+ * entry, its names, its gateway slot), which prefetching a few NICs ahead
+ * overlaps. */
 static void prefetch_entry(const struct datapath *dp, __u32 id)
 {
 	const struct dp_entry *e = id < RN_MAX_NICS ? dp->entries[id] : NULL;
 
 	if (!e)
 		return;
-	__builtin_prefetch(&e->id);
-	__builtin_prefetch(e->ifname);
-	__builtin_prefetch(e->pod_namespace);
-	__builtin_prefetch(e->pod_name);
-	__builtin_prefetch(e->pool);
-	__builtin_prefetch(&e->attached_ns);
-	__builtin_prefetch(&e->nic.gw6);
+	__builtin_prefetch(e);
+	__builtin_prefetch(&e->nic);
+	__builtin_prefetch(e->strings);
 	__builtin_prefetch(&dp->maps.gw_mem[id * RN_FAM_MAX]);
 }
 

@@ -1566,6 +1566,13 @@ static int pick_address(struct ipam *ipam, struct pool *p, const struct ipam_req
 	return 0;
 }
 
+static int no_memory(enum ipam_error *kind, char *errbuf, size_t errlen)
+{
+	*kind = IPAM_ERR_STORE;
+	snprintf(errbuf, errlen, "out of memory");
+	return -ENOMEM;
+}
+
 static int allocate_family(struct ipam *ipam, const struct ipam_request *req, int family,
 			   const char **names, size_t n, struct alloc **out, bool *fresh,
 			   enum ipam_error *kind, char *errbuf, size_t errlen, uint64_t *seq)
@@ -1584,7 +1591,7 @@ static int allocate_family(struct ipam *ipam, const struct ipam_request *req, in
 			if (alloc_names(al, (const char *const[NAME_MAX]){
 					    al->pool, al->network, req->key.container_id, al->ifname,
 					    req->netns, al->pod_namespace, al->pod_name, al->pod_uid }))
-				return -ENOMEM;
+				return no_memory(kind, errbuf, errlen);
 			chain_remove(&ipam->by_key, al, BY_KEY);
 			al->key_hash = key_hash(al->network, al->container_id, al->ifname);
 			err = chain_insert(&ipam->by_key, al, BY_KEY);
@@ -1627,7 +1634,7 @@ static int allocate_family(struct ipam *ipam, const struct ipam_request *req, in
 				   req->key.ifname, req->netns, req->pod_namespace, req->pod_name,
 				   req->pod_uid })) {
 			free(al);
-			return -ENOMEM;
+			return no_memory(kind, errbuf, errlen);
 		}
 		al->addr = addr;
 		al->stateful = p->cfg.stateful;
@@ -1643,7 +1650,7 @@ static int allocate_family(struct ipam *ipam, const struct ipam_request *req, in
 		err = link_alloc(ipam, al);
 		if (err) {
 			alloc_free(al);
-			return err;
+			return no_memory(kind, errbuf, errlen);
 		}
 		if (rr)
 			move_cursor(ipam, p->cfg.name, &addr);
@@ -1951,7 +1958,20 @@ static bool drop_by_key(const struct alloc *al, void *arg)
 int ipam_release(struct ipam *ipam, const struct ipam_key *key, struct json_object *released)
 {
 	int n = release_where(ipam, key, drop_by_key, (void *)key, released, "release");
+	ipam_release_hook hook;
+	void *ctx;
 
+	/* Nothing held, yet the NIC may have left a datapath entry or an RDMA
+	 * attachment: a stateful pod's address handed to its successor before
+	 * this DEL, or an ADD that failed between its steps. */
+	if (!n) {
+		pthread_mutex_lock(&ipam->lock);
+		hook = ipam->release_hook;
+		ctx = ipam->release_hook_ctx;
+		pthread_mutex_unlock(&ipam->lock);
+		if (hook)
+			hook(ctx, key);
+	}
 	return n < 0 ? n : 0;
 }
 

@@ -287,10 +287,12 @@ int main(int argc, char **argv)
 	ctl_server_stop(server, 5000);
 	err = 0;
 out:
+	/* Users before what they use: the teardown threads release through
+	 * the hook into the datapath and RDMA, the collectors read them all. */
 	metrics_stop(agent.metrics);
-	rdma_stop(agent.rdma);
 	nic_teardown_close(agent.teardown);
 	conflict_probe_close(agent.conflict);
+	rdma_stop(agent.rdma);
 	datapath_close(agent.datapath);
 	ipam_close(agent.ipam);
 	agent_config_free(&agent.cfg);
