@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: Apache-2.0
-# RDMA rediscovery on netdev hot-plug, with periodic rescans off
+# RDMA rediscovery on hot-plug, with periodic rescans off
 # (periodicUpdateInterval 0): a NIC with an HCA appears in a FAKE sysfs
 # tree and is not picked up until a real RTM_NEWLINK arrives in railnetd's
-# netns; RTM_DELLINK makes it forget the HCA again.  railnetd runs alone in
+# netns; an RDMA device that goes and comes back with no netdev event (the
+# RDMA driver unloaded and loaded) is followed by its kernel uevents;
+# RTM_DELLINK makes it forget the HCA again.  railnetd runs alone in
 # a fresh netns, so only the test's own links send events.
 set -u
 . "$(dirname "$0")/../lib/tap.sh"
@@ -67,6 +69,30 @@ tap_eq "the NIC in sysfs alone is not picked up (no periodic rescans)" "- False"
 ip -n "$ns" link add hp0 type veth peer name hp1
 tap_eq "RTM_NEWLINK -> rescan: the resource has mlx5_1 and is healthy" "mlx5_1 True" \
 	"$(wait_resource "mlx5_1 True")"
+
+# A device event as the kernel sends it (NETLINK_KOBJECT_UEVENT, group 1).
+uevent() { # <action> <devpath>
+	ip netns exec "$ns" /usr/bin/python3 - "$1" "$2" <<'PY'
+import socket, sys
+action, path = sys.argv[1], sys.argv[2]
+msg = ("%s@%s\0ACTION=%s\0DEVPATH=%s\0SUBSYSTEM=infiniband\0" % (action, path, action, path)).encode()
+s = socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, 15)
+s.bind((0, 0))
+s.sendto(msg, (0, 1))
+PY
+}
+hca_dir=$root/sys/devices/pci0000:00/0000:5e:00.0/infiniband
+mv "$hca_dir/mlx5_1" "$tmp/mlx5_1.away"
+rm -f "$root/sys/class/infiniband/mlx5_1"
+sleep 1.5
+tap_eq "the HCA gone from sysfs alone: still listed (no event, no rescan), its ports unhealthy" \
+	"mlx5_1 False" "$(resource)"
+uevent remove /devices/pci0000:00/0000:5e:00.0/infiniband/mlx5_1
+tap_eq "its uevent (remove) -> rescan: the resource has no HCA" "- False" "$(wait_resource "- False")"
+mv "$tmp/mlx5_1.away" "$hca_dir/mlx5_1"
+ln -sfn "../../devices/pci0000:00/0000:5e:00.0/infiniband/mlx5_1" "$root/sys/class/infiniband/mlx5_1"
+uevent add /devices/pci0000:00/0000:5e:00.0/infiniband/mlx5_1
+tap_eq "its uevent (add) -> rescan: the HCA is back" "mlx5_1 True" "$(wait_resource "mlx5_1 True")"
 
 rm -rf "$root/sys/class/net/ens2f0np0" "$root/sys/class/infiniband/mlx5_1" \
 	"$root/sys/devices/pci0000:00/0000:5e:00.0"

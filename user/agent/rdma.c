@@ -117,7 +117,7 @@ struct rdma {
 	/* owned by the thread */
 	struct dp_conn *conns[DP_MAX_CONNS];
 	size_t nconns;
-	int wake_fd, link_fd;
+	int wake_fd, link_fd, uevent_fd;
 	bool stopping;
 	int kubelet_state; /* kubelet.sock: 1 there, -1 absent, 0 not looked yet */
 	pthread_t thread;
@@ -1366,6 +1366,44 @@ static int link_monitor_open(void)
 	return fd;
 }
 
+/* The kernel's device events: an RDMA device can come or go with no
+ * netdev event (mlx5_ib loaded after mlx5_core, an HCA renamed). */
+static int uevent_monitor_open(void)
+{
+	struct sockaddr_nl sa = { .nl_family = AF_NETLINK, .nl_groups = 1 };
+	int fd = socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK,
+			NETLINK_KOBJECT_UEVENT);
+
+	if (fd < 0)
+		return -errno;
+	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa))) {
+		int err = -errno;
+
+		close(fd);
+		return err;
+	}
+	return fd;
+}
+
+/* Drains the device events; true when one was of an RDMA device.  The
+ * sender is not checked: an event only asks for a rescan, and sysfs says
+ * what is there. */
+static bool uevents(int fd)
+{
+	char buf[8192];
+	bool any = false;
+	ssize_t n;
+
+	while ((n = recv(fd, buf, sizeof(buf) - 1, MSG_DONTWAIT)) > 0) {
+		buf[n] = '\0';
+		/* "ACTION@DEVPATH\0KEY=VALUE\0..." */
+		for (char *p = buf; p < buf + n; p += strlen(p) + 1)
+			any |= !strcmp(p, "SUBSYSTEM=infiniband") ||
+			       !strcmp(p, "SUBSYSTEM=infiniband_verbs");
+	}
+	return any;
+}
+
 /* Drains the link monitor; true when a netdev came or went or changed. */
 static bool link_events(int fd)
 {
@@ -1441,7 +1479,7 @@ static void *rdma_loop(void *arg)
 	long long next_tick = now_ms();
 
 	for (;;) {
-		struct pollfd pfds[3 + 2 * RDMA_MAX_RESOURCES + DP_MAX_CONNS];
+		struct pollfd pfds[4 + 2 * RDMA_MAX_RESOURCES + DP_MAX_CONNS];
 		int reg_pfd[RDMA_MAX_RESOURCES], podres_pfd = -1;
 		size_t np = 0, first_res, first_conn, end_conn;
 		long long now = now_ms();
@@ -1450,6 +1488,7 @@ static void *rdma_loop(void *arg)
 
 		pfds[np++] = (struct pollfd){ .fd = r->wake_fd, .events = POLLIN };
 		pfds[np++] = (struct pollfd){ .fd = r->link_fd, .events = POLLIN };
+		pfds[np++] = (struct pollfd){ .fd = r->uevent_fd, .events = POLLIN };
 		first_res = np;
 		for (size_t i = 0; i < r->nres; i++)
 			pfds[np++] = (struct pollfd){ .fd = r->res[i].listen_fd, .events = POLLIN };
@@ -1481,6 +1520,8 @@ static void *rdma_loop(void *arg)
 			break;
 		if (pfds[1].revents && link_events(r->link_fd))
 			r->rescan_due = true; /* CNI ADDs come in bursts: once per tick */
+		if (pfds[2].revents && uevents(r->uevent_fd))
+			r->rescan_due = true;
 		for (size_t i = first_res; i < first_conn; i++)
 			if (pfds[i].revents & POLLIN)
 				conn_accept(r, &r->res[i - first_res]);
@@ -1535,7 +1576,7 @@ int rdma_start(struct rdma_config *cfg, const struct rdma_options *opts, struct 
 	r->opts.gid_wait_ms = opts && opts->gid_wait_ms ? opts->gid_wait_ms : 300;
 	if (opts && opts->state_file && !(r->state_file = strdup(opts->state_file)))
 		goto fail;
-	r->wake_fd = r->link_fd = -1;
+	r->wake_fd = r->link_fd = r->uevent_fd = -1;
 	r->netns_shared = -1;
 	pthread_mutex_init(&r->lock, NULL);
 	r->res = calloc(r->cfg.nresources ? r->cfg.nresources : 1, sizeof(*r->res));
@@ -1566,6 +1607,10 @@ int rdma_start(struct rdma_config *cfg, const struct rdma_options *opts, struct 
 		err = r->wake_fd < 0 ? -errno : r->link_fd;
 		goto fail;
 	}
+	r->uevent_fd = uevent_monitor_open();
+	if (r->uevent_fd < 0) /* poll() passes over a negative fd */
+		log_warn("rdma_uevents_unavailable", "err=\"%s\" state=\"%s\"", strerror(-r->uevent_fd),
+			 "RDMA devices that come without a netdev event are found at the rescan interval");
 	for (size_t i = 0; i < r->nres; i++)
 		log_info("rdma_resource", "resource=%s hcas=%zu healthy=%s capacity=%lld socket=%s",
 			 r->res[i].full_name, r->res[i].nhcas, r->res[i].healthy ? "yes" : "no",
@@ -1613,6 +1658,8 @@ void rdma_stop(struct rdma *r)
 		close(r->wake_fd);
 	if (r->link_fd >= 0)
 		close(r->link_fd);
+	if (r->uevent_fd >= 0)
+		close(r->uevent_fd);
 	rdma_inventory_free(&r->inv);
 	free(r->res);
 	rdma_config_free(&r->cfg);
