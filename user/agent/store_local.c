@@ -267,13 +267,12 @@ static int read_file(int fd, unsigned char **bufp, size_t *lenp)
 	return 0;
 }
 
-/* Writes a dropped log tail to <log>.dropped (replacing an older one). */
-static int keep_aside(struct store_local *st, const unsigned char *bytes, size_t len)
+/* Writes @len bytes to @path (replacing it), durably. */
+static int write_file(struct store_local *st, const char *path, const unsigned char *bytes,
+		      size_t len)
 {
-	char path[PATH_MAX + 16];
 	int fd, err;
 
-	snprintf(path, sizeof(path), "%s.dropped", st->path);
 	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	if (fd < 0)
 		return -errno;
@@ -283,6 +282,17 @@ static int keep_aside(struct store_local *st, const unsigned char *bytes, size_t
 	close(fd);
 	if (!err)
 		err = fsync_dir(st->dir);
+	return err;
+}
+
+/* Writes a dropped log tail to <log>.dropped (replacing an older one). */
+static int keep_aside(struct store_local *st, const unsigned char *bytes, size_t len)
+{
+	char path[PATH_MAX + 16];
+	int err;
+
+	snprintf(path, sizeof(path), "%s.dropped", st->path);
+	err = write_file(st, path, bytes, len);
 	if (err)
 		log_err("store_keep_aside_failed", "path=%s err=\"%s\"", path, strerror(-err));
 	return err;
@@ -325,23 +335,6 @@ struct damage {
 	size_t off, len;
 };
 
-/* Writes @len bytes to @path (replacing it), durably. */
-static int write_file(struct store_local *st, const char *path, const unsigned char *bytes,
-		      size_t len)
-{
-	int fd, err;
-
-	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	if (fd < 0)
-		return -errno;
-	err = write_all(fd, bytes, len);
-	if (!err && fsync(fd) < 0)
-		err = -errno;
-	close(fd);
-	if (!err)
-		err = fsync_dir(st->dir);
-	return err;
-}
 
 /* Rewrites the log's first @len bytes without the damaged stretches, once
  * the whole file (@all bytes) is safe in <log>.corrupt, and reopens it. */

@@ -159,27 +159,3 @@ int ctl_write_line(int fd, const char *text, size_t len, int timeout_ms)
 	}
 	return 0;
 }
-
-int ctl_write_all(int fd, const char *buf, size_t len, int timeout_ms)
-{
-	long long deadline = now_ms() + timeout_ms;
-	ssize_t n;
-	int err;
-
-	while (len) {
-		n = send(fd, buf, len, MSG_NOSIGNAL | MSG_DONTWAIT);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			if (errno != EAGAIN)
-				return -errno;
-			err = wait_fd(fd, POLLOUT, deadline);
-			if (err)
-				return err;
-			continue;
-		}
-		buf += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}

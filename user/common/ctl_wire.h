@@ -28,7 +28,4 @@ int ctl_read_line(struct ctl_reader *r, int fd, int first_byte_ms, int whole_ms,
  * on failure. */
 int ctl_write_line(int fd, const char *text, size_t len, int timeout_ms);
 
-/* Writes @len bytes within @timeout_ms; negative errno on failure. */
-int ctl_write_all(int fd, const char *buf, size_t len, int timeout_ms);
-
 #endif
