@@ -20,6 +20,7 @@
 #include "agent.h"
 #include "common/addr_probe.h"
 #include "common/ctl_client.h"
+#include "common/sysctl.h"
 #include "common/protocol.h"
 #include "link.h"
 #include "probe.h"

@@ -44,8 +44,5 @@ int link_addr_add(struct nl_sock *pod, int ifindex, const char *cidr);
 int link_route_add(struct nl_sock *pod, int ifindex, const char *dst, const char *gw,
 		   const char *src, int metric);
 
-/* Writes a sysctl of the current netns ("net/ipv4/conf/net1/rp_filter"). */
-int sysctl_write(const char *path, const char *value);
-int sysctl_read(const char *path, char *value, size_t size);
 
 #endif

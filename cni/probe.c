@@ -19,6 +19,7 @@
 #include <netlink/socket.h>
 
 #include "common/addr_probe.h"
+#include "common/sysctl.h"
 #include "link.h"
 
 static long long now_ms(void)

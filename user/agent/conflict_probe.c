@@ -22,6 +22,7 @@
 #include "agent/metrics.h"
 #include "common/addr_probe.h"
 #include "common/log.h"
+#include "common/sysctl.h"
 
 #define MAX_DEPTH 64
 
@@ -213,22 +214,6 @@ static void state_load(struct conflict_probe *cp)
 
 /* --- probing -------------------------------------------------------------- */
 
-/* net/<family>/conf/<ifname>/<key> = @value */
-static int write_sysctl(const char *family, const char *ifname, const char *key, const char *value)
-{
-	char path[128];
-	int fd, err = 0;
-
-	snprintf(path, sizeof(path), "/proc/sys/net/%s/conf/%s/%s", family, ifname, key);
-	fd = open(path, O_WRONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	if (write(fd, value, strlen(value)) < 0)
-		err = -errno;
-	close(fd);
-	return err;
-}
-
 /* Finds railnet's probe macvlan of @master (rnp<master ifindex>), making it
  * if there is none: bridge mode, up, no address, silent (it answers no ARP
  * for the node's addresses and has no IPv6). */
@@ -268,8 +253,12 @@ static int device_make(struct probe_device *d)
 			goto out;
 		}
 		d->created = true;
-		write_sysctl("ipv6", d->name, "disable_ipv6", "1");
-		write_sysctl("ipv4", d->name, "arp_ignore", "8");
+		char path[64];
+
+		snprintf(path, sizeof(path), "net/ipv6/conf/%s/disable_ipv6", d->name);
+		sysctl_write(path, "1");
+		snprintf(path, sizeof(path), "net/ipv4/conf/%s/arp_ignore", d->name);
+		sysctl_write(path, "8");
 		if (rtnl_link_get_kernel(sk, 0, d->name, &found) < 0) {
 			err = -ENODEV;
 			goto out;

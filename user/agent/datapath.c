@@ -27,6 +27,7 @@
 #include "agent/dp_probe.h"
 #include "agent/metrics.h"
 #include "common/log.h"
+#include "common/sysctl.h"
 #include "common/protocol.h"
 
 #ifndef SO_NETNS_COOKIE
@@ -266,18 +267,6 @@ struct pod_probe {
 	__u8 mac[6];
 };
 
-static int write_sysctl(const char *path, const char *value)
-{
-	int fd = open(path, O_WRONLY | O_CLOEXEC), err = 0;
-
-	if (fd < 0)
-		return -errno;
-	if (write(fd, value, strlen(value)) < 0)
-		err = -errno;
-	close(fd);
-	return err;
-}
-
 static int pod_probe_fn(void *arg)
 {
 	struct pod_probe *pp = arg;
@@ -305,9 +294,9 @@ static int pod_probe_fn(void *arg)
 	close(fd);
 	/* Replies from other rails' subnets arrive on this NIC while the
 	 * main table routes their sources by eth0: loose reverse-path check. */
-	snprintf(path, sizeof(path), "/proc/sys/net/ipv4/conf/%s/rp_filter", pp->ifname);
+	snprintf(path, sizeof(path), "net/ipv4/conf/%s/rp_filter", pp->ifname);
 	if (!err)
-		err = write_sysctl(path, "2");
+		err = sysctl_write(path, "2");
 	return err;
 }
 

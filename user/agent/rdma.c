@@ -1350,29 +1350,11 @@ struct json_object *rdma_status_json(struct rdma *r)
 
 /* --- the loop ------------------------------------------------------------------- */
 
-static int link_monitor_open(void)
+/* A non-blocking netlink socket of @protocol listening to @groups. */
+static int monitor_open(int protocol, unsigned int groups)
 {
-	struct sockaddr_nl sa = { .nl_family = AF_NETLINK, .nl_groups = RTMGRP_LINK };
-	int fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC | SOCK_NONBLOCK, NETLINK_ROUTE);
-
-	if (fd < 0)
-		return -errno;
-	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa))) {
-		int err = -errno;
-
-		close(fd);
-		return err;
-	}
-	return fd;
-}
-
-/* The kernel's device events: an RDMA device can come or go with no
- * netdev event (mlx5_ib loaded after mlx5_core, an HCA renamed). */
-static int uevent_monitor_open(void)
-{
-	struct sockaddr_nl sa = { .nl_family = AF_NETLINK, .nl_groups = 1 };
-	int fd = socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK,
-			NETLINK_KOBJECT_UEVENT);
+	struct sockaddr_nl sa = { .nl_family = AF_NETLINK, .nl_groups = groups };
+	int fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC | SOCK_NONBLOCK, protocol);
 
 	if (fd < 0)
 		return -errno;
@@ -1602,12 +1584,14 @@ int rdma_start(struct rdma_config *cfg, const struct rdma_options *opts, struct 
 	if (r->state_file)
 		attachments_load(r);
 	r->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	r->link_fd = link_monitor_open();
+	r->link_fd = monitor_open(NETLINK_ROUTE, RTMGRP_LINK);
 	if (r->wake_fd < 0 || r->link_fd < 0) {
 		err = r->wake_fd < 0 ? -errno : r->link_fd;
 		goto fail;
 	}
-	r->uevent_fd = uevent_monitor_open();
+	/* The kernel's device events: an RDMA device can come or go with no
+	 * netdev event (mlx5_ib loaded after mlx5_core, an HCA renamed). */
+	r->uevent_fd = monitor_open(NETLINK_KOBJECT_UEVENT, 1);
 	if (r->uevent_fd < 0) /* poll() passes over a negative fd */
 		log_warn("rdma_uevents_unavailable", "err=\"%s\" state=\"%s\"", strerror(-r->uevent_fd),
 			 "RDMA devices that come without a netdev event are found at the rescan interval");
