@@ -160,6 +160,14 @@ static int take_allocation(struct json_object *alloc, struct cni_result *res, st
 	return 0;
 }
 
+/* An agent that answered before the allocation was durable says so. */
+static bool allocation_is_durable(struct json_object *alloc)
+{
+	struct json_object *v;
+
+	return !json_object_object_get_ex(alloc, "durable", &v) || json_object_get_boolean(v);
+}
+
 static bool allocation_is_new(struct json_object *alloc)
 {
 	struct json_object *ips = jarray(alloc, "ips");
@@ -325,6 +333,37 @@ static int datapath_attach_send(const struct netconf *nc, const struct cni_env *
 	return err;
 }
 
+/* Has the agent hook the NIC's device for the eBPF datapath (agent op
+ * datapath.prepare) while it makes the addresses durable: the hooks are most
+ * of an attach's time, and need no address. */
+static void datapath_prepare_send(const struct netconf *nc, const struct cni_env *env,
+				  const struct cni_result *res, struct ctl_conn **conn)
+{
+	struct json_object *args = key_args(nc, env);
+	struct cni_error ignored;
+
+	json_object_object_add(args, "netns", json_object_new_string(env->netns));
+	json_object_object_add(args, "ifindex", json_object_new_int(res->ifindex));
+	if (agent_send(nc, "datapath.prepare", args, conn, &ignored))
+		*conn = NULL;
+	json_object_put(args);
+}
+
+/* Collects the answer of a call sent with agent_send() whose outcome
+ * changes nothing for the caller.  The prepare's is collected before the
+ * attach's answer is used or the ADD rolls back, so that nothing it made
+ * comes after its undoing; whatever its outcome, the attach makes what is
+ * missing (and says when it can't). */
+static void agent_finish_quietly(const struct netconf *nc, const char *op, struct ctl_conn **conn)
+{
+	struct json_object *out = NULL;
+	struct cni_error ignored;
+
+	if (*conn && !agent_receive(nc, op, *conn, &out, &ignored))
+		json_object_put(out);
+	*conn = NULL;
+}
+
 /* A node that runs without the datapath (datapath.enabled false) says so,
  * and that is fine. */
 static int datapath_attach_finish(const struct netconf *nc, const struct cni_env *env,
@@ -482,6 +521,9 @@ static struct json_object *allocate_args(const struct netconf *nc, const struct 
 	json_object_object_add(args, "podNamespace", json_object_new_string(env->pod_namespace));
 	json_object_object_add(args, "podName", json_object_new_string(env->pod_name));
 	json_object_object_add(args, "podUID", json_object_new_string(env->pod_uid));
+	/* The allocation is made durable (ipam.sync) while the pod side is
+	 * configured with it, not before. */
+	json_object_object_add(args, "deferSync", json_object_new_boolean(true));
 	json_object_object_add(pools, "ipv4", names_array(nc->pools_v4, nc->npools_v4));
 	json_object_object_add(pools, "ipv6", names_array(nc->pools_v6, nc->npools_v6));
 	json_object_object_add(args, "pools", pools);
@@ -532,7 +574,8 @@ int cmd_add(const struct netconf *nc, const struct cni_env *env, struct json_obj
 	struct nl_sock *host = NULL, *pod = NULL;
 	struct master_info m;
 	struct json_object *args, *alloc = NULL;
-	struct ctl_conn *conn = NULL;
+	struct ctl_conn *conn = NULL, *prepared = NULL, *synced = NULL;
+	struct json_object *sync_out = NULL;
 	struct cni_result res = { 0 };
 	struct cni_error link_err = { 0 }, prep_err = { 0 };
 	unsigned char mac[6];
@@ -570,6 +613,8 @@ int cmd_add(const struct netconf *nc, const struct cni_env *env, struct json_obj
 			prep = cni_fail(&prep_err, CNI_ERR_IO, "netlink unavailable in the pod", NULL);
 		if (!prep)
 			prep = prepare_pod_side(env, pod, &res, &prep_err);
+		if (!prep)
+			datapath_prepare_send(nc, env, &res, &prepared);
 	}
 	err = agent_receive(nc, "ipam.allocate", conn, &alloc, e);
 	if (err) {
@@ -586,11 +631,14 @@ int cmd_add(const struct netconf *nc, const struct cni_env *env, struct json_obj
 		goto rollback;
 	}
 	err = take_allocation(alloc, &res, e);
+	if (!err && !allocation_is_durable(alloc))
+		err = agent_send(nc, "ipam.sync", NULL, &synced, e);
 	if (err)
 		goto rollback;
 	snprintf(res.ifname, sizeof(res.ifname), "%s", env->ifname);
 	snprintf(res.sandbox, sizeof(res.sandbox), "%s", env->netns);
 	err = configure_pod_side(nc, env, pod, mac_from_prefix(nc, &res, mac) ? mac : NULL, &res, e);
+	agent_finish_quietly(nc, "datapath.prepare", &prepared);
 	if (err)
 		goto rollback;
 	netns_enter(ns.host_fd);
@@ -601,11 +649,21 @@ int cmd_add(const struct netconf *nc, const struct cni_env *env, struct json_obj
 		if (err)
 			goto rollback;
 	}
+	/* Nobody outside the node hears of an address before it is durable. */
+	if (synced) {
+		err = agent_receive(nc, "ipam.sync", synced, &sync_out, e);
+		synced = NULL;
+		json_object_put(sync_out);
+		if (err)
+			goto rollback;
+	}
 	*out = cni_result_json(nc->cni_version, &res);
 	err = 0;
 	goto out;
 
 rollback:
+	agent_finish_quietly(nc, "datapath.prepare", &prepared);
+	agent_finish_quietly(nc, "ipam.sync", &synced);
 	if (created && (in_pod || !netns_enter(ns.pod_fd))) {
 		if (pod || !nl_route_open(&pod))
 			link_delete(pod, env->ifname);

@@ -42,6 +42,15 @@ tap_ok "pools: a human table" sh -c "$LAB_BUILD/railnetctl --socket $sock pools 
 tap_ok "allocations lists the pod's NIC" sh -c "$LAB_BUILD/railnetctl --socket $sock allocations --pool gpu1-net11 | grep -E '172.16.11.21 .* default/pod-1'"
 
 err_of() { ctl call "$@" 2>&1 >/dev/null | sed -n 's/.*(\([a-z_]*\))$/\1/p'; }
+tap_eq "allocate answers once the allocation is durable" "true" \
+	"$(ctl call ipam.allocate "$args" | jq -r .durable)"
+deferred='{"network":"gpu1-macvlan","containerID":"c-deferred","ifName":"net1","deferSync":true,"pools":{"ipv4":["gpu1-net11"]}}'
+tap_eq "with deferSync it answers before, and says so" "false 172.16.11.22/24" \
+	"$(ctl call ipam.allocate "$deferred" | jq -r '"\(.durable) \(.ips[0].address)"')"
+tap_eq "ipam.sync answers once it is durable" "true" "$(ctl call ipam.sync | jq -r .durable)"
+tap_eq "deferSync must be a boolean: bad_request" "bad_request" \
+	"$(err_of ipam.allocate "$(jq -c '.deferSync = "yes"' <<<"$deferred")")"
+ctl call ipam.release '{"network":"gpu1-macvlan","containerID":"c-deferred","ifName":"net1"}' >/dev/null
 tap_eq "unknown pool: unknown_pool" "unknown_pool" \
 	"$(err_of ipam.allocate '{"network":"n","containerID":"c","ifName":"net1","pools":{"ipv4":["nope"]}}')"
 tap_eq "get of nothing: not_found" "not_found" \

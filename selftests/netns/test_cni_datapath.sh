@@ -76,6 +76,43 @@ tap_eq "... it was made, then removed" "$((attached + 1)) $((detached + 1))" \
 lab_in "$(lab_rail_ns)" ip addr add "$(lab_gw4 2)/24" dev br-r2
 lab_cni 1 1 net2 DEL "$(dp_conf 2 1)" >/dev/null
 
+# The agent hooks a NIC's device while it makes the NIC's addresses durable
+# (datapath.prepare); an ADD that fails between the two leaves no hook.
+lab_pod_add 1 4
+lab_in "$(lab_pod_ns 1 4)" ip link add net1 link eth0 type macvlan mode bridge
+prep="{$(dp_key 1 4 1),\"netns\":\"/var/run/netns/$(lab_pod_ns 1 4)\"}"
+filters() { # <dev> <ingress|egress>
+	lab_in "$(lab_pod_ns 1 4)" tc filter show dev "$1" "$2" | grep -c direct-action
+}
+tap_eq "datapath.prepare hooks a NIC that has no entry yet" "true" \
+	"$(railnetctl_n 1 call datapath.prepare "$prep" | jq -r .prepared)"
+tap_eq "... its ingress and egress, and the pod's eth0" "1 1 1" \
+	"$(filters net1 ingress) $(filters net1 egress) $(filters eth0 egress)"
+tap_eq "... with no entry" "0" "$(entries pod-1-4)"
+tap_eq "datapath.detach of its key removes the hooks" "true" \
+	"$(railnetctl_n 1 call datapath.detach "{$(dp_key 1 4 1)}" | jq -r .detached)"
+tap_eq "... all three" "0 0 0" "$(filters net1 ingress) $(filters net1 egress) $(filters eth0 egress)"
+lab_in "$(lab_pod_ns 1 4)" ip link del net1
+
+# ADD answers only once its allocation is durable: the agent answers the
+# allocation early (deferSync) and ipam.sync makes it so.  A sync that fails
+# fails the ADD, and rolls it all back.
+proxy=$LAB_DIR/ctl-proxy.sock
+/usr/bin/python3 "$(dirname "$0")/../lib/ctl_proxy.py" "$proxy" "$(agent_sock 1)" ipam.sync &
+proxy_pid=$!
+for ((i = 0; i < 100; i++)); do [ -S "$proxy" ] && break; sleep 0.05; done
+out=$(lab_cni 1 4 net1 ADD "$(dp_conf 1 1 | jq -c --arg s "$proxy" '. + {socket: $s}')")
+kill "$proxy_pid"
+tap_eq "an allocation that is not made durable fails the ADD (error 106)" "106" "$(code <<<"$out")"
+tap_ok "... saying why" grep -q "injected by ctl_proxy" <<<"$out"
+tap_eq "... and leaves no link" "" "$(lab_in "$(lab_pod_ns 1 4)" ip -o link show net1 2>/dev/null)"
+tap_eq "... no allocation" "" "$(railnetctl_n 1 allocations | grep pod-1-4)"
+tap_eq "... no datapath entry" "0" "$(entries pod-1-4)"
+tap_eq "... and no hook on the pod's eth0" "0" "$(filters eth0 egress)"
+tap_ok "the same ADD straight to the agent succeeds" lab_cni 1 4 net1 ADD "$(dp_conf 1 1)"
+lab_cni 1 4 net1 DEL "$(dp_conf 1 1)" >/dev/null
+lab_pod_del 1 4
+
 # GC: what is not listed goes, entry and all.
 lab_pod_add 1 2
 lab_cni 1 1 net1 ADD "$(dp_conf 1 1)" >/dev/null

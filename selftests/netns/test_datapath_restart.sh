@@ -34,6 +34,17 @@ for ((r = 1; r <= RAILS; r++)); do
 done
 bpffs=$(lab_node_dir 1)/bpffs
 
+# A NIC hooked ahead of its attach (datapath.prepare) and then given up:
+# its tcx links go with a detach of its key.
+pins=$(ls "$bpffs/links" | wc -l)
+lab_in "$(lab_pod_ns 1 1)" ip link add netx link eth0 type macvlan mode bridge
+prep='"network":"prep","containerID":"prep","ifName":"netx"'
+railnetctl_n 1 call datapath.prepare "{$prep,\"netns\":\"/var/run/netns/$(lab_pod_ns 1 1)\"}" >/dev/null
+tap_eq "datapath.prepare pins the NIC's two tcx links" "$((pins + 2))" "$(ls "$bpffs/links" | wc -l)"
+railnetctl_n 1 call datapath.detach "{$prep}" >/dev/null
+tap_eq "... and a detach of its key unpins them" "$pins" "$(ls "$bpffs/links" | wc -l)"
+lab_in "$(lab_pod_ns 1 1)" ip link del netx
+
 # 100 pps from the peer's NIC on the other rail to pod 1/1's net$r, for 3 s:
 # every reply needs the return path.
 pings_start() {

@@ -47,6 +47,20 @@ static const char *arg_str(struct json_object *args, const char *key, bool requi
 	return json_object_get_string(v);
 }
 
+/* An optional boolean argument: false when absent. */
+static bool arg_bool(struct json_object *args, const char *key, struct ctl_error *err, int *ret)
+{
+	struct json_object *v;
+
+	if (!json_object_object_get_ex(args, key, &v) || json_object_is_type(v, json_type_null))
+		return false;
+	if (!json_object_is_type(v, json_type_boolean)) {
+		*ret = ctl_fail(err, CTL_ERR_BAD_REQUEST, -EINVAL, "%s must be a boolean", key);
+		return false;
+	}
+	return json_object_get_boolean(v);
+}
+
 static int parse_key(struct json_object *args, struct ipam_key *key, struct ctl_error *err)
 {
 	int ret = 0;
@@ -167,6 +181,8 @@ static int op_ipam_allocate(struct agent *agent, struct json_object *args,
 	if (!ret)
 		req.pod_uid = arg_str(args, "podUID", false, err, &ret);
 	if (!ret)
+		req.defer_sync = arg_bool(args, "deferSync", err, &ret);
+	if (!ret)
 		ret = parse_pool_names(args, &req, err);
 	if (!ret) {
 		nic_teardown_wait(agent->teardown, &req.key);
@@ -179,11 +195,27 @@ static int op_ipam_allocate(struct agent *agent, struct json_object *args,
 		} else {
 			mark_probed(agent, args, leases, n);
 			leases_to_result(agent, leases, n, result);
+			json_object_object_add(result, "durable",
+					       json_object_new_boolean(!req.defer_sync));
 		}
 	}
 	free(req.pools_v4);
 	free(req.pools_v6);
 	return ret;
+}
+
+/* The second half of a deferSync allocation. */
+static int op_ipam_sync(struct agent *agent, struct json_object *args, struct json_object *result,
+			struct ctl_error *err)
+{
+	int ret = ipam_sync(agent->ipam);
+
+	(void)args;
+	if (ret)
+		return ctl_fail(err, CTL_ERR_INTERNAL, ret, "cannot make the allocations durable: %s",
+				strerror(-ret));
+	json_object_object_add(result, "durable", json_object_new_boolean(true));
+	return 0;
 }
 
 static int op_ipam_get(struct agent *agent, struct json_object *args, struct json_object *result,
@@ -423,6 +455,7 @@ static const struct ctl_op ctl_ops[] = {
 	{ "rdma.detach", op_rdma_detach },
 	{ "rdma.status", op_rdma_status },
 	{ "ipam.allocate", op_ipam_allocate },
+	{ "ipam.sync", op_ipam_sync },
 	{ "ipam.release", op_ipam_release },
 	{ "ipam.get", op_ipam_get },
 	{ "ipam.gc", op_ipam_gc },
@@ -430,6 +463,7 @@ static const struct ctl_op ctl_ops[] = {
 	{ "ipam.allocations", op_ipam_allocations },
 	{ "status", op_status },
 	{ "nic.delete", op_nic_delete },
+	{ "datapath.prepare", datapath_op_prepare },
 	{ "datapath.attach", datapath_op_attach },
 	{ "datapath.detach", datapath_op_detach },
 	{ "datapath.get", datapath_op_get },

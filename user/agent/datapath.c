@@ -70,6 +70,24 @@ struct dp_entry {
 	struct rn_nic nic;
 };
 
+/* A NIC hooked ahead of its attach (datapath.prepare): its programs are on
+ * the device while IPAM makes its addresses durable, and its attach has only
+ * the maps left to fill.  Not an entry - nothing is published or recorded;
+ * the attach takes its hooks over, a detach of its key removes them. */
+struct dp_prehook {
+	bool used;
+	bool eth0; /* the pod's eth0 egress was hooked with it */
+	enum dp_attach_mode mode;
+	__u64 netns;
+	int ifindex, eth0_ifindex;
+	__u64 at_ns; /* the oldest gives way when all are in use */
+	char ifname[IFNAMSIZ];
+	char network[128], container_id[128], netns_path[256];
+};
+
+/* ADDs in flight at once, each between its prepare and its attach. */
+#define DP_PREHOOKS 16
+
 struct datapath {
 	struct datapath_config cfg;
 	char *bpffs;
@@ -84,6 +102,7 @@ struct datapath {
 	pthread_mutex_t lock; /* entries and the maps' content */
 	struct dp_entry *entries[RN_MAX_NICS];
 	size_t nentries;
+	struct dp_prehook prehooks[DP_PREHOOKS];
 
 	pthread_t prober;
 	bool prober_running, stopping;
@@ -262,6 +281,7 @@ static int in_netns(const char *path, int (*fn)(void *arg), void *arg)
 struct pod_probe {
 	const char *ifname;
 	int want_ifindex;
+	bool keep_rp_filter; /* a prepare: its attach sets it */
 	__u64 netns;
 	int ifindex, eth0_ifindex;
 	__u8 mac[6];
@@ -295,7 +315,7 @@ static int pod_probe_fn(void *arg)
 	/* Replies from other rails' subnets arrive on this NIC while the
 	 * main table routes their sources by eth0: loose reverse-path check. */
 	snprintf(path, sizeof(path), "net/ipv4/conf/%s/rp_filter", pp->ifname);
-	if (!err)
+	if (!err && !pp->keep_rp_filter)
 		err = sysctl_write(path, "2");
 	return err;
 }
@@ -333,14 +353,24 @@ static int hook_fn(void *arg)
 	int n = job->eth0 && e->eth0_ifindex ? 3 : 2, err = 0;
 	char pin[512];
 
+	/* The devices' qdiscs before any filter: a clsact direction's first
+	 * filter waits for an RCU grace period since its qdisc was made
+	 * (expedited, an IPI to every CPU), and one such wait then covers
+	 * every qdisc made before it. */
+	for (int i = 0; job->attach && i < n; i++) {
+		if (i && hooks[i].ifindex == hooks[i - 1].ifindex)
+			continue;
+		err = dp_hook_prepare(e->mode, hooks[i].ifindex);
+		if (err)
+			return err;
+	}
 	for (int i = 0; i < n; i++) {
-		bool new_device = !i || hooks[i].ifindex != hooks[i - 1].ifindex;
-		int ret = 0;
+		int ret;
 
 		link_pin(dp, e->nic.netns, hooks[i].ifindex, hooks[i].hook, pin, sizeof(pin));
 		if (!job->attach)
 			ret = dp_hook_detach(e->mode, hooks[i].ifindex, hooks[i].hook, pin);
-		else if (!new_device || !(ret = dp_hook_prepare(e->mode, hooks[i].ifindex)))
+		else
 			ret = dp_hook_attach(e->mode, hooks[i].prog, hooks[i].ifindex, hooks[i].hook,
 					     pin);
 		if (ret && !err)
@@ -551,6 +581,55 @@ static const struct dp_entry *pod_other(const struct datapath *dp, const struct 
 static bool pod_has_other(const struct datapath *dp, const struct dp_entry *e)
 {
 	return pod_other(dp, e) != NULL;
+}
+
+/* --- hooks ahead of the attach (datapath.prepare) ----------------------- */
+
+static struct dp_prehook *prehook_find(struct datapath *dp, const char *network, const char *cid,
+				       const char *ifname)
+{
+	for (int i = 0; i < DP_PREHOOKS; i++) {
+		struct dp_prehook *p = &dp->prehooks[i];
+
+		if (p->used && !strcmp(p->network, network) && !strcmp(p->container_id, cid) &&
+		    !strcmp(p->ifname, ifname))
+			return p;
+	}
+	return NULL;
+}
+
+/* A free slot, else the oldest: its hooks stay on its device, for its
+ * attach to make again (hooking is idempotent) or to go with the device. */
+static struct dp_prehook *prehook_slot(struct datapath *dp)
+{
+	struct dp_prehook *oldest = &dp->prehooks[0];
+
+	for (int i = 0; i < DP_PREHOOKS; i++) {
+		if (!dp->prehooks[i].used)
+			return &dp->prehooks[i];
+		if (dp->prehooks[i].at_ns < oldest->at_ns)
+			oldest = &dp->prehooks[i];
+	}
+	return oldest;
+}
+
+/* @p as the entry that hook_fn() and hooks_apply() take. */
+static void prehook_as_entry(const struct dp_prehook *p, struct dp_entry *e)
+{
+	memset(e, 0, sizeof(*e));
+	e->netns_path = p->netns_path;
+	snprintf(e->ifname, sizeof(e->ifname), "%s", p->ifname);
+	e->mode = p->mode;
+	e->nic.netns = p->netns;
+	e->nic.ifindex = (__u32)p->ifindex;
+	e->eth0_ifindex = p->eth0_ifindex;
+}
+
+/* Is @p on the device that @e attaches? */
+static bool prehook_matches(const struct dp_prehook *p, const struct dp_entry *e)
+{
+	return p->netns == e->nic.netns && p->ifindex == (int)e->nic.ifindex &&
+	       (p->netns || !strcmp(p->netns_path, e->netns_path));
 }
 
 /* --- open / close ------------------------------------------------------- */
@@ -1200,6 +1279,8 @@ static int attach_in_pod(void *arg)
 	struct datapath *dp = job->dp;
 	struct dp_entry *req = job->req, *old;
 	const struct dp_entry *sibling;
+	struct dp_prehook *pre;
+	bool prehooked = false; /* its hooks are in place already */
 	int ret = pod_probe_fn(&job->pp);
 
 	if (ret)
@@ -1217,6 +1298,15 @@ static int attach_in_pod(void *arg)
 	req->id = old ? old->id : free_id(dp);
 	sibling = old ? old : pod_other(dp, req);
 	req->mode = sibling ? sibling->mode : dp->mode;
+	pre = prehook_find(dp, req->network, req->container_id, req->ifname);
+	if (pre) {
+		/* A re-attach refreshes all its hooks, whatever was prepared. */
+		if (!old && prehook_matches(pre, req)) {
+			prehooked = pre->eth0 || sibling;
+			req->mode = pre->mode;
+		}
+		pre->used = false;
+	}
 	if (!req->id) {
 		ret = ctl_fail(job->err, CTL_ERR_INTERNAL, -ENOSPC, "all %d datapath slots are in use",
 			       RN_MAX_NICS - 1);
@@ -1232,7 +1322,7 @@ static int attach_in_pod(void *arg)
 	/* The pod's eth0 hook came with its first NIC: a NIC of a pod that
 	 * has one attached already needs only its own (a re-attach refreshes
 	 * all). */
-	if (!ret)
+	if (!ret && !prehooked)
 		ret = hooks_here(dp, req, true, old || !sibling);
 	if (!ret)
 		ret = record_save(dp, req);
@@ -1258,6 +1348,98 @@ static int attach_in_pod(void *arg)
 unlock:
 	flock(dp->bpffs_fd, LOCK_UN);
 	pthread_mutex_unlock(&dp->lock);
+	return ret;
+}
+
+struct prepare_job {
+	struct datapath *dp;
+	struct dp_prehook pre;
+	struct pod_probe pp;
+	struct json_object *result;
+	struct ctl_error *err;
+};
+
+/* In the pod's netns: the NIC's hooks (and eth0's with the pod's first),
+ * unless the NIC is attached already - its attach refreshes them. */
+static int prepare_in_pod(void *arg)
+{
+	struct prepare_job *job = arg;
+	struct dp_prehook *pre = &job->pre;
+	struct datapath *dp = job->dp;
+	const struct dp_entry *sibling;
+	bool hooked = false;
+	struct dp_entry as;
+	int ret = pod_probe_fn(&job->pp);
+
+	pre->netns = job->pp.netns;
+	pre->ifindex = job->pp.ifindex;
+	pre->eth0_ifindex = job->pp.eth0_ifindex;
+	prehook_as_entry(pre, &as);
+	if (ret)
+		return probe_failed(&as, ret, job->err);
+
+	pthread_mutex_lock(&dp->lock);
+	flock(dp->bpffs_fd, LOCK_EX);
+	if (find_entry(dp, pre->network, pre->container_id, pre->ifname))
+		goto unlock;
+	sibling = pod_other(dp, &as);
+	pre->mode = as.mode = sibling ? sibling->mode : dp->mode;
+	pre->eth0 = !sibling;
+	ret = hooks_here(dp, &as, true, pre->eth0);
+	if (ret) {
+		ctl_fail(job->err, CTL_ERR_INTERNAL, ret, "hooking %s in %s: %s", pre->ifname,
+			 pre->netns_path, strerror(-ret));
+		hooks_here(dp, &as, false, pre->eth0);
+		goto unlock;
+	}
+	pre->used = true;
+	pre->at_ns = now_ns();
+	*(prehook_find(dp, pre->network, pre->container_id, pre->ifname) ?: prehook_slot(dp)) =
+		*pre;
+	hooked = true;
+unlock:
+	flock(dp->bpffs_fd, LOCK_UN);
+	pthread_mutex_unlock(&dp->lock);
+	json_object_object_add(job->result, "prepared", json_object_new_boolean(hooked));
+	if (hooked)
+		json_object_object_add(job->result, "hooks",
+				       json_object_new_string(mode_name(pre->mode)));
+	return ret;
+}
+
+int datapath_op_prepare(struct agent *agent, struct json_object *args, struct json_object *result,
+			struct ctl_error *err)
+{
+	struct prepare_job job = { .result = result, .err = err };
+	struct dp_prehook *pre = &job.pre;
+	struct json_object *v;
+	struct dp_text t;
+	int ret = 0;
+
+	job.dp = datapath_of(agent, err, &ret);
+	if (!ret)
+		ret = parse_key(args, &t, pre->ifname, err);
+	if (!ret)
+		ret = arg_string(args, "netns", true, pre->netns_path, sizeof(pre->netns_path), err);
+	if (!ret && json_object_object_get_ex(args, "ifindex", &v)) {
+		if (!json_object_is_type(v, json_type_int) || json_object_get_int(v) <= 0)
+			ret = ctl_fail(err, CTL_ERR_BAD_REQUEST, -EINVAL,
+				       "ifindex must be a positive integer");
+		job.pp.want_ifindex = json_object_get_int(v);
+	}
+	if (ret)
+		return ret;
+	snprintf(pre->network, sizeof(pre->network), "%s", t.network);
+	snprintf(pre->container_id, sizeof(pre->container_id), "%s", t.container_id);
+	job.pp.ifname = pre->ifname;
+	job.pp.keep_rp_filter = true;
+	ret = in_netns(pre->netns_path, prepare_in_pod, &job);
+	if (ret && !err->code[0]) { /* the netns did not open */
+		struct dp_entry as;
+
+		prehook_as_entry(pre, &as);
+		probe_failed(&as, ret, err);
+	}
 	return ret;
 }
 
@@ -1327,7 +1509,9 @@ static int keyed_request(struct agent *agent, struct json_object *args, struct d
 bool datapath_detach(struct datapath *dp, const char *network, const char *container_id,
 		     const char *ifname)
 {
-	struct dp_entry *e;
+	struct dp_entry *e, as;
+	struct dp_prehook *pre;
+	int err;
 
 	pthread_mutex_lock(&dp->lock);
 	flock(dp->bpffs_fd, LOCK_EX);
@@ -1338,9 +1522,19 @@ bool datapath_detach(struct datapath *dp, const char *network, const char *conta
 			 e->pod_name, e->ifname, e->id);
 		entry_free(e);
 	}
+	pre = prehook_find(dp, network, container_id, ifname);
+	if (pre && !e) { /* an ADD rolled back between its prepare and its attach */
+		prehook_as_entry(pre, &as);
+		err = hooks_apply(dp, &as, false, pre->eth0 && !pod_has_other(dp, &as));
+		if (err)
+			log_warn("datapath_unprepare_failed", "netns=%s ifname=%s err=\"%s\"",
+				 pre->netns_path, pre->ifname, strerror(-err));
+	}
+	if (pre)
+		pre->used = false;
 	flock(dp->bpffs_fd, LOCK_UN);
 	pthread_mutex_unlock(&dp->lock);
-	return e != NULL;
+	return e || pre;
 }
 
 int datapath_op_detach(struct agent *agent, struct json_object *args, struct json_object *result,

@@ -54,6 +54,8 @@ bool datapath_detach(struct datapath *dp, const char *network, const char *conta
 		     const char *ifname);
 
 /* Control ops (docs/protocol.md). */
+int datapath_op_prepare(struct agent *agent, struct json_object *args, struct json_object *result,
+			struct ctl_error *err);
 int datapath_op_attach(struct agent *agent, struct json_object *args, struct json_object *result,
 		       struct ctl_error *err);
 int datapath_op_detach(struct agent *agent, struct json_object *args, struct json_object *result,

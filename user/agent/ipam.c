@@ -1764,8 +1764,8 @@ int ipam_allocate(struct ipam *ipam, const struct ipam_request *req, struct ipam
 	}
 	pthread_mutex_unlock(&ipam->lock);
 
-	/* Durable before anyone hears of it. */
-	sync_err = seq ? ipam->store->ops->sync(ipam->store, seq) : 0;
+	/* Durable before anyone hears of it (or the caller's to make so). */
+	sync_err = seq && !req->defer_sync ? ipam->store->ops->sync(ipam->store, seq) : 0;
 	if (sync_err && !err) {
 		*kind = IPAM_ERR_STORE;
 		snprintf(errbuf, errlen, "cannot make the allocation durable: %s", strerror(-sync_err));
@@ -1783,6 +1783,11 @@ int ipam_allocate(struct ipam *ipam, const struct ipam_request *req, struct ipam
 			 ipaddr_str(&leases[i].addr, buf), req->pod_namespace ? req->pod_namespace : "",
 			 req->pod_name ? req->pod_name : "");
 	return 0;
+}
+
+int ipam_sync(struct ipam *ipam)
+{
+	return ipam->store->ops->sync(ipam->store, STORE_SEQ_WRITTEN);
 }
 
 int ipam_get(struct ipam *ipam, const struct ipam_key *key, struct ipam_lease *leases,

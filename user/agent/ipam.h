@@ -64,6 +64,9 @@ struct ipam_request {
 	size_t npools_v4;
 	const char **pools_v6;
 	size_t npools_v6;
+	/* Answer before the allocation is durable; the caller makes it so
+	 * with ipam_sync() before it tells anyone outside the node. */
+	bool defer_sync;
 };
 
 struct ipam_lease {
@@ -121,6 +124,8 @@ int ipam_reconfigure(struct ipam *ipam, const struct ipam_config *cfg, char *err
  * errno, *kind and @errbuf for the operator; nothing stays allocated. */
 int ipam_allocate(struct ipam *ipam, const struct ipam_request *req, struct ipam_lease *leases,
 		  size_t *nleases, enum ipam_error *kind, char *errbuf, size_t errlen);
+/* Returns once everything IPAM has recorded so far is durable. */
+int ipam_sync(struct ipam *ipam);
 /* True when ipam_allocate(@req) would fail only because its pools are full. */
 bool ipam_would_exhaust(struct ipam *ipam, const struct ipam_request *req);
 /* Leases held for @key (0 of them: -ENOENT). */
