@@ -135,6 +135,14 @@ static __always_inline __u64 netns_of(struct __sk_buff *skb, bool btf)
  * a byte at a time. */
 #define ALIGNED(p, n) __builtin_assume_aligned(p, n)
 
+/* An IPv4 address field of rn_nic as one word.  A memcpy from it, even
+ * with ALIGNED, can come out as four byte loads where the compiler lost
+ * track of the alignment (owns(), unrolled per bucket way). */
+static __always_inline __u32 word4(const __u8 *field)
+{
+	return *(const __u32 *)ALIGNED(field, 4);
+}
+
 /* An IPv6 address of a packet as two words.  8-aligned as the kernel
  * counts packet alignment (NET_IP_ALIGN before the Ethernet header, which
  * the verifier assumes too), and x86 and arm64 load unaligned words anyway. */
@@ -159,12 +167,8 @@ static __always_inline bool owns(const struct rn_nic *nic, const struct src *s)
 
 	if (nic->netns != s->netns)
 		return false;
-	if (s->family == RN_FAM_V4) {
-		__u32 a4;
-
-		__builtin_memcpy(&a4, ALIGNED(nic->addr4, 4), 4);
-		return (nic->flags & RN_NIC_V4) && a4 == s->a0;
-	}
+	if (s->family == RN_FAM_V4)
+		return (nic->flags & RN_NIC_V4) && word4(nic->addr4) == s->a0;
 	__builtin_memcpy(&n0, ALIGNED(nic->addr6, 8), 8);
 	__builtin_memcpy(&n1, ALIGNED(nic->addr6 + 8, 8), 8);
 	return (nic->flags & RN_NIC_V6) && n0 == s->a0 && n1 == s->a1;
@@ -275,17 +279,21 @@ static __always_inline bool in_subnet6(__u64 a0, __u64 a1, const __u8 *own, __u3
 	       !((a1 ^ o1) & bpf_cpu_to_be64(plen >= 128 ? ~0ull : ~0ull << (128 - plen)));
 }
 
-/* @b: a MAC in a map value (8-aligned). */
+/* @a: a MAC in a frame (2-aligned: loaded unaligned, as set_mac() stores);
+ * @b: one in a map value (8-aligned). */
 static __always_inline bool mac_equal(const __u8 *a, const __u8 *b)
 {
-	__u32 a4, b4;
-	__u16 a2, b2;
+	return *(const __u32 *)a == *(const __u32 *)ALIGNED(b, 8) &&
+	       *(const __u16 *)(a + 4) == *(const __u16 *)ALIGNED(b + 4, 4);
+}
 
-	__builtin_memcpy(&a4, a, 4);
-	__builtin_memcpy(&b4, ALIGNED(b, 8), 4);
-	__builtin_memcpy(&a2, a + 4, 2);
-	__builtin_memcpy(&b2, ALIGNED(b + 4, 4), 2);
-	return a4 == b4 && a2 == b2;
+/* A MAC from a map value (8-aligned) into a frame, as a word and a half:
+ * a packet is only 2-aligned, and x86 and arm64 store unaligned anyway (the
+ * verifier allows it where the CPU does). */
+static __always_inline void set_mac(__u8 *dst, const __u8 *src)
+{
+	*(__u32 *)dst = *(const __u32 *)ALIGNED(src, 8);
+	*(__u16 *)(dst + 4) = *(const __u16 *)ALIGNED(src + 4, 4);
 }
 
 /* bpf_redirect_neigh() to NIC k with our next hop: the destination on NIC
@@ -309,7 +317,7 @@ static __always_inline long redirect_neigh(struct __sk_buff *skb, const struct r
 		if (onlink)
 			nh.ipv4_nh = (__u32)d0;
 		else
-			__builtin_memcpy(&nh.ipv4_nh, ALIGNED(nic->gw4, 4), 4);
+			nh.ipv4_nh = word4(nic->gw4);
 	}
 	/* The packet still holds the route the main table chose (eth0's, or
 	 * another NIC's).  If NIC k's neighbour is unresolved the packet
@@ -343,8 +351,8 @@ static __always_inline int redirect_to(struct __sk_buff *skb, const struct rn_ni
 		struct ethhdr *eth = data;
 
 		if (gw && gw->mac_valid && (void *)(eth + 1) <= end) {
-			__builtin_memcpy(eth->h_dest, ALIGNED(gw->mac, 8), ETH_ALEN);
-			__builtin_memcpy(eth->h_source, ALIGNED(nic->mac, 8), ETH_ALEN);
+			set_mac(eth->h_dest, gw->mac);
+			set_mac(eth->h_source, nic->mac);
 			ret = bpf_redirect(nic->ifindex, 0);
 			if (st && ret == TC_ACT_REDIRECT)
 				st->redirects_fast++;
@@ -370,49 +378,17 @@ out:
 	return TC_ACT_REDIRECT;
 }
 
-static __always_inline int egress(struct __sk_buff *skb, bool btf)
+/* The rest of egress, for source @s (its family a constant where this is
+ * inlined, so that each family's lookup compares only its own words). */
+static __always_inline int egress_from(struct __sk_buff *skb, bool btf, struct src *s, __u64 d0,
+				       __u64 d1)
 {
-	void *data = (void *)(long)skb->data, *end = (void *)(long)skb->data_end;
-	struct ethhdr *eth = data;
-	struct src s;
 	struct rn_nic *nic = NULL;
 	struct rn_stats *st;
-	__u64 d0, d1 = 0;
 	__u32 id;
 
-	if ((void *)(eth + 1) > end || skb->vlan_present)
-		return TC_ACT_UNSPEC;
-	if (eth->h_proto == bpf_htons(ETH_P_IP)) {
-		struct iphdr *ip = (void *)(eth + 1);
-
-		if ((void *)(ip + 1) > end || ip->version != 4 || ip->ihl < 5)
-			return TC_ACT_UNSPEC;
-		s.family = RN_FAM_V4;
-		s.a0 = ip->saddr;
-		s.a1 = 0;
-		d0 = ip->daddr;
-	} else if (eth->h_proto == bpf_htons(ETH_P_IPV6)) {
-		struct ipv6hdr *ip6 = (void *)(eth + 1);
-
-		if ((void *)(ip6 + 1) > end || ip6->version != 6)
-			return TC_ACT_UNSPEC;
-		if (ip6->nexthdr == IPPROTO_ICMPV6_NR) {
-			struct icmp6hdr *icmp = (void *)(ip6 + 1);
-
-			/* ND (133..137) is the neighbour layer's own. */
-			if ((void *)(icmp + 1) > end ||
-			    (icmp->icmp6_type >= NDISC_ROUTER_SOLICITATION &&
-			     icmp->icmp6_type <= NDISC_REDIRECT))
-				return TC_ACT_UNSPEC;
-		}
-		s.family = RN_FAM_V6;
-		load6(&ip6->saddr, &s.a0, &s.a1);
-		load6(&ip6->daddr, &d0, &d1);
-	} else {
-		return TC_ACT_UNSPEC;
-	}
-	s.netns = netns_of(skb, btf);
-	id = owner_of(&s, &nic);
+	s->netns = netns_of(skb, btf);
+	id = owner_of(s, &nic);
 	if (!id || !nic)
 		return TC_ACT_UNSPEC;
 	st = bpf_map_lookup_elem(&rn_stats_v2, &id);
@@ -430,7 +406,53 @@ static __always_inline int egress(struct __sk_buff *skb, bool btf)
 		}
 		return TC_ACT_UNSPEC;
 	}
-	return redirect_to(skb, nic, id, s.family == RN_FAM_V6, d0, d1, st);
+	return redirect_to(skb, nic, id, s->family == RN_FAM_V6, d0, d1, st);
+}
+
+static __always_inline int egress(struct __sk_buff *skb, bool btf)
+{
+	void *data = (void *)(long)skb->data, *end = (void *)(long)skb->data_end;
+	struct ethhdr *eth = data;
+	struct src s;
+	__u64 d0, d1;
+
+	if ((void *)(eth + 1) > end || skb->vlan_present)
+		return TC_ACT_UNSPEC;
+	if (eth->h_proto == bpf_htons(ETH_P_IP)) {
+		struct iphdr *ip = (void *)(eth + 1);
+		__u8 version_ihl;
+
+		if ((void *)(ip + 1) > end)
+			return TC_ACT_UNSPEC;
+		/* One load for both bitfields (clang reads each on its own). */
+		version_ihl = *(__u8 *)ip;
+		if (version_ihl >> 4 != 4 || (version_ihl & 0xf) < 5)
+			return TC_ACT_UNSPEC;
+		s.family = RN_FAM_V4;
+		s.a0 = ip->saddr;
+		s.a1 = 0;
+		return egress_from(skb, btf, &s, ip->daddr, 0);
+	}
+	if (eth->h_proto == bpf_htons(ETH_P_IPV6)) {
+		struct ipv6hdr *ip6 = (void *)(eth + 1);
+
+		if ((void *)(ip6 + 1) > end || ip6->version != 6)
+			return TC_ACT_UNSPEC;
+		if (ip6->nexthdr == IPPROTO_ICMPV6_NR) {
+			struct icmp6hdr *icmp = (void *)(ip6 + 1);
+
+			/* ND (133..137) is the neighbour layer's own. */
+			if ((void *)(icmp + 1) > end ||
+			    (icmp->icmp6_type >= NDISC_ROUTER_SOLICITATION &&
+			     icmp->icmp6_type <= NDISC_REDIRECT))
+				return TC_ACT_UNSPEC;
+		}
+		s.family = RN_FAM_V6;
+		load6(&ip6->saddr, &s.a0, &s.a1);
+		load6(&ip6->daddr, &d0, &d1);
+		return egress_from(skb, btf, &s, d0, d1);
+	}
+	return TC_ACT_UNSPEC;
 }
 
 /* Records a frame from NIC @id's gateway: by its IP (ARP sender, IPv4/IPv6
@@ -451,24 +473,21 @@ static __always_inline void track_gateway(struct __sk_buff *skb, __u32 id,
 	if (eth->h_proto == bpf_htons(ETH_P_ARP)) {
 		struct arphdr *arp = (void *)(eth + 1);
 		__u8 *spa = (__u8 *)(arp + 1) + ETH_ALEN;
-		__u32 sender, gw4;
+		__u32 sender;
 
 		if ((void *)(spa + 4) > end || arp->ar_hln != ETH_ALEN || arp->ar_pln != 4)
 			return;
 		family = RN_FAM_V4;
 		__builtin_memcpy(&sender, spa, 4);
-		__builtin_memcpy(&gw4, ALIGNED(nic->gw4, 4), 4);
-		by_ip = (nic->flags & RN_NIC_GW4) && sender == gw4;
+		by_ip = (nic->flags & RN_NIC_GW4) && sender == word4(nic->gw4);
 		answer = arp->ar_op == bpf_htons(ARPOP_REPLY);
 	} else if (eth->h_proto == bpf_htons(ETH_P_IP)) {
 		struct iphdr *ip = (void *)(eth + 1);
-		__u32 gw4;
 
 		if ((void *)(ip + 1) > end || ip->version != 4)
 			return;
 		family = RN_FAM_V4;
-		__builtin_memcpy(&gw4, ALIGNED(nic->gw4, 4), 4);
-		by_ip = (nic->flags & RN_NIC_GW4) && ip->saddr == gw4;
+		by_ip = (nic->flags & RN_NIC_GW4) && ip->saddr == word4(nic->gw4);
 	} else if (eth->h_proto == bpf_htons(ETH_P_IPV6)) {
 		struct ipv6hdr *ip6 = (void *)(eth + 1);
 		__u64 s0, s1, g0, g1;

@@ -328,6 +328,9 @@ static int datapath_attach_send(const struct netconf *nc, const struct cni_env *
 	json_object_object_add(args, "podNamespace", json_object_new_string(env->pod_namespace));
 	json_object_object_add(args, "podName", json_object_new_string(env->pod_name));
 	json_object_object_add(args, "ifindex", json_object_new_int(res->ifindex));
+	/* With the ifindex, the NIC its prepare hooked: the agent need not
+	 * visit the pod's netns again. */
+	json_object_object_add(args, "mac", json_object_new_string(res->mac));
 	err = agent_send(nc, "datapath.attach", args, conn, e);
 	json_object_put(args);
 	return err;
@@ -428,8 +431,11 @@ static int configure_pod_side(const struct netconf *nc, const struct cni_env *en
 	char prefix[64], src[64];
 	unsigned char mac[6];
 
-	sysctl_ifset("ipv4/conf", env->ifname, "arp_notify", notify4);
-	sysctl_ifset("ipv6/conf", env->ifname, "ndisc_notify", notify6);
+	/* A family with no address has nothing to announce (and it is 0). */
+	if (first_ip(res, 4))
+		sysctl_ifset("ipv4/conf", env->ifname, "arp_notify", notify4);
+	if (first_ip(res, 6))
+		sysctl_ifset("ipv6/conf", env->ifname, "ndisc_notify", notify6);
 	if (want_mac) {
 		err = link_set_mac(pod, ifindex, want_mac);
 		if (err) {

@@ -3,7 +3,6 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
-#include <net/if.h>
 #include <netinet/icmp6.h>
 #include <poll.h>
 #include <stdbool.h>
@@ -19,7 +18,6 @@
 #include <netlink/socket.h>
 
 #include "common/addr_probe.h"
-#include "common/sysctl.h"
 #include "link.h"
 
 static long long now_ms(void)
@@ -128,19 +126,21 @@ static int neigh_msg(struct nl_msg *msg, void *arg)
 	return NL_OK;
 }
 
-/* The kernel resolves the gateway for us: RTM_NEWNEIGH with NTF_USE starts
- * its ARP/ND state machine (solicitations every retrans_time), and the
- * neighbour's updates arrive on RTNLGRP_NEIGH.  No packet socket: closing
- * one waits for an RCU grace period (~16 ms), longer than the whole ADD. */
+/* The kernel resolves the gateway for us: RTM_NEWNEIGH with NTF_USE sends
+ * a solicitation at once, and the neighbour's updates arrive on
+ * RTNLGRP_NEIGH.  A try that goes unanswered for @interval_ms deletes the
+ * unresolved neighbour, so that the next NTF_USE solicits again at once (the
+ * kernel's own retransmission waits retrans_time, 1 s).  No packet socket:
+ * closing one waits for an RCU grace period (~16 ms), longer than the whole
+ * ADD; and no sysctl to change and restore. */
 int probe_gateway(int ifindex, int family, const void *gw, int tries, int interval_ms)
 {
-	char ifname[IF_NAMESIZE] = "", path[96], saved[32] = "", value[32];
 	struct neigh_watch w = { .ifindex = ifindex };
 	struct rtnl_neigh *req = NULL;
 	struct nl_sock *sk = nl_socket_alloc();
 	struct pollfd pfd = { .events = POLLIN };
 	long long deadline;
-	int fd, err;
+	int err;
 
 	if (!sk)
 		return -ENOMEM;
@@ -156,39 +156,32 @@ int probe_gateway(int ifindex, int family, const void *gw, int tries, int interv
 		err = -EIO;
 		goto out;
 	}
-	/* Solicit every @interval_ms for this check only. */
-	if (if_indextoname((unsigned int)ifindex, ifname)) {
-		snprintf(path, sizeof(path), "net/%s/neigh/%s/retrans_time_ms",
-			 family == AF_INET ? "ipv4" : "ipv6", ifname);
-		if (!sysctl_read(path, saved, sizeof(saved))) {
-			snprintf(value, sizeof(value), "%d", interval_ms);
-			sysctl_write(path, value);
-		}
-	}
 	rtnl_neigh_set_ifindex(req, ifindex);
 	rtnl_neigh_set_dst(req, w.gw);
 	rtnl_neigh_set_flags(req, NTF_USE);
-	err = rtnl_neigh_add(sk, req, NLM_F_CREATE);
-	if (err < 0) {
-		err = -EIO;
-		goto restore;
-	}
-	fd = nl_socket_get_fd(sk);
-	pfd.fd = fd;
+	pfd.fd = nl_socket_get_fd(sk);
 	nl_socket_set_nonblocking(sk);
-	deadline = now_ms() + (long long)tries * interval_ms;
 	err = -EHOSTUNREACH;
-	while (now_ms() < deadline) {
-		if (w.state & NUD_RESOLVED) {
-			err = 0;
+	for (int try = 0; try < tries && err; try++) {
+		if (try)
+			rtnl_neigh_delete(sk, req, 0);
+		if (rtnl_neigh_add(sk, req, NLM_F_CREATE) < 0) {
+			err = -EIO;
 			break;
 		}
-		if (w.state & NUD_FAILED)
-			break;
-		if (poll(&pfd, 1, (int)(deadline - now_ms())) > 0)
-			nl_recvmsgs_default(sk);
+		deadline = now_ms() + interval_ms;
+		while (now_ms() < deadline) {
+			if (w.state & NUD_RESOLVED) {
+				err = 0;
+				break;
+			}
+			if (poll(&pfd, 1, (int)(deadline - now_ms())) > 0)
+				nl_recvmsgs_default(sk);
+		}
+		if (w.state & NUD_RESOLVED)
+			err = 0;
 	}
-	if (err && !w.state) {
+	if (err == -EHOSTUNREACH && !w.state) {
 		/* Already resolved before we asked: no update was sent. */
 		struct nl_cache *cache = NULL;
 
@@ -201,9 +194,6 @@ int probe_gateway(int ifindex, int family, const void *gw, int tries, int interv
 			nl_cache_free(cache);
 		}
 	}
-restore:
-	if (saved[0])
-		sysctl_write(path, saved);
 out:
 	rtnl_neigh_put(req);
 	nl_addr_put(w.gw);

@@ -31,6 +31,8 @@ tap_eq "... with its pod" "default/pod-1-1" "$(dp_get 1 1 1 '.podNamespace + "/"
 tap_eq "... its pool" "$(agent_pool4 1)" "$(dp_get 1 1 1 '.ips[0].pool')"
 tap_eq "... and the NIC's ifindex in the pod" "$(lab_in "$(lab_pod_ns 1 1)" cat /sys/class/net/net1/ifindex)" \
 	"$(dp_get 1 1 1 .ifindex)"
+tap_eq "... and its MAC" "$(lab_in "$(lab_pod_ns 1 1)" cat /sys/class/net/net1/address)" \
+	"$(dp_get 1 1 1 .mac)"
 lab_cni 2 1 net2 ADD "$(dp_conf 2 2)" >/dev/null
 lab_in "$(lab_pod_ns 1 1)" ip route del 172.16.0.0/16 dev net1
 tap_ok "a peer on rail 2 gets replies from net1: the return path, with no step but ADD" \
@@ -112,6 +114,16 @@ tap_eq "... and no hook on the pod's eth0" "0" "$(filters eth0 egress)"
 tap_ok "the same ADD straight to the agent succeeds" lab_cni 1 4 net1 ADD "$(dp_conf 1 1)"
 lab_cni 1 4 net1 DEL "$(dp_conf 1 1)" >/dev/null
 lab_pod_del 1 4
+
+# The attach finds the NIC its prepare hooked by ifindex, and takes its final
+# MAC from the plugin: podMACPrefix changes it after the prepare.
+lab_pod_add 1 5
+res=$(lab_cni 1 5 net1 ADD "$(dp_conf 1 1 | jq -c '. + {podMACPrefix: "0a:1b"}')")
+mac=$(lab_in "$(lab_pod_ns 1 5)" cat /sys/class/net/net1/address)
+tap_eq "with podMACPrefix the NIC gets its MAC after the prepare" "0a:1b" "${mac:0:5}"
+tap_eq "... and the entry has that MAC, not the one the link was made with" "$mac" "$(dp_get 1 5 1 .mac)"
+lab_cni 1 5 net1 DEL "$(dp_conf 1 1)" >/dev/null
+lab_pod_del 1 5
 
 # GC: what is not listed goes, entry and all.
 lab_pod_add 1 2

@@ -281,7 +281,6 @@ static int in_netns(const char *path, int (*fn)(void *arg), void *arg)
 struct pod_probe {
 	const char *ifname;
 	int want_ifindex;
-	bool keep_rp_filter; /* a prepare: its attach sets it */
 	__u64 netns;
 	int ifindex, eth0_ifindex;
 	__u8 mac[6];
@@ -315,7 +314,7 @@ static int pod_probe_fn(void *arg)
 	/* Replies from other rails' subnets arrive on this NIC while the
 	 * main table routes their sources by eth0: loose reverse-path check. */
 	snprintf(path, sizeof(path), "net/ipv4/conf/%s/rp_filter", pp->ifname);
-	if (!err && !pp->keep_rp_filter)
+	if (!err)
 		err = sysctl_write(path, "2");
 	return err;
 }
@@ -414,6 +413,17 @@ static void hex(char *out, const __u8 *b, size_t n)
 {
 	for (size_t i = 0; i < n; i++)
 		sprintf(out + 2 * i, "%02x", b[i]);
+}
+
+/* "aa:bb:cc:dd:ee:ff" into @mac; -EINVAL for anything else. */
+static int parse_mac(const char *s, __u8 mac[6])
+{
+	int end = 0;
+
+	if (sscanf(s, "%2hhx:%2hhx:%2hhx:%2hhx:%2hhx:%2hhx%n", &mac[0], &mac[1], &mac[2], &mac[3],
+		   &mac[4], &mac[5], &end) != 6 || s[end])
+		return -EINVAL;
+	return 0;
 }
 
 static int unhex(const char *s, __u8 *b, size_t n)
@@ -1088,6 +1098,9 @@ static void entry_to_json(const struct datapath *dp, const struct dp_entry *e,
 	json_object_object_add(o, "podName", json_object_new_string(e->pod_name));
 	json_object_object_add(o, "netns", json_object_new_string(e->netns_path));
 	json_object_object_add(o, "ifindex", json_object_new_int((int)e->nic.ifindex));
+	snprintf(buf, sizeof(buf), "%02x:%02x:%02x:%02x:%02x:%02x", e->nic.mac[0], e->nic.mac[1],
+		 e->nic.mac[2], e->nic.mac[3], e->nic.mac[4], e->nic.mac[5]);
+	json_object_object_add(o, "mac", json_object_new_string(buf));
 	json_object_object_add(o, "hooks", json_object_new_string(mode_name(e->mode)));
 	for (int f = 0; f < RN_FAM_MAX; f++) {
 		struct json_object *ip;
@@ -1273,37 +1286,44 @@ static int hooks_here(struct datapath *dp, const struct dp_entry *e, bool attach
 
 /* In the pod's netns, one visit: what the NIC is, then its maps and hooks
  * (a thread and a setns cost more than the rest of the attach). */
-static int attach_in_pod(void *arg)
+/* The entry @job->req into the maps, with its hooks unless its prepare
+ * made them.  @in_pod: called in the pod's netns, with what the netns told
+ * (pod_probe_fn); otherwise the request's NIC is the one its prepare found,
+ * and without that prepare the answer is -EAGAIN, with nothing changed. */
+static int attach_entry(struct attach_job *job, bool in_pod)
 {
-	struct attach_job *job = arg;
 	struct datapath *dp = job->dp;
 	struct dp_entry *req = job->req, *old;
 	const struct dp_entry *sibling;
 	struct dp_prehook *pre;
 	bool prehooked = false; /* its hooks are in place already */
-	int ret = pod_probe_fn(&job->pp);
-
-	if (ret)
-		return probe_failed(req, ret, job->err);
-	req->nic.netns = job->pp.netns;
-	req->nic.ifindex = (__u32)job->pp.ifindex;
-	req->nic.flags |= RN_NIC_ACTIVE;
-	memcpy(req->nic.mac, job->pp.mac, 6);
-	req->eth0_ifindex = job->pp.eth0_ifindex;
-	req->attached_ns = now_ns();
+	int ret = 0;
 
 	pthread_mutex_lock(&dp->lock);
 	flock(dp->bpffs_fd, LOCK_EX);
 	old = find_entry(dp, req->network, req->container_id, req->ifname);
+	pre = prehook_find(dp, req->network, req->container_id, req->ifname);
+	if (!in_pod) {
+		if (old || !pre || pre->ifindex != job->pp.want_ifindex) {
+			ret = -EAGAIN;
+			goto unlock;
+		}
+		req->nic.netns = pre->netns;
+		req->nic.ifindex = (__u32)pre->ifindex;
+		req->eth0_ifindex = pre->eth0_ifindex;
+	}
 	req->id = old ? old->id : free_id(dp);
 	sibling = old ? old : pod_other(dp, req);
 	req->mode = sibling ? sibling->mode : dp->mode;
-	pre = prehook_find(dp, req->network, req->container_id, req->ifname);
 	if (pre) {
 		/* A re-attach refreshes all its hooks, whatever was prepared. */
 		if (!old && prehook_matches(pre, req)) {
 			prehooked = pre->eth0 || sibling;
 			req->mode = pre->mode;
+		}
+		if (!in_pod && !prehooked) { /* its eth0 hook is missing: in the pod */
+			ret = -EAGAIN;
+			goto unlock;
 		}
 		pre->used = false;
 	}
@@ -1331,7 +1351,10 @@ static int attach_in_pod(void *arg)
 			 req->netns_path, strerror(-ret));
 		if (!old) {
 			dp_nic_unpublish(&dp->maps, req->id, &req->nic);
-			hooks_here(dp, req, false, !pod_has_other(dp, req));
+			if (in_pod)
+				hooks_here(dp, req, false, !pod_has_other(dp, req));
+			else
+				hooks_apply(dp, req, false, !pod_has_other(dp, req));
 		}
 		goto unlock;
 	}
@@ -1349,6 +1372,21 @@ unlock:
 	flock(dp->bpffs_fd, LOCK_UN);
 	pthread_mutex_unlock(&dp->lock);
 	return ret;
+}
+
+static int attach_in_pod(void *arg)
+{
+	struct attach_job *job = arg;
+	struct dp_entry *req = job->req;
+	int ret = pod_probe_fn(&job->pp);
+
+	if (ret)
+		return probe_failed(req, ret, job->err);
+	req->nic.netns = job->pp.netns;
+	req->nic.ifindex = (__u32)job->pp.ifindex;
+	memcpy(req->nic.mac, job->pp.mac, 6);
+	req->eth0_ifindex = job->pp.eth0_ifindex;
+	return attach_entry(job, true);
 }
 
 struct prepare_job {
@@ -1432,7 +1470,6 @@ int datapath_op_prepare(struct agent *agent, struct json_object *args, struct js
 	snprintf(pre->network, sizeof(pre->network), "%s", t.network);
 	snprintf(pre->container_id, sizeof(pre->container_id), "%s", t.container_id);
 	job.pp.ifname = pre->ifname;
-	job.pp.keep_rp_filter = true;
 	ret = in_netns(pre->netns_path, prepare_in_pod, &job);
 	if (ret && !err->code[0]) { /* the netns did not open */
 		struct dp_entry as;
@@ -1478,11 +1515,24 @@ int datapath_op_attach(struct agent *agent, struct json_object *args, struct jso
 				       "ifindex must be a positive integer");
 		job.pp.want_ifindex = json_object_get_int(v);
 	}
+	if (!ret && json_object_object_get_ex(args, "mac", &v) &&
+	    (!json_object_is_type(v, json_type_string) ||
+	     parse_mac(json_object_get_string(v), req->nic.mac)))
+		ret = ctl_fail(err, CTL_ERR_BAD_REQUEST, -EINVAL, "mac must be aa:bb:cc:dd:ee:ff");
 	if (!ret) {
 		/* Here, in the agent's netns, where the master is. */
 		req->master_ifindex = req->master[0] ? (int)if_nametoindex(req->master) : 0;
+		req->nic.flags |= RN_NIC_ACTIVE;
+		req->attached_ns = now_ns();
 		job.pp.ifname = req->ifname;
-		ret = in_netns(req->netns_path, attach_in_pod, &job);
+		/* The NIC its prepare hooked, told by ifindex and MAC: nothing
+		 * left to do in the pod's netns. */
+		if (job.pp.want_ifindex && json_object_object_get_ex(args, "mac", NULL))
+			ret = attach_entry(&job, false);
+		else
+			ret = -EAGAIN;
+		if (ret == -EAGAIN)
+			ret = in_netns(req->netns_path, attach_in_pod, &job);
 		if (ret && !err->code[0]) /* the netns did not open */
 			probe_failed(req, ret, err);
 	}
