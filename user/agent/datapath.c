@@ -294,29 +294,37 @@ static int pod_probe_fn(void *arg)
 	char path[128];
 	int fd, err = 0;
 
-	pp->ifindex = (int)if_nametoindex(pp->ifname);
-	if (!pp->ifindex)
-		return -ENODEV;
-	if (pp->want_ifindex && pp->want_ifindex != pp->ifindex)
-		return -ESTALE;
-	pp->eth0_ifindex = (int)if_nametoindex("eth0");
+	/* One socket for all of it (if_nametoindex() makes one a call). */
 	fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return -errno;
+	snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "%s", pp->ifname);
+	if (ioctl(fd, SIOCGIFINDEX, &ifr)) {
+		err = -ENODEV;
+		goto out;
+	}
+	pp->ifindex = ifr.ifr_ifindex;
+	if (pp->want_ifindex && pp->want_ifindex != pp->ifindex) {
+		err = -ESTALE;
+		goto out;
+	}
+	if (ioctl(fd, SIOCGIFHWADDR, &ifr)) {
+		err = -errno;
+		goto out;
+	}
+	memcpy(pp->mac, ifr.ifr_hwaddr.sa_data, 6);
+	snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "eth0");
+	pp->eth0_ifindex = ioctl(fd, SIOCGIFINDEX, &ifr) ? 0 : ifr.ifr_ifindex;
 	if (getsockopt(fd, SOL_SOCKET, SO_NETNS_COOKIE, &pp->netns, &len))
 		pp->netns = 0; /* kernel < 5.14: the programs use 0 as well */
-	snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "%s", pp->ifname);
-	if (ioctl(fd, SIOCGIFHWADDR, &ifr))
-		err = -errno;
-	else
-		memcpy(pp->mac, ifr.ifr_hwaddr.sa_data, 6);
+out:
 	close(fd);
+	if (err)
+		return err;
 	/* Replies from other rails' subnets arrive on this NIC while the
 	 * main table routes their sources by eth0: loose reverse-path check. */
 	snprintf(path, sizeof(path), "net/ipv4/conf/%s/rp_filter", pp->ifname);
-	if (!err)
-		err = sysctl_write(path, "2");
-	return err;
+	return sysctl_write(path, "2");
 }
 
 struct hook_job {
