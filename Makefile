@@ -33,24 +33,36 @@ endif
 # Debian packages needed to build, test and run the demo.  `make deps`
 # installs the missing ones; it is a no-op when all are present.
 DEB_PKGS := make gcc clang llvm pkg-config bpftool libbpf-dev libelf-dev zlib1g-dev \
-	    libnl-3-dev libnl-route-3-dev libjson-c-dev libmicrohttpd-dev \
+	    libnl-3-dev libnl-route-3-dev libjson-c-dev libmicrohttpd-dev libgnutls28-dev \
 	    libcurl4-openssl-dev libnghttp2-dev libprotobuf-c-dev protobuf-c-compiler \
 	    libibverbs-dev libcmocka-dev iproute2 iputils-ping iperf3 procps jq curl \
 	    etcd-server etcd-client containernetworking-plugins \
 	    python3-grpcio python3-grpc-tools python3-protobuf python3-yaml
 
-# Userspace libraries.  Lazily expanded so that `make deps` can run on a
-# machine where pkg-config does not know them yet.
-USER_PKGS = libbpf libnl-3.0 libnl-route-3.0 json-c libmicrohttpd libnghttp2 libprotobuf-c zlib
+# Userspace libraries (and gnutls for its header: mhd_notls.c).  Lazily
+# expanded so that `make deps` can run on a machine where pkg-config does not
+# know them yet.
+USER_PKGS = libbpf libnl-3.0 libnl-route-3.0 json-c libmicrohttpd gnutls libnghttp2 \
+	    libprotobuf-c zlib
 USER_PKG_CFLAGS = $(shell $(PKG_CONFIG) --cflags $(USER_PKGS))
-USER_PKG_LIBS   = $(shell $(PKG_CONFIG) --libs $(USER_PKGS))
+# Linked statically (the -dev packages ship the archives), only libc
+# dynamically: railnetd's RSS is a budget (bench_scrape.sh), and a shared
+# library costs the pages its relocations and its neighbours' fault-around
+# touch, while from an archive only the objects referenced are linked, next
+# to each other, and --gc-sections drops railnet's own unused functions.
+# libmicrohttpd's GnuTLS references resolve to $(LIB_NOTLS) (see
+# user/agent/mhd_notls.c): railnetd serves plain HTTP.
+STATIC_PKGS = libbpf libnl-route-3.0 json-c libnghttp2 libprotobuf-c zlib
+USER_PKG_LIBS   = -Wl,--gc-sections -Wl,-Bstatic -lmicrohttpd $(LIB_NOTLS) \
+		  $(filter-out -lpthread,$(shell $(PKG_CONFIG) --static --libs $(STATIC_PKGS))) \
+		  -Wl,-Bdynamic
 
 WARNINGS := -Wall -Wextra -Werror -Wshadow -Wformat=2 -Wstrict-prototypes \
 	    -Wmissing-prototypes -Wold-style-definition -Wpointer-arith \
 	    -Wundef -Wvla -Wno-unused-parameter -Wno-missing-field-initializers
 CFLAGS   ?= -O2 -g
 ALL_CFLAGS = $(CFLAGS) -std=gnu11 -D_GNU_SOURCE $(WARNINGS) -Iinclude -Iuser \
-	     -I$(O) $(USER_PKG_CFLAGS) -MMD -MP
+	     -I$(O) $(USER_PKG_CFLAGS) -ffunction-sections -fdata-sections -MMD -MP
 LDLIBS    = $(USER_PKG_LIBS) -lpthread
 
 BPF_CFLAGS := -g -O2 --target=bpf -mcpu=v3 -D__TARGET_ARCH_$(ARCH) \
@@ -63,7 +75,8 @@ BPF_OBJS    := $(BPF_SRCS:bpf/%.bpf.c=$(O)/bpf/%.bpf.o)
 BPF_SKELS   := $(BPF_SRCS:bpf/%.bpf.c=$(O)/bpf/%.skel.h)
 
 COMMON_SRCS := $(wildcard user/common/*.c)
-AGENT_SRCS  := $(filter-out user/agent/main.c,$(wildcard user/agent/*.c))
+NOTLS_SRCS  := user/agent/mhd_notls.c
+AGENT_SRCS  := $(filter-out user/agent/main.c $(NOTLS_SRCS),$(wildcard user/agent/*.c))
 CTL_SRCS    := $(filter-out user/ctl/main.c,$(wildcard user/ctl/*.c))
 CNI_SRCS    := $(filter-out cni/main.c,$(wildcard cni/*.c))
 PROTO_SRCS  := $(wildcard user/agent/proto/*.proto)
@@ -74,6 +87,7 @@ LIB_COMMON := $(O)/libcommon.a
 LIB_AGENT  := $(O)/libagent.a
 LIB_CTL    := $(O)/libctl.a
 LIB_CNI    := $(O)/libcni.a
+LIB_NOTLS  := $(O)/libmhd_notls.a
 
 RAILNETD   := $(O)/railnetd
 RAILNETCTL := $(O)/railnetctl
@@ -91,13 +105,15 @@ BENCH_SRCS := $(wildcard bench/*.c)
 BENCH_BINS := $(BENCH_SRCS:%.c=$(O)/%)
 TEST_BINS  := $(UNIT_BINS) $(PROG_BINS) $(BENCH_BINS)
 
-ALL_USER_OBJS := $(call obj,$(COMMON_SRCS) $(AGENT_SRCS) $(CTL_SRCS) $(CNI_SRCS) \
+ALL_USER_OBJS := $(call obj,$(COMMON_SRCS) $(AGENT_SRCS) $(NOTLS_SRCS) $(CTL_SRCS) $(CNI_SRCS) \
 		  $(wildcard user/agent/main.c user/ctl/main.c cni/main.c) \
 		  $(UNIT_SRCS) $(PROG_SRCS) $(BENCH_SRCS))
 
 # Archives, so a test or a binary links only the objects it needs.  Order
 # matters for the static linker: dependents before what they depend on.
 LIBS_ALL := $(LIB_CNI) $(LIB_CTL) $(LIB_AGENT) $(LIB_COMMON)
+# A link's inputs but $(LIB_NOTLS), which $(LDLIBS) places after -lmicrohttpd.
+link_in = $(filter-out $(LIB_NOTLS),$^)
 
 # --- top-level targets -----------------------------------------------------
 .PHONY: all bins tests test demo bench install vmlinux clean deps help
@@ -185,12 +201,13 @@ $(eval $(call archive,$(LIB_COMMON),$(COMMON_SRCS)))
 $(eval $(call archive,$(LIB_AGENT),$(AGENT_SRCS)))
 $(eval $(call archive,$(LIB_CTL),$(CTL_SRCS)))
 $(eval $(call archive,$(LIB_CNI),$(CNI_SRCS)))
+$(eval $(call archive,$(LIB_NOTLS),$(NOTLS_SRCS)))
 
-$(RAILNETD): $(O)/user/agent/main.o $(LIBS_ALL)
-	$(call msg,LINK,$@)$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
+$(RAILNETD): $(O)/user/agent/main.o $(LIBS_ALL) $(LIB_NOTLS)
+	$(call msg,LINK,$@)$(CC) $(CFLAGS) -o $@ $(link_in) $(LDLIBS)
 
-$(RAILNETCTL): $(O)/user/ctl/main.o $(LIBS_ALL)
-	$(call msg,LINK,$@)$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
+$(RAILNETCTL): $(O)/user/ctl/main.o $(LIBS_ALL) $(LIB_NOTLS)
+	$(call msg,LINK,$@)$(CC) $(CFLAGS) -o $@ $(link_in) $(LDLIBS)
 
 # The CNI plugin runs once per rail per pod: linked statically so that it
 # starts in well under a millisecond (no dynamic loader, no relocations).
@@ -198,13 +215,13 @@ $(RAILNET): $(O)/cni/main.o $(LIB_CNI) $(LIB_COMMON)
 	$(call msg,LINK,$@)$(CC) $(CFLAGS) -static -o $@ $^ \
 		$(shell $(PKG_CONFIG) --static --libs libnl-route-3.0 json-c) -lpthread
 
-$(O)/selftests/unit/%: $(O)/selftests/unit/%.o $(LIBS_ALL)
-	$(call msg,LINK,$@)$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS) -lcmocka
+$(O)/selftests/unit/%: $(O)/selftests/unit/%.o $(LIBS_ALL) $(LIB_NOTLS)
+	$(call msg,LINK,$@)$(CC) $(CFLAGS) -o $@ $(link_in) $(LDLIBS) -lcmocka
 
-$(O)/selftests/prog_tests/%: $(O)/selftests/prog_tests/%.o $(LIBS_ALL)
-	$(call msg,LINK,$@)$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
+$(O)/selftests/prog_tests/%: $(O)/selftests/prog_tests/%.o $(LIBS_ALL) $(LIB_NOTLS)
+	$(call msg,LINK,$@)$(CC) $(CFLAGS) -o $@ $(link_in) $(LDLIBS)
 
-$(O)/bench/%: $(O)/bench/%.o $(LIBS_ALL)
-	$(call msg,LINK,$@)$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
+$(O)/bench/%: $(O)/bench/%.o $(LIBS_ALL) $(LIB_NOTLS)
+	$(call msg,LINK,$@)$(CC) $(CFLAGS) -o $@ $(link_in) $(LDLIBS)
 
 -include $(ALL_USER_OBJS:.o=.d) $(PROTO_GEN:.c=.d) $(BPF_OBJS:.bpf.o=.tmp.d)

@@ -114,7 +114,7 @@ static void build(const struct bench_case *c, struct pkt *p)
 
 /* Pods @from..@to-1 with @nics NICs each; pod 0 lives in this netns (the
  * one the packets are measured in), the others in made-up ones. */
-static int fill(const struct dp_maps *maps, __u64 self, int from, int to, int nics)
+static int fill(struct dp_maps *maps, __u64 self, int from, int to, int nics)
 {
 	for (int pod = from; pod < to; pod++) {
 		for (int r = 0; r < nics; r++) {

@@ -427,6 +427,49 @@ static void detached_nic(struct ctx *c)
 						  VERDICT_PASS });
 }
 
+/* rn_gw_v2 is mapped a slice at a time as NICs are published: a NIC whose
+ * entries straddle two slices, and the last id, read and write the map. */
+static void gateway_slices(struct ctx *c)
+{
+	const __u32 per_slice = DP_GW_SLICE / (RN_FAM_MAX * sizeof(struct rn_gw));
+	const __u32 ids[] = { per_slice, RN_MAX_NICS - 1 };
+	unsigned int before = c->maps.gw_sliced;
+	struct rn_nic nic = { 0 };
+	bool ok = true;
+
+	/* 682 NICs of 96 bytes in 64 KiB: per_slice's v6 entry begins in the
+	 * first slice and ends in the second. */
+	_Static_assert(DP_GW_SLICE % (RN_FAM_MAX * sizeof(struct rn_gw)) != 0,
+		       "the first case straddles a slice boundary");
+	nic.netns = c->netns + 2; /* no packet of this run comes from it */
+	nic.ifindex = LO;
+	nic_v4(&nic, "172.16.14.21", 24, "172.16.14.254");
+	for (size_t i = 0; i < sizeof(ids) / sizeof(ids[0]); i++) {
+		for (int f = 0; f < RN_FAM_MAX; f++) {
+			__u32 key = ids[i] * RN_FAM_MAX + (__u32)f;
+			struct rn_gw seen = { .rtt_ns = 7 };
+
+			bpf_map_update_elem(c->maps.gw, &key, &seen, BPF_ANY);
+		}
+		ok = !dp_nic_publish(&c->maps, ids[i], &nic, true) && ok;
+		for (int f = 0; ok && f < RN_FAM_MAX; f++) {
+			__u32 key = ids[i] * RN_FAM_MAX + (__u32)f;
+			struct rn_gw *gw = &c->maps.gw_mem[key], seen;
+
+			ok = !gw->rtt_ns; /* zeroed by the fresh publish, through gw_mem */
+			memcpy(gw->mac, mac_gw, 6);
+			gw->mac_valid = 1;
+			ok = ok && !bpf_map_lookup_elem(c->maps.gw, &key, &seen) && seen.mac_valid &&
+			     !memcmp(seen.mac, mac_gw, 6);
+		}
+		dp_nic_unpublish(&c->maps, ids[i], &nic);
+	}
+	tap(ok, "gateway map: a NIC across two slices and the last id are read and written "
+		"through gw_mem");
+	tap(!(before & ~1u) && c->maps.gw_sliced == (1u | 2u | 1u << (DP_GW_SLICE_COUNT - 1)),
+	    "gateway map: only the slices of published NICs are mapped");
+}
+
 /* An IPv4 address of 11.0.0.0/8 whose key in netns @netns falls into
  * bucket @b, searched from @from on. */
 static __u32 colliding_addr(__u64 netns, __u32 b, __u32 from)
@@ -634,6 +677,7 @@ static int suite(const struct dp_knobs *knobs)
 	fast_path(&c);
 	index_buckets(&c);
 	detached_nic(&c);
+	gateway_slices(&c);
 out:
 	dp_maps_close(&c.maps);
 	datapath_bpf__destroy(c.skel);

@@ -311,10 +311,35 @@ int dp_hook_detach(enum dp_attach_mode mode, int ifindex, enum dp_hook hook,
 	return err == -ENOENT || err == -ENODEV || err == -EINVAL ? 0 : err;
 }
 
+_Static_assert(DP_GW_SLICE % 4096 == 0, "a slice is whole pages");
+_Static_assert(DP_GW_SLICE_COUNT <= sizeof(unsigned int) * 8,
+	       "dp_maps.gw_sliced has a bit per slice");
+
+/* Maps the slice of rn_gw_v2 that holds NIC @id's entries over its place in
+ * the reserved range, once.  Publishes are serialised by their callers (the
+ * datapath's lock); two racing would map the same pages twice, harmlessly. */
+static int gw_slice_map(struct dp_maps *maps, __u32 id)
+{
+	size_t first = (size_t)id * RN_FAM_MAX * sizeof(struct rn_gw);
+	size_t last = first + RN_FAM_MAX * sizeof(struct rn_gw) - 1;
+
+	for (size_t i = first / DP_GW_SLICE; i <= last / DP_GW_SLICE; i++) {
+		size_t off = i * DP_GW_SLICE;
+		size_t len = DP_GW_LEN - off < DP_GW_SLICE ? DP_GW_LEN - off : DP_GW_SLICE;
+		void *at = (char *)maps->gw_mem + off;
+
+		if (__atomic_load_n(&maps->gw_sliced, __ATOMIC_ACQUIRE) & (1u << i))
+			continue;
+		if (mmap(at, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, maps->gw,
+			 (off_t)off) == MAP_FAILED)
+			return -errno;
+		__atomic_or_fetch(&maps->gw_sliced, 1u << i, __ATOMIC_RELEASE);
+	}
+	return 0;
+}
+
 int dp_maps_open(struct datapath_bpf *skel, struct dp_maps *maps)
 {
-	size_t len = (size_t)RN_MAX_NICS * RN_FAM_MAX * sizeof(struct rn_gw);
-
 	maps->addr = bpf_map__fd(skel->maps.rn_addr_v2);
 	maps->aidx = bpf_map__fd(skel->maps.rn_aidx_v2);
 	maps->ifc = bpf_map__fd(skel->maps.rn_ifc_v2);
@@ -325,7 +350,10 @@ int dp_maps_open(struct datapath_bpf *skel, struct dp_maps *maps)
 	maps->ncpus = libbpf_num_possible_cpus();
 	if (maps->ncpus <= 0)
 		return maps->ncpus ? maps->ncpus : -EINVAL;
-	maps->gw_mem = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, maps->gw, 0);
+	/* Address space only: the slices are mapped over it as NICs come. */
+	maps->gw_mem = mmap(NULL, DP_GW_LEN, PROT_NONE,
+			    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	maps->gw_sliced = 0;
 	if (maps->gw_mem == MAP_FAILED) {
 		maps->gw_mem = NULL;
 		return -errno;
@@ -336,8 +364,9 @@ int dp_maps_open(struct datapath_bpf *skel, struct dp_maps *maps)
 void dp_maps_close(struct dp_maps *maps)
 {
 	if (maps->gw_mem)
-		munmap(maps->gw_mem, (size_t)RN_MAX_NICS * RN_FAM_MAX * sizeof(struct rn_gw));
+		munmap(maps->gw_mem, DP_GW_LEN);
 	maps->gw_mem = NULL;
+	maps->gw_sliced = 0;
 }
 
 /* The two indexes over the hash maps of record: rn_aidx_v2 over rn_addr_v2,
@@ -518,13 +547,16 @@ static void key_unpublish(const struct dp_maps *m, enum dp_idx idx, const union 
 		bpf_map_delete_elem(hash, key);
 }
 
-int dp_nic_publish(const struct dp_maps *maps, __u32 id, const struct rn_nic *nic, bool fresh)
+int dp_nic_publish(struct dp_maps *maps, __u32 id, const struct rn_nic *nic, bool fresh)
 {
 	union dp_key keys[RN_FAM_MAX];
 	int n, err;
 
 	if (!id || id >= RN_MAX_NICS)
 		return -ERANGE;
+	err = gw_slice_map(maps, id);
+	if (err)
+		return err;
 	if (fresh) {
 		struct rn_stats *zero = calloc((size_t)maps->ncpus, sizeof(*zero));
 

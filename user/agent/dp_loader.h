@@ -68,21 +68,34 @@ int dp_hook_attach(enum dp_attach_mode mode, int prog_fd, int ifindex, enum dp_h
 int dp_hook_detach(enum dp_attach_mode mode, int ifindex, enum dp_hook hook,
 		   const char *link_pin);
 
+/* rn_gw_v2 is mmapped in slices of this many bytes, each when a NIC in it is
+ * first published: the kernel maps every page of a slice at once, and a node
+ * uses the low ids first, so an agent holds the slices of its NICs rather
+ * than the whole map (1.5 MiB). */
+#define DP_GW_SLICE	  (64 * 1024)
+#define DP_GW_LEN	  ((size_t)RN_MAX_NICS * RN_FAM_MAX * sizeof(struct rn_gw))
+#define DP_GW_SLICE_COUNT ((DP_GW_LEN + DP_GW_SLICE - 1) / DP_GW_SLICE)
+
 /* The maps of a loaded skeleton, and what a pod NIC is in them. */
 struct dp_maps {
 	int addr, aidx, ifc, iidx, nic, gw, stats;
-	struct rn_gw *gw_mem; /* rn_gw_v2 mmapped, RN_MAX_NICS * RN_FAM_MAX entries */
+	/* rn_gw_v2, RN_MAX_NICS * RN_FAM_MAX entries: the address range is
+	 * reserved whole, and a NIC's entries are mapped once it has been
+	 * published (dp_nic_publish), so only published NICs' may be read. */
+	struct rn_gw *gw_mem;
+	unsigned int gw_sliced; /* bit i: slice i mapped */
 	int ncpus;
 };
 
 int dp_maps_open(struct datapath_bpf *skel, struct dp_maps *maps);
 void dp_maps_close(struct dp_maps *maps);
 
-/* Makes NIC @id live: with @fresh its counters and gateway record start at
- * zero; then its rn_nic_v2 slot, its device key and, last, its addresses,
- * each into its hash map and then its index bucket, so that no packet finds
- * an address before its NIC.  Idempotent. */
-int dp_nic_publish(const struct dp_maps *maps, __u32 id, const struct rn_nic *nic, bool fresh);
+/* Makes NIC @id live: its gateway records mapped into gw_mem, with @fresh
+ * its counters and gateway records start at zero; then its rn_nic_v2 slot,
+ * its device key and, last, its addresses, each into its hash map and then
+ * its index bucket, so that no packet finds an address before its NIC.
+ * Idempotent. */
+int dp_nic_publish(struct dp_maps *maps, __u32 id, const struct rn_nic *nic, bool fresh);
 /* The reverse: the slot marked detaching (its packets are dropped rather
  * than leaked by eth0), the addresses and the device key out of their
  * buckets and hash maps, the slot zeroed.  A bucket a key had overflowed
