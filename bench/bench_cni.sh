@@ -49,6 +49,12 @@ time_op() {
 	CNI_PATH="$LAB_BUILD:/usr/lib/cni" "$TIMER" "/var/run/netns/$(lab_node_ns 1)" "$1" \
 		"$(lab_pod_cid 1 "$2")" "/var/run/netns/$(lab_pod_ns 1 "$2")" "$3" "$4"
 }
+# Each timed step starts once the previous one's background work has
+# settled - the kernel's cleanup of a deleted netns, railnet's deferred link
+# deletion after DEL answered - so that no chain is timed against the
+# leftovers of another's (or its own) last step.  A pod's NICs are still
+# added back to back, as Multus does.
+settle() { sleep "${BENCH_SETTLE_S:-0.05}"; }
 median() { sort -n | awk '{ v[NR] = $1 } END { if (NR) print (NR % 2) ? v[(NR + 1) / 2] : int((v[NR / 2] + v[NR / 2 + 1]) / 2) }'; }
 ms() { awk -v us="$1" 'BEGIN { printf "%.2f", us / 1000 }'; }
 
@@ -62,8 +68,10 @@ for ((i = 0; i < ITERS; i++)); do
 	for kind in railnet reference railnet-conflict; do
 		pod=$((pod + 1))
 		lab_pod_add 1 "$pod" || exit 1
+		settle
 		t=$(time_op ADD "$pod" net1 "$CONF/$kind-1.json") || { echo "bench_cni: $kind ADD failed"; exit 1; }
 		record "$kind-add" "$t"
+		settle
 		t=$(time_op DEL "$pod" net1 "$CONF/$kind-1.json") || { echo "bench_cni: $kind DEL failed"; exit 1; }
 		record "$kind-del" "$t"
 		lab_pod_del 1 "$pod"
@@ -74,12 +82,14 @@ for ((i = 0; i < ITERS / 3 + 1; i++)); do
 	for kind in railnet reference; do
 		pod=$((pod + 1))
 		lab_pod_add 1 "$pod" || exit 1
+		settle
 		total=0
 		for ((r = 1; r <= RAILS; r++)); do
 			t=$(time_op ADD "$pod" "net$r" "$CONF/$kind-$r.json") || { echo "bench_cni: $kind ADD rail $r failed"; exit 1; }
 			total=$((total + t))
 		done
 		record "$kind-pod-add" "$total"
+		settle
 		total=0
 		for ((r = RAILS; r >= 1; r--)); do
 			t=$(time_op DEL "$pod" "net$r" "$CONF/$kind-$r.json") || { echo "bench_cni: $kind DEL rail $r failed"; exit 1; }

@@ -63,7 +63,7 @@ int agent_call(const struct netconf *nc, const char *op, struct json_object *arg
 int agent_send(const struct netconf *nc, const char *op, struct json_object *args,
 	       struct ctl_conn **conn, struct cni_error *e)
 {
-	int ret = ctl_connect(nc->socket, AGENT_TIMEOUT_MS, conn);
+	int ret = *conn ? 0 : ctl_connect(nc->socket, AGENT_TIMEOUT_MS, conn);
 
 	if (!ret) {
 		ret = ctl_send(*conn, op, args, AGENT_TIMEOUT_MS);
@@ -81,6 +81,11 @@ int agent_receive(const struct netconf *nc, const char *op, struct ctl_conn *con
 	struct ctl_error err;
 	int ret = ctl_receive(conn, AGENT_TIMEOUT_MS, result, &err);
 
-	ctl_close(conn);
 	return ret ? call_failed(nc, op, ret, &err, e) : 0;
+}
+
+void agent_close(struct ctl_conn **conn)
+{
+	ctl_close(*conn);
+	*conn = NULL;
 }

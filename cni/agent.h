@@ -14,12 +14,15 @@
  * can't be reached). */
 int agent_call(const struct netconf *nc, const char *op, struct json_object *args,
 	       struct json_object **result, struct cni_error *e);
-/* agent_call in two halves: the request goes out, the caller works, then
- * collects the answer (which closes @conn). */
+/* agent_call in two halves: the request goes out on *@conn (connected
+ * first when NULL; closed and NULL again when the send fails), the caller
+ * works, then collects the answer.  Requests on one connection are answered
+ * in order.  agent_close() ends it. */
 int agent_send(const struct netconf *nc, const char *op, struct json_object *args,
 	       struct ctl_conn **conn, struct cni_error *e);
 int agent_receive(const struct netconf *nc, const char *op, struct ctl_conn *conn,
 		  struct json_object **result, struct cni_error *e);
+void agent_close(struct ctl_conn **conn);
 /* Maps an agent error code ("pool_exhausted") to a CNI code (101). */
 int agent_code_to_cni(const char *code);
 

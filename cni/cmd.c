@@ -314,12 +314,19 @@ static struct json_object *nic_args(const struct netconf *nc, const struct cni_e
 	return args;
 }
 
+/* ADD's datapath requests, on one connection: the prepare's answer (when
+ * it was sent) comes before the attach's. */
+struct dp_calls {
+	struct ctl_conn *conn;
+	bool prepare_owed, attach_owed;
+};
+
 /* Puts the NIC into the eBPF return path (agent op datapath.attach).  Sent
- * as soon as the NIC has its final MAC, so that the agent hooks it while
+ * as soon as the NIC has its final MAC, so that the agent publishes it while
  * the plugin configures addresses, routes and checks; its answer is read
- * before ADD answers (datapath_attach_finish). */
+ * before ADD answers (dp_calls_finish). */
 static int datapath_attach_send(const struct netconf *nc, const struct cni_env *env,
-				const struct cni_result *res, struct ctl_conn **conn,
+				const struct cni_result *res, struct dp_calls *dp,
 				struct cni_error *e)
 {
 	struct json_object *args = nic_args(nc, env, res);
@@ -331,7 +338,8 @@ static int datapath_attach_send(const struct netconf *nc, const struct cni_env *
 	/* With the ifindex, the NIC its prepare hooked: the agent need not
 	 * visit the pod's netns again. */
 	json_object_object_add(args, "mac", json_object_new_string(res->mac));
-	err = agent_send(nc, "datapath.attach", args, conn, e);
+	err = agent_send(nc, "datapath.attach", args, &dp->conn, e);
+	dp->attach_owed = !err;
 	json_object_put(args);
 	return err;
 }
@@ -340,42 +348,47 @@ static int datapath_attach_send(const struct netconf *nc, const struct cni_env *
  * datapath.prepare) while it makes the addresses durable: the hooks are most
  * of an attach's time, and need no address. */
 static void datapath_prepare_send(const struct netconf *nc, const struct cni_env *env,
-				  const struct cni_result *res, struct ctl_conn **conn)
+				  const struct cni_result *res, struct dp_calls *dp)
 {
 	struct json_object *args = key_args(nc, env);
 	struct cni_error ignored;
 
 	json_object_object_add(args, "netns", json_object_new_string(env->netns));
 	json_object_object_add(args, "ifindex", json_object_new_int(res->ifindex));
-	if (agent_send(nc, "datapath.prepare", args, conn, &ignored))
-		*conn = NULL;
+	dp->prepare_owed = !agent_send(nc, "datapath.prepare", args, &dp->conn, &ignored);
 	json_object_put(args);
 }
 
-/* Collects the answer of a call sent with agent_send() whose outcome
- * changes nothing for the caller.  The prepare's is collected before the
- * attach's answer is used or the ADD rolls back, so that nothing it made
- * comes after its undoing; whatever its outcome, the attach makes what is
- * missing (and says when it can't). */
-static void agent_finish_quietly(const struct netconf *nc, const char *op, struct ctl_conn **conn)
+/* Collects the answer to a request whose outcome changes nothing for the
+ * caller. */
+static void agent_collect_quietly(const struct netconf *nc, const char *op, struct ctl_conn *conn)
 {
 	struct json_object *out = NULL;
 	struct cni_error ignored;
 
-	if (*conn && !agent_receive(nc, op, *conn, &out, &ignored))
+	if (!agent_receive(nc, op, conn, &out, &ignored))
 		json_object_put(out);
-	*conn = NULL;
 }
 
-/* A node that runs without the datapath (datapath.enabled false) says so,
- * and that is fine. */
-static int datapath_attach_finish(const struct netconf *nc, const struct cni_env *env,
-				  struct ctl_conn *conn, struct cni_error *e)
+/* The answers owed on @dp's connection, which it then closes: the
+ * prepare's, whatever its outcome (the attach makes what is missing, and
+ * says when it can't), then the attach's, which this returns.  Collected
+ * before ADD answers or rolls back, so that nothing the agent makes for them
+ * comes after its undoing.  A node that runs without the datapath
+ * (datapath.enabled false) says so, and that is fine. */
+static int dp_calls_finish(const struct netconf *nc, const struct cni_env *env,
+			   struct dp_calls *dp, struct cni_error *e)
 {
 	struct json_object *out = NULL;
-	int err = agent_receive(nc, "datapath.attach", conn, &out, e);
+	int err = 0;
 
+	if (dp->prepare_owed)
+		agent_collect_quietly(nc, "datapath.prepare", dp->conn);
+	if (dp->attach_owed)
+		err = agent_receive(nc, "datapath.attach", dp->conn, &out, e);
 	json_object_put(out);
+	agent_close(&dp->conn);
+	dp->prepare_owed = dp->attach_owed = false;
 	if (err && !strcmp(e->agent_code, CTL_ERR_DISABLED))
 		return 0;
 	if (err && e->agent_code[0])
@@ -418,9 +431,8 @@ static int prepare_pod_side(const struct cni_env *env, struct nl_sock *pod, stru
  * attach's answer. */
 static int configure_pod_side(const struct netconf *nc, const struct cni_env *env,
 			      struct nl_sock *pod, const unsigned char *want_mac,
-			      struct cni_result *res, struct cni_error *e)
+			      struct cni_result *res, struct dp_calls *dp, struct cni_error *e)
 {
-	struct ctl_conn *attach = NULL;
 	struct cni_error attach_err = { 0 };
 	/* Where no probe of ours must come first, the kernel announces the
 	 * addresses itself (gratuitous ARP, unsolicited NA) as the link comes up
@@ -447,7 +459,7 @@ static int configure_pod_side(const struct netconf *nc, const struct cni_env *en
 			 want_mac[1], want_mac[2], want_mac[3], want_mac[4], want_mac[5]);
 	}
 	parse_mac(res->mac, mac);
-	err = datapath_attach_send(nc, env, res, &attach, e);
+	err = datapath_attach_send(nc, env, res, dp, e);
 	if (err)
 		goto out;
 	for (size_t i = 0; i < res->nips; i++) {
@@ -494,8 +506,7 @@ static int configure_pod_side(const struct netconf *nc, const struct cni_env *en
 	if (nc->detect_gateway)
 		err = check_gateways(nc, env, res, ifindex, e);
 out:
-	/* Answered even on failure: a rollback must not race the attach. */
-	if (attach && datapath_attach_finish(nc, env, attach, &attach_err) && !err) {
+	if (dp_calls_finish(nc, env, dp, &attach_err) && !err) {
 		*e = attach_err;
 		err = -e->code;
 	}
@@ -580,12 +591,16 @@ int cmd_add(const struct netconf *nc, const struct cni_env *env, struct json_obj
 	struct nl_sock *host = NULL, *pod = NULL;
 	struct master_info m;
 	struct json_object *args, *alloc = NULL;
-	struct ctl_conn *conn = NULL, *prepared = NULL, *synced = NULL;
-	struct json_object *sync_out = NULL;
+	/* IPAM's requests on one connection (ipam.allocate, then ipam.sync),
+	 * the datapath's on another. */
+	struct ctl_conn *ipam = NULL;
+	struct dp_calls dp = { 0 };
+	struct json_object *synced = NULL;
 	struct cni_result res = { 0 };
-	struct cni_error link_err = { 0 }, prep_err = { 0 };
+	struct cni_error link_err = { 0 }, prep_err = { 0 }, ignored;
 	unsigned char mac[6];
 	bool allocated = false, created = false, in_pod = false, rdma_attached = false;
+	bool sync_owed = false;
 	int err, prep = 0;
 
 	err = nl_route_open(&host);
@@ -603,7 +618,7 @@ int cmd_add(const struct netconf *nc, const struct cni_env *env, struct json_obj
 
 	/* The agent makes the allocation durable while the link is created. */
 	args = allocate_args(nc, env);
-	err = agent_send(nc, "ipam.allocate", args, &conn, e);
+	err = agent_send(nc, "ipam.allocate", args, &ipam, e);
 	json_object_put(args);
 	if (err)
 		goto out;
@@ -620,9 +635,9 @@ int cmd_add(const struct netconf *nc, const struct cni_env *env, struct json_obj
 		if (!prep)
 			prep = prepare_pod_side(env, pod, &res, &prep_err);
 		if (!prep)
-			datapath_prepare_send(nc, env, &res, &prepared);
+			datapath_prepare_send(nc, env, &res, &dp);
 	}
-	err = agent_receive(nc, "ipam.allocate", conn, &alloc, e);
+	err = agent_receive(nc, "ipam.allocate", ipam, &alloc, e);
 	if (err) {
 		/* With no answer at all the agent may still have allocated:
 		 * for this NIC, which is new if its link could be made. */
@@ -637,14 +652,16 @@ int cmd_add(const struct netconf *nc, const struct cni_env *env, struct json_obj
 		goto rollback;
 	}
 	err = take_allocation(alloc, &res, e);
-	if (!err && !allocation_is_durable(alloc))
-		err = agent_send(nc, "ipam.sync", NULL, &synced, e);
+	if (!err && !allocation_is_durable(alloc)) {
+		err = agent_send(nc, "ipam.sync", NULL, &ipam, e);
+		sync_owed = !err;
+	}
 	if (err)
 		goto rollback;
 	snprintf(res.ifname, sizeof(res.ifname), "%s", env->ifname);
 	snprintf(res.sandbox, sizeof(res.sandbox), "%s", env->netns);
-	err = configure_pod_side(nc, env, pod, mac_from_prefix(nc, &res, mac) ? mac : NULL, &res, e);
-	agent_finish_quietly(nc, "datapath.prepare", &prepared);
+	err = configure_pod_side(nc, env, pod, mac_from_prefix(nc, &res, mac) ? mac : NULL, &res,
+				 &dp, e);
 	if (err)
 		goto rollback;
 	netns_enter(ns.host_fd);
@@ -656,10 +673,10 @@ int cmd_add(const struct netconf *nc, const struct cni_env *env, struct json_obj
 			goto rollback;
 	}
 	/* Nobody outside the node hears of an address before it is durable. */
-	if (synced) {
-		err = agent_receive(nc, "ipam.sync", synced, &sync_out, e);
-		synced = NULL;
-		json_object_put(sync_out);
+	if (sync_owed) {
+		sync_owed = false;
+		err = agent_receive(nc, "ipam.sync", ipam, &synced, e);
+		json_object_put(synced);
 		if (err)
 			goto rollback;
 	}
@@ -668,8 +685,9 @@ int cmd_add(const struct netconf *nc, const struct cni_env *env, struct json_obj
 	goto out;
 
 rollback:
-	agent_finish_quietly(nc, "datapath.prepare", &prepared);
-	agent_finish_quietly(nc, "ipam.sync", &synced);
+	dp_calls_finish(nc, env, &dp, &ignored);
+	if (sync_owed)
+		agent_collect_quietly(nc, "ipam.sync", ipam);
 	if (created && (in_pod || !netns_enter(ns.pod_fd))) {
 		if (pod || !nl_route_open(&pod))
 			link_delete(pod, env->ifname);
@@ -686,6 +704,7 @@ rollback:
 			agent_call_quietly(nc, env, "rdma.detach");
 	}
 out:
+	agent_close(&ipam);
 	json_object_put(alloc);
 	netns_pair_close(&ns);
 	nl_socket_free(pod);
