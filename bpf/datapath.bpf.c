@@ -261,10 +261,11 @@ static __always_inline __u32 nic_of_dev(__u64 netns, __u32 ifindex, struct rn_ni
 /* Prefixes as big-endian masks, so that a match is an AND. */
 static __always_inline bool in_subnet4(__u32 a, const __u8 *own, __u32 plen)
 {
-	__u32 mask = plen >= 32 ? ~0u : plen ? ~0u << (32 - plen) : 0, o;
+	/* A 64-bit shift by 32 - plen is defined for every plen of 0..32:
+	 * no branch.  (The agent never stores a longer one.) */
+	__u32 mask = (__u32)(~0ull << ((32 - plen) & 63));
 
-	__builtin_memcpy(&o, ALIGNED(own, 4), 4);
-	return !((a ^ o) & bpf_htonl(mask));
+	return !((a ^ word4(own)) & bpf_htonl(mask));
 }
 
 static __always_inline bool in_subnet6(__u64 a0, __u64 a1, const __u8 *own, __u32 plen)
@@ -336,8 +337,9 @@ static __always_inline long redirect_neigh(struct __sk_buff *skb, const struct r
  * as rn_addr_bucket() takes an address.  Counted here as a redirect, and as
  * tx by NIC k's own egress hook, which the redirected packet passes next:
  * so it is counted once. */
-static __always_inline int redirect_to(struct __sk_buff *skb, const struct rn_nic *nic, __u32 id,
-				       bool v6, __u64 d0, __u64 d1, struct rn_stats *st)
+static __always_inline int redirect_to(struct __sk_buff *skb, struct ethhdr *eth,
+				       const struct rn_nic *nic, __u32 id, bool v6, __u64 d0,
+				       __u64 d1, struct rn_stats *st)
 {
 	bool onlink = v6 ? in_subnet6(d0, d1, nic->addr6, nic->plen6) :
 			   in_subnet4((__u32)d0, nic->addr4, nic->plen4);
@@ -347,10 +349,8 @@ static __always_inline int redirect_to(struct __sk_buff *skb, const struct rn_ni
 	if (rn_fast_redirect && !onlink && has_gw) {
 		__u32 gwi = id * RN_FAM_MAX + (v6 ? RN_FAM_V6 : RN_FAM_V4);
 		struct rn_gw *gw = bpf_map_lookup_elem(&rn_gw_v2, &gwi);
-		void *data = (void *)(long)skb->data, *end = (void *)(long)skb->data_end;
-		struct ethhdr *eth = data;
 
-		if (gw && gw->mac_valid && (void *)(eth + 1) <= end) {
+		if (gw && gw->mac_valid) {
 			set_mac(eth->h_dest, gw->mac);
 			set_mac(eth->h_source, nic->mac);
 			ret = bpf_redirect(nic->ifindex, 0);
@@ -380,8 +380,8 @@ out:
 
 /* The rest of egress, for source @s (its family a constant where this is
  * inlined, so that each family's lookup compares only its own words). */
-static __always_inline int egress_from(struct __sk_buff *skb, bool btf, struct src *s, __u64 d0,
-				       __u64 d1)
+static __always_inline int egress_from(struct __sk_buff *skb, bool btf, struct ethhdr *eth,
+				       struct src *s, __u64 d0, __u64 d1)
 {
 	struct rn_nic *nic = NULL;
 	struct rn_stats *st;
@@ -406,7 +406,7 @@ static __always_inline int egress_from(struct __sk_buff *skb, bool btf, struct s
 		}
 		return TC_ACT_UNSPEC;
 	}
-	return redirect_to(skb, nic, id, s->family == RN_FAM_V6, d0, d1, st);
+	return redirect_to(skb, eth, nic, id, s->family == RN_FAM_V6, d0, d1, st);
 }
 
 static __always_inline int egress(struct __sk_buff *skb, bool btf)
@@ -431,7 +431,7 @@ static __always_inline int egress(struct __sk_buff *skb, bool btf)
 		s.family = RN_FAM_V4;
 		s.a0 = ip->saddr;
 		s.a1 = 0;
-		return egress_from(skb, btf, &s, ip->daddr, 0);
+		return egress_from(skb, btf, eth, &s, ip->daddr, 0);
 	}
 	if (eth->h_proto == bpf_htons(ETH_P_IPV6)) {
 		struct ipv6hdr *ip6 = (void *)(eth + 1);
@@ -450,7 +450,7 @@ static __always_inline int egress(struct __sk_buff *skb, bool btf)
 		s.family = RN_FAM_V6;
 		load6(&ip6->saddr, &s.a0, &s.a1);
 		load6(&ip6->daddr, &d0, &d1);
-		return egress_from(skb, btf, &s, d0, d1);
+		return egress_from(skb, btf, eth, &s, d0, d1);
 	}
 	return TC_ACT_UNSPEC;
 }

@@ -337,6 +337,8 @@ static void gateway_learning(struct ctx *c)
 	struct rn_gw *gw6 = &c->maps.gw_mem[NIC_B * RN_FAM_MAX + RN_FAM_V6];
 	int ingress = bpf_program__fd(dp_prog(c->skel, DP_HOOK_INGRESS));
 	struct rn_stats before, after;
+	bool same_tick;
+	int rx_extra = 0;
 	struct timespec ts;
 	struct outcome o;
 	struct pkt p;
@@ -375,16 +377,23 @@ static void gateway_learning(struct ctx *c)
 	tap(gw6->mac_valid && !memcmp(gw6->mac, mac_gw, 6) && gw6->last_seen_ns >= now,
 	    "ingress: the v6 gateway's NA records its MAC");
 
-	gw4->last_seen_ns = 1;
+	/* Two signs back to back, the second read in the first's tick -
+	 * unless a tick ended between them, so a few tries. */
 	pkt_eth(&p, mac_b, mac_gw, ETH_P_IP);
 	pkt_ipv4(&p, "172.16.13.5", "172.16.12.21", 0);
-	run(c, ingress, &p, nic_b_ifindex, &o);
-	tap(gw4->last_seen_ns == 1,
-	    "ingress: a second sign within the same tick leaves the record alone");
+	same_tick = false;
+	for (int try = 0; try < 5 && !same_tick; try++) {
+		run(c, ingress, &p, nic_b_ifindex, &o);
+		gw4->last_seen_ns = 1;
+		run(c, ingress, &p, nic_b_ifindex, &o);
+		same_tick = gw4->last_seen_ns == 1;
+		rx_extra += 2;
+	}
+	tap(same_tick, "ingress: a second sign within the same tick leaves the record alone");
 
 	dp_stats_sum(&c->maps, NIC_B, &after);
-	tap(after.rx_packets - before.rx_packets == 5 &&
-		    after.rx_bytes - before.rx_bytes == 4 * 42 + 62,
+	tap(after.rx_packets - before.rx_packets == 4 + (unsigned)rx_extra &&
+		    after.rx_bytes - before.rx_bytes == (3 + (unsigned)rx_extra) * 42 + 62,
 	    "ingress: rx packets and bytes of the NIC count every frame");
 
 	dp_stats_sum(&c->maps, NIC_A, &before);
