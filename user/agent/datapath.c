@@ -346,20 +346,24 @@ static int hook_fn(void *arg)
 	struct hook_job *job = arg;
 	struct datapath *dp = job->dp;
 	const struct dp_entry *e = job->e;
-	int egress = bpf_program__fd(dp_prog(dp->skel, DP_HOOK_EGRESS));
-	int ingress = bpf_program__fd(dp_prog(dp->skel, DP_HOOK_INGRESS));
+	struct bpf_program *egress = dp_prog(dp->skel, DP_HOOK_EGRESS);
+	struct bpf_program *ingress = dp_prog(dp->skel, DP_HOOK_INGRESS);
 	struct {
 		int ifindex;
 		enum dp_hook hook;
-		int prog;
+		struct bpf_program *prog;
 	} hooks[3] = {
 		{ (int)e->nic.ifindex, DP_HOOK_EGRESS, egress },
 		{ (int)e->nic.ifindex, DP_HOOK_INGRESS, ingress },
 		{ e->eth0_ifindex, DP_HOOK_EGRESS, egress },
 	};
-	int n = job->eth0 && e->eth0_ifindex ? 3 : 2, err = 0;
+	int n = job->eth0 && e->eth0_ifindex ? 3 : 2, err;
+	struct nl_sock *tc;
 	char pin[512];
 
+	err = dp_tc_open(e->mode, &tc);
+	if (err)
+		return err;
 	/* The devices' qdiscs before any filter: a clsact direction's first
 	 * filter waits for an RCU grace period since its qdisc was made
 	 * (expedited, an IPI to every CPU), and one such wait then covers
@@ -367,24 +371,27 @@ static int hook_fn(void *arg)
 	for (int i = 0; job->attach && i < n; i++) {
 		if (i && hooks[i].ifindex == hooks[i - 1].ifindex)
 			continue;
-		err = dp_hook_prepare(e->mode, hooks[i].ifindex);
+		err = dp_hook_prepare(tc, e->mode, hooks[i].ifindex);
 		if (err)
-			return err;
+			goto out;
 	}
 	for (int i = 0; i < n; i++) {
 		int ret;
 
 		link_pin(dp, e->nic.netns, hooks[i].ifindex, hooks[i].hook, pin, sizeof(pin));
 		if (!job->attach)
-			ret = dp_hook_detach(e->mode, hooks[i].ifindex, hooks[i].hook, pin);
+			ret = dp_hook_detach(tc, e->mode, hooks[i].ifindex, hooks[i].hook, pin);
 		else
-			ret = dp_hook_attach(e->mode, hooks[i].prog, hooks[i].ifindex, hooks[i].hook,
-					     pin);
+			ret = dp_hook_attach(tc, e->mode, bpf_program__fd(hooks[i].prog),
+					     bpf_program__name(hooks[i].prog), hooks[i].ifindex,
+					     hooks[i].hook, pin);
 		if (ret && !err)
 			err = ret;
 		if (ret && job->attach)
 			break;
 	}
+out:
+	dp_tc_close(tc);
 	return err;
 }
 

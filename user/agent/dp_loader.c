@@ -7,6 +7,8 @@
 #include <bpf/libbpf.h>
 #include <dirent.h>
 #include <errno.h>
+#include <arpa/inet.h>
+#include <linux/if_ether.h>
 #include <linux/if_link.h>
 #include <net/if.h>
 #include <stdio.h>
@@ -16,7 +18,12 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <linux/pkt_cls.h>
+#include <linux/pkt_sched.h>
 #include <linux/types.h>
+#include <netlink/attr.h>
+#include <netlink/msg.h>
+#include <netlink/netlink.h>
 #include <railnet/datapath.h>
 
 #include "common/log.h"
@@ -263,42 +270,118 @@ static int tcx_attach(int prog_fd, int ifindex, enum dp_hook hook, const char *l
 	return err;
 }
 
-static int clsact_attach(int prog_fd, int ifindex, enum dp_hook hook)
-{
-	LIBBPF_OPTS(bpf_tc_hook, tc_hook, .ifindex = ifindex,
-		    .attach_point = hook == DP_HOOK_INGRESS ? BPF_TC_INGRESS : BPF_TC_EGRESS);
-	LIBBPF_OPTS(bpf_tc_opts, tc_opts, .handle = DP_TC_HANDLE, .priority = DP_TC_PRIORITY,
-		    .prog_fd = prog_fd, .flags = BPF_TC_F_REPLACE);
+/* --- clsact: the qdisc and direct-action cls_bpf filters, over rtnetlink.
+ * Not libbpf's bpf_tc_*(), which open a socket for each change: an attach
+ * makes up to five, all on one socket here. */
 
-	return bpf_tc_attach(&tc_hook, &tc_opts);
+int dp_tc_open(enum dp_attach_mode mode, struct nl_sock **tc)
+{
+	*tc = NULL;
+	if (mode == DP_MODE_TCX)
+		return 0;
+	*tc = nl_socket_alloc();
+	if (!*tc)
+		return -ENOMEM;
+	if (nl_connect(*tc, NETLINK_ROUTE) < 0) {
+		nl_socket_free(*tc);
+		*tc = NULL;
+		return -EIO;
+	}
+	return 0;
 }
 
-int dp_hook_prepare(enum dp_attach_mode mode, int ifindex)
+void dp_tc_close(struct nl_sock *tc)
 {
-	/* One clsact qdisc holds both directions' filters. */
-	LIBBPF_OPTS(bpf_tc_hook, tc_hook, .ifindex = ifindex, .attach_point = BPF_TC_INGRESS);
+	nl_socket_free(tc);
+}
+
+/* The errno behind a libnl error, for the cases callers tell apart. */
+static int errno_of(int nlerr)
+{
+	switch (-nlerr) {
+	case NLE_EXIST:
+		return -EEXIST;
+	case NLE_OBJ_NOTFOUND:
+		return -ENOENT;
+	case NLE_NODEV:
+		return -ENODEV;
+	case NLE_INVAL:
+		return -EINVAL;
+	case NLE_NOMEM:
+		return -ENOMEM;
+	case NLE_PERM:
+		return -EPERM;
+	case NLE_OPNOTSUPP:
+		return -EOPNOTSUPP;
+	default:
+		return -EIO;
+	}
+}
+
+/* One tc change of @ifindex, acknowledged; with @prog_fd >= 0 a
+ * direct-action bpf filter running it. */
+static int tc_change(struct nl_sock *tc, int type, int flags, int ifindex, __u32 parent,
+		     __u32 handle, __u32 info, const char *kind, int prog_fd, const char *name)
+{
+	struct tcmsg t = { .tcm_family = AF_UNSPEC, .tcm_ifindex = ifindex,
+			   .tcm_parent = parent, .tcm_handle = handle, .tcm_info = info };
+	struct nl_msg *msg = nlmsg_alloc_simple(type, flags);
+	struct nlattr *opts;
+	int err;
+
+	if (!msg)
+		return -ENOMEM;
+	if (nlmsg_append(msg, &t, sizeof(t), NLMSG_ALIGNTO) < 0 ||
+	    nla_put_string(msg, TCA_KIND, kind) < 0)
+		goto too_big;
+	if (prog_fd >= 0) {
+		opts = nla_nest_start(msg, TCA_OPTIONS);
+		if (!opts || nla_put_u32(msg, TCA_BPF_FD, (__u32)prog_fd) < 0 ||
+		    nla_put_string(msg, TCA_BPF_NAME, name) < 0 ||
+		    nla_put_u32(msg, TCA_BPF_FLAGS, TCA_BPF_FLAG_ACT_DIRECT) < 0)
+			goto too_big;
+		nla_nest_end(msg, opts);
+	}
+	err = nl_send_sync(tc, msg); /* frees @msg */
+	return err < 0 ? errno_of(err) : 0;
+too_big:
+	nlmsg_free(msg);
+	return -EMSGSIZE;
+}
+
+static __u32 clsact_parent(enum dp_hook hook)
+{
+	return TC_H_MAKE(TC_H_CLSACT, hook == DP_HOOK_INGRESS ? TC_H_MIN_INGRESS : TC_H_MIN_EGRESS);
+}
+
+/* railnet's filter: its handle, and its priority with every protocol. */
+#define DP_TC_INFO TC_H_MAKE((__u32)DP_TC_PRIORITY << 16, htons(ETH_P_ALL))
+
+int dp_hook_prepare(struct nl_sock *tc, enum dp_attach_mode mode, int ifindex)
+{
 	int err;
 
 	if (mode == DP_MODE_TCX)
 		return 0;
-	err = bpf_tc_hook_create(&tc_hook);
+	/* One clsact qdisc holds both directions' filters. */
+	err = tc_change(tc, RTM_NEWQDISC, NLM_F_CREATE | NLM_F_EXCL, ifindex, TC_H_CLSACT,
+			TC_H_MAKE(TC_H_CLSACT, 0), 0, "clsact", -1, NULL);
 	return err == -EEXIST ? 0 : err;
 }
 
-int dp_hook_attach(enum dp_attach_mode mode, int prog_fd, int ifindex, enum dp_hook hook,
-		   const char *link_pin)
+int dp_hook_attach(struct nl_sock *tc, enum dp_attach_mode mode, int prog_fd, const char *name,
+		   int ifindex, enum dp_hook hook, const char *link_pin)
 {
 	if (mode == DP_MODE_TCX)
 		return tcx_attach(prog_fd, ifindex, hook, link_pin);
-	return clsact_attach(prog_fd, ifindex, hook);
+	/* No NLM_F_EXCL: an existing railnet filter is switched in place. */
+	return tc_change(tc, RTM_NEWTFILTER, NLM_F_CREATE, ifindex, clsact_parent(hook),
+			 DP_TC_HANDLE, DP_TC_INFO, "bpf", prog_fd, name);
 }
 
-int dp_hook_detach(enum dp_attach_mode mode, int ifindex, enum dp_hook hook,
+int dp_hook_detach(struct nl_sock *tc, enum dp_attach_mode mode, int ifindex, enum dp_hook hook,
 		   const char *link_pin)
 {
-	LIBBPF_OPTS(bpf_tc_hook, tc_hook, .ifindex = ifindex,
-		    .attach_point = hook == DP_HOOK_INGRESS ? BPF_TC_INGRESS : BPF_TC_EGRESS);
-	LIBBPF_OPTS(bpf_tc_opts, tc_opts, .handle = DP_TC_HANDLE, .priority = DP_TC_PRIORITY);
 	int err;
 
 	if (mode == DP_MODE_TCX) {
@@ -307,7 +390,8 @@ int dp_hook_detach(enum dp_attach_mode mode, int ifindex, enum dp_hook hook,
 			return -errno;
 		return 0;
 	}
-	err = bpf_tc_detach(&tc_hook, &tc_opts);
+	err = tc_change(tc, RTM_DELTFILTER, 0, ifindex, clsact_parent(hook), DP_TC_HANDLE,
+			DP_TC_INFO, "bpf", -1, NULL);
 	return err == -ENOENT || err == -ENODEV || err == -EINVAL ? 0 : err;
 }
 

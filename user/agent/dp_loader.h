@@ -8,7 +8,7 @@
  *
  * Hooks: a tcx link (kernel >= 6.6), pinned so it outlives railnetd and is
  * atomically switched to a new program by the next one; else a clsact
- * filter, which the kernel keeps by itself and bpf_tc_attach replaces in
+ * filter, which the kernel keeps by itself and a new one replaces in
  * place.  Hook functions act on the calling thread's network namespace.
  */
 #ifndef RAILNET_DP_LOADER_H
@@ -56,16 +56,22 @@ struct bpf_program *dp_prog(const struct datapath_bpf *skel, enum dp_hook hook);
 /* Whether this kernel has tcx links (probed once, on the loopback). */
 enum dp_attach_mode dp_attach_mode(int prog_fd);
 
-/* Makes @ifindex (in the current netns) ready for dp_hook_attach, once per
- * device: its clsact qdisc (nothing for tcx). */
-int dp_hook_prepare(enum dp_attach_mode mode, int ifindex);
-/* Hooks @prog_fd to @ifindex (in the current netns); idempotent: an
- * existing railnet hook is switched to @prog_fd.  With tcx the link is
- * pinned at @link_pin. */
-int dp_hook_attach(enum dp_attach_mode mode, int prog_fd, int ifindex, enum dp_hook hook,
-		   const char *link_pin);
+/* The hook calls below change devices of the calling thread's netns, the
+ * clsact ones through @tc: a rtnetlink socket opened there by dp_tc_open()
+ * (one for all of an attach's changes), NULL for tcx. */
+struct nl_sock;
+int dp_tc_open(enum dp_attach_mode mode, struct nl_sock **tc);
+void dp_tc_close(struct nl_sock *tc);
+
+/* Makes @ifindex ready for dp_hook_attach, once per device: its clsact
+ * qdisc (nothing for tcx). */
+int dp_hook_prepare(struct nl_sock *tc, enum dp_attach_mode mode, int ifindex);
+/* Hooks @prog_fd (named @name) to @ifindex; idempotent: an existing railnet
+ * hook is switched to @prog_fd.  With tcx the link is pinned at @link_pin. */
+int dp_hook_attach(struct nl_sock *tc, enum dp_attach_mode mode, int prog_fd, const char *name,
+		   int ifindex, enum dp_hook hook, const char *link_pin);
 /* Removes what dp_hook_attach made; absent is fine. */
-int dp_hook_detach(enum dp_attach_mode mode, int ifindex, enum dp_hook hook,
+int dp_hook_detach(struct nl_sock *tc, enum dp_attach_mode mode, int ifindex, enum dp_hook hook,
 		   const char *link_pin);
 
 /* rn_gw_v2 is mmapped in slices of this many bytes, each when a NIC in it is
