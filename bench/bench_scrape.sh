@@ -26,8 +26,8 @@
 # /proc/PID/clear_refs), the wall time of each scrape (curl from the node's
 # netns, body discarded), and datapath.get latency while scrapes run back to
 # back (a scrape must not hold dp->lock for long).  Nothing reads the agent's
-# entries by the control socket before that: a datapath.list of 8,000 entries
-# grows the heap by far more than a scrape (it is printed last, for scale).
+# entries by the control socket before that; a datapath.list of 8,000 entries
+# (its reply ~7 MiB of text) is measured last.
 # Named to run last in `make bench`: the kernel takes minutes to tear down
 # 1,000 netns after it, which would weigh on a benchmark that followed.
 #   BENCH_PODS=N (default 1000)  BENCH_SCRAPES=N (default 30)

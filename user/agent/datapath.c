@@ -7,6 +7,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <json-c/printbuf.h>
 #include <linux/magic.h>
 #include <net/if.h>
 #include <pthread.h>
@@ -1639,28 +1640,68 @@ int datapath_op_get(struct agent *agent, struct json_object *args, struct json_o
 	return 0;
 }
 
+/* A JSON value already rendered (its text in @jso's printbuf userdata). */
+static int rendered_json(struct json_object *jso, struct printbuf *pb, int level, int flags)
+{
+	struct printbuf *text = json_object_get_userdata(jso);
+
+	(void)level;
+	(void)flags;
+	return printbuf_memappend(pb, text->buf, text->bpos);
+}
+
+static void rendered_free(struct json_object *jso, void *userdata)
+{
+	(void)jso;
+	printbuf_free(userdata);
+}
+
+/* The entries are rendered one at a time as they are listed: the objects
+ * of 8,000 entries at once took ~60 MiB of the agent's heap, their text
+ * ~7 MiB. */
 int datapath_op_list(struct agent *agent, struct json_object *args, struct json_object *result,
 		     struct ctl_error *err)
 {
 	struct json_object *arr;
+	struct printbuf *text;
 	struct datapath *dp;
+	bool first = true;
 	int ret = 0;
 
 	dp = datapath_of(agent, err, &ret);
 	if (ret)
 		return ret;
+	text = printbuf_new();
 	arr = json_object_new_array();
+	if (!text || !arr) {
+		printbuf_free(text);
+		json_object_put(arr);
+		return ctl_fail(err, CTL_ERR_INTERNAL, -ENOMEM, "out of memory");
+	}
+	printbuf_strappend(text, "[");
 	pthread_mutex_lock(&dp->lock);
-	for (__u32 id = 1; id < RN_MAX_NICS; id++) {
+	for (__u32 id = 1; id < RN_MAX_NICS && !ret; id++) {
 		struct json_object *o;
+		const char *t;
 
 		if (!dp->entries[id])
 			continue;
 		o = json_object_new_object();
 		entry_to_json(dp, dp->entries[id], o);
-		json_object_array_add(arr, o);
+		t = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN);
+		if ((!first && printbuf_strappend(text, ",") < 0) ||
+		    printbuf_memappend(text, t, (int)strlen(t)) < 0)
+			ret = -ENOMEM;
+		first = false;
+		json_object_put(o);
 	}
 	pthread_mutex_unlock(&dp->lock);
+	if (ret || printbuf_strappend(text, "]") < 0) {
+		printbuf_free(text);
+		json_object_put(arr);
+		return ctl_fail(err, CTL_ERR_INTERNAL, -ENOMEM, "out of memory");
+	}
+	json_object_set_serializer(arr, rendered_json, text, rendered_free);
 	json_object_object_add(result, "hooks",
 			       json_object_new_string(mode_name(dp->mode)));
 	json_object_object_add(result, "entries", arr);
