@@ -340,6 +340,8 @@ static int datapath_attach_send(const struct netconf *nc, const struct cni_env *
 	json_object_object_add(args, "mac", json_object_new_string(res->mac));
 	err = agent_send(nc, "datapath.attach", args, &dp->conn, e);
 	dp->attach_owed = !err;
+	if (err) /* the connection went with the failed send */
+		dp->prepare_owed = false;
 	json_object_put(args);
 	return err;
 }
@@ -360,14 +362,20 @@ static void datapath_prepare_send(const struct netconf *nc, const struct cni_env
 }
 
 /* Collects the answer to a request whose outcome changes nothing for the
- * caller. */
-static void agent_collect_quietly(const struct netconf *nc, const char *op, struct ctl_conn *conn)
+ * caller.  False when none came (the transport failed): then the
+ * connection is out of step, and no later answer on it can be told apart. */
+static bool agent_collect_quietly(const struct netconf *nc, const char *op, struct ctl_conn *conn)
 {
 	struct json_object *out = NULL;
 	struct cni_error ignored;
 
-	if (!agent_receive(nc, op, conn, &out, &ignored))
+	if (!conn)
+		return false;
+	if (!agent_receive(nc, op, conn, &out, &ignored)) {
 		json_object_put(out);
+		return true;
+	}
+	return ignored.agent_code[0] != '\0';
 }
 
 /* The answers owed on @dp's connection, which it then closes: the
@@ -382,9 +390,12 @@ static int dp_calls_finish(const struct netconf *nc, const struct cni_env *env,
 	struct json_object *out = NULL;
 	int err = 0;
 
-	if (dp->prepare_owed)
-		agent_collect_quietly(nc, "datapath.prepare", dp->conn);
-	if (dp->attach_owed)
+	if (dp->prepare_owed && !agent_collect_quietly(nc, "datapath.prepare", dp->conn))
+		agent_close(&dp->conn);
+	if (dp->attach_owed && !dp->conn)
+		err = cni_fail(e, CNI_ERR_TRY_AGAIN, "railnetd is not reachable, try again later",
+			       "datapath.attach on %s: no answer", nc->socket);
+	else if (dp->attach_owed)
 		err = agent_receive(nc, "datapath.attach", dp->conn, &out, e);
 	json_object_put(out);
 	agent_close(&dp->conn);
@@ -597,7 +608,7 @@ int cmd_add(const struct netconf *nc, const struct cni_env *env, struct json_obj
 	struct dp_calls dp = { 0 };
 	struct json_object *synced = NULL;
 	struct cni_result res = { 0 };
-	struct cni_error link_err = { 0 }, prep_err = { 0 }, ignored;
+	struct cni_error link_err = { 0 }, prep_err = { 0 }, ignored = { 0 };
 	unsigned char mac[6];
 	bool allocated = false, created = false, in_pod = false, rdma_attached = false;
 	bool sync_owed = false;

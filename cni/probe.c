@@ -126,6 +126,22 @@ static int neigh_msg(struct nl_msg *msg, void *arg)
 	return NL_OK;
 }
 
+/* Whether the kernel holds @gw on @ifindex with a link-layer address. */
+static bool neigh_resolved(struct nl_sock *sk, int ifindex, struct nl_addr *gw)
+{
+	struct nl_cache *cache = NULL;
+	struct rtnl_neigh *n;
+	bool resolved;
+
+	if (rtnl_neigh_alloc_cache(sk, &cache) < 0)
+		return false;
+	n = rtnl_neigh_get(cache, ifindex, gw);
+	resolved = n && (rtnl_neigh_get_state(n) & NUD_RESOLVED);
+	rtnl_neigh_put(n);
+	nl_cache_free(cache);
+	return resolved;
+}
+
 /* The kernel resolves the gateway for us: RTM_NEWNEIGH with NTF_USE sends
  * a solicitation at once, and the neighbour's updates arrive on
  * RTNLGRP_NEIGH.  A try that goes unanswered for @interval_ms deletes the
@@ -160,40 +176,32 @@ int probe_gateway(int ifindex, int family, const void *gw, int tries, int interv
 	rtnl_neigh_set_dst(req, w.gw);
 	rtnl_neigh_set_flags(req, NTF_USE);
 	pfd.fd = nl_socket_get_fd(sk);
-	nl_socket_set_nonblocking(sk);
 	err = -EHOSTUNREACH;
 	for (int try = 0; try < tries && err; try++) {
-		if (try)
+		/* Only an unresolved neighbour goes: one resolved before we
+		 * asked sends no update, so the table is asked. */
+		if (try) {
+			if (neigh_resolved(sk, ifindex, w.gw)) {
+				err = 0;
+				break;
+			}
 			rtnl_neigh_delete(sk, req, 0);
+		}
 		if (rtnl_neigh_add(sk, req, NLM_F_CREATE) < 0) {
 			err = -EIO;
 			break;
 		}
+		/* The socket stays blocking for the requests' acks; poll()
+		 * says when an update can be read without waiting. */
 		deadline = now_ms() + interval_ms;
-		while (now_ms() < deadline) {
-			if (w.state & NUD_RESOLVED) {
-				err = 0;
-				break;
-			}
+		while (!(w.state & NUD_RESOLVED) && now_ms() < deadline)
 			if (poll(&pfd, 1, (int)(deadline - now_ms())) > 0)
 				nl_recvmsgs_default(sk);
-		}
 		if (w.state & NUD_RESOLVED)
 			err = 0;
 	}
-	if (err == -EHOSTUNREACH && !w.state) {
-		/* Already resolved before we asked: no update was sent. */
-		struct nl_cache *cache = NULL;
-
-		if (rtnl_neigh_alloc_cache(sk, &cache) >= 0) {
-			struct rtnl_neigh *n = rtnl_neigh_get(cache, ifindex, w.gw);
-
-			if (n && (rtnl_neigh_get_state(n) & NUD_RESOLVED))
-				err = 0;
-			rtnl_neigh_put(n);
-			nl_cache_free(cache);
-		}
-	}
+	if (err == -EHOSTUNREACH && neigh_resolved(sk, ifindex, w.gw))
+		err = 0;
 out:
 	rtnl_neigh_put(req);
 	nl_addr_put(w.gw);

@@ -78,6 +78,15 @@ tap_eq "... it was made, then removed" "$((attached + 1)) $((detached + 1))" \
 lab_in "$(lab_rail_ns)" ip addr add "$(lab_gw4 2)/24" dev br-r2
 lab_cni 1 1 net2 DEL "$(dp_conf 2 1)" >/dev/null
 
+# A gateway that answers only a later solicitation (its address is back
+# 150 ms into the check): the check asks again, each 100 ms.
+lab_in "$(lab_rail_ns)" ip addr del "$(lab_gw4 2)/24" dev br-r2
+(sleep 0.15; lab_in "$(lab_rail_ns)" ip addr add "$(lab_gw4 2)/24" dev br-r2) &
+out=$(lab_cni 1 1 net2 ADD "$(dp_conf 2 1 | jq -c '. + {detectGateway: true}')")
+wait
+tap_ok "a gateway that answers a later try of the check passes it" jq -e '.ips[0].address' <<<"$out"
+lab_cni 1 1 net2 DEL "$(dp_conf 2 1)" >/dev/null
+
 # The agent hooks a NIC's device while it makes the NIC's addresses durable
 # (datapath.prepare); an ADD that fails between the two leaves no hook.
 lab_pod_add 1 4

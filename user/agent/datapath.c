@@ -624,8 +624,8 @@ static struct dp_prehook *prehook_find(struct datapath *dp, const char *network,
 	return NULL;
 }
 
-/* A free slot, else the oldest: its hooks stay on its device, for its
- * attach to make again (hooking is idempotent) or to go with the device. */
+/* A free slot, else the oldest (whose hooks its caller removes: its attach,
+ * if it comes, makes them again). */
 static struct dp_prehook *prehook_slot(struct datapath *dp)
 {
 	struct dp_prehook *oldest = &dp->prehooks[0];
@@ -649,6 +649,36 @@ static void prehook_as_entry(const struct dp_prehook *p, struct dp_entry *e)
 	e->nic.netns = p->netns;
 	e->nic.ifindex = (__u32)p->ifindex;
 	e->eth0_ifindex = p->eth0_ifindex;
+}
+
+/* Another prepared NIC of @e's pod: it still needs the pod's eth0 hook. */
+static bool pod_has_prehook(const struct datapath *dp, const struct dp_entry *e,
+			    const struct dp_prehook *except)
+{
+	for (int i = 0; i < DP_PREHOOKS; i++) {
+		const struct dp_prehook *p = &dp->prehooks[i];
+
+		if (p->used && p != except && p->netns == e->nic.netns &&
+		    (e->nic.netns || !strcmp(p->netns_path, e->netns_path)))
+			return true;
+	}
+	return false;
+}
+
+/* Removes @p's hooks (eth0's unless another NIC of the pod needs it) and
+ * forgets it. */
+static void prehook_unhook(struct datapath *dp, struct dp_prehook *p)
+{
+	struct dp_entry as;
+	int err;
+
+	prehook_as_entry(p, &as);
+	err = hooks_apply(dp, &as, false,
+			  p->eth0 && !pod_has_other(dp, &as) && !pod_has_prehook(dp, &as, p));
+	if (err)
+		log_warn("datapath_unprepare_failed", "netns=%s ifname=%s err=\"%s\"",
+			 p->netns_path, p->ifname, strerror(-err));
+	p->used = false;
 }
 
 /* Is @p on the device that @e attaches? */
@@ -1264,7 +1294,7 @@ static void entry_remove(struct datapath *dp, struct dp_entry *e)
 	int err;
 
 	dp_nic_unpublish(&dp->maps, e->id, &e->nic);
-	err = hooks_apply(dp, e, false, !pod_has_other(dp, e));
+	err = hooks_apply(dp, e, false, !pod_has_other(dp, e) && !pod_has_prehook(dp, e, NULL));
 	if (err)
 		log_warn("datapath_detach_hooks_failed", "pod=%s/%s ifname=%s err=\"%s\"",
 			 e->pod_namespace, e->pod_name, e->ifname, strerror(-err));
@@ -1302,10 +1332,14 @@ static int hooks_here(struct datapath *dp, const struct dp_entry *e, bool attach
 
 /* In the pod's netns, one visit: what the NIC is, then its maps and hooks
  * (a thread and a setns cost more than the rest of the attach). */
+/* attach_entry()'s answer when only a visit to the pod's netns can do. */
+#define ATTACH_IN_POD 1
+
 /* The entry @job->req into the maps, with its hooks unless its prepare
  * made them.  @in_pod: called in the pod's netns, with what the netns told
  * (pod_probe_fn); otherwise the request's NIC is the one its prepare found,
- * and without that prepare the answer is -EAGAIN, with nothing changed. */
+ * and without that prepare the answer is ATTACH_IN_POD, with nothing
+ * changed. */
 static int attach_entry(struct attach_job *job, bool in_pod)
 {
 	struct datapath *dp = job->dp;
@@ -1320,8 +1354,9 @@ static int attach_entry(struct attach_job *job, bool in_pod)
 	old = find_entry(dp, req->network, req->container_id, req->ifname);
 	pre = prehook_find(dp, req->network, req->container_id, req->ifname);
 	if (!in_pod) {
-		if (old || !pre || pre->ifindex != job->pp.want_ifindex) {
-			ret = -EAGAIN;
+		if (old || !pre || pre->ifindex != job->pp.want_ifindex ||
+		    strcmp(pre->netns_path, req->netns_path)) {
+			ret = ATTACH_IN_POD;
 			goto unlock;
 		}
 		req->nic.netns = pre->netns;
@@ -1329,6 +1364,11 @@ static int attach_entry(struct attach_job *job, bool in_pod)
 		req->eth0_ifindex = pre->eth0_ifindex;
 	}
 	req->id = old ? old->id : free_id(dp);
+	if (!req->id) { /* a prepare's hooks stay for the rollback's detach */
+		ret = ctl_fail(job->err, CTL_ERR_INTERNAL, -ENOSPC, "all %d datapath slots are in use",
+			       RN_MAX_NICS - 1);
+		goto unlock;
+	}
 	sibling = old ? old : pod_other(dp, req);
 	req->mode = sibling ? sibling->mode : dp->mode;
 	if (pre) {
@@ -1338,15 +1378,10 @@ static int attach_entry(struct attach_job *job, bool in_pod)
 			req->mode = pre->mode;
 		}
 		if (!in_pod && !prehooked) { /* its eth0 hook is missing: in the pod */
-			ret = -EAGAIN;
+			ret = ATTACH_IN_POD;
 			goto unlock;
 		}
 		pre->used = false;
-	}
-	if (!req->id) {
-		ret = ctl_fail(job->err, CTL_ERR_INTERNAL, -ENOSPC, "all %d datapath slots are in use",
-			       RN_MAX_NICS - 1);
-		goto unlock;
 	}
 	if (old && (old->nic.netns != req->nic.netns || old->nic.ifindex != req->nic.ifindex ||
 		    memcmp(old->nic.addr4, req->nic.addr4, 4) ||
@@ -1418,7 +1453,7 @@ struct prepare_job {
 static int prepare_in_pod(void *arg)
 {
 	struct prepare_job *job = arg;
-	struct dp_prehook *pre = &job->pre;
+	struct dp_prehook *pre = &job->pre, *slot;
 	struct datapath *dp = job->dp;
 	const struct dp_entry *sibling;
 	bool hooked = false;
@@ -1448,8 +1483,13 @@ static int prepare_in_pod(void *arg)
 	}
 	pre->used = true;
 	pre->at_ns = now_ns();
-	*(prehook_find(dp, pre->network, pre->container_id, pre->ifname) ?: prehook_slot(dp)) =
-		*pre;
+	slot = prehook_find(dp, pre->network, pre->container_id, pre->ifname);
+	if (!slot) {
+		slot = prehook_slot(dp);
+		if (slot->used) /* the oldest gives way, hooks and all */
+			prehook_unhook(dp, slot);
+	}
+	*slot = *pre;
 	hooked = true;
 unlock:
 	flock(dp->bpffs_fd, LOCK_UN);
@@ -1546,8 +1586,8 @@ int datapath_op_attach(struct agent *agent, struct json_object *args, struct jso
 		if (job.pp.want_ifindex && json_object_object_get_ex(args, "mac", NULL))
 			ret = attach_entry(&job, false);
 		else
-			ret = -EAGAIN;
-		if (ret == -EAGAIN)
+			ret = ATTACH_IN_POD;
+		if (ret == ATTACH_IN_POD)
 			ret = in_netns(req->netns_path, attach_in_pod, &job);
 		if (ret && !err->code[0]) /* the netns did not open */
 			probe_failed(req, ret, err);
@@ -1575,9 +1615,8 @@ static int keyed_request(struct agent *agent, struct json_object *args, struct d
 bool datapath_detach(struct datapath *dp, const char *network, const char *container_id,
 		     const char *ifname)
 {
-	struct dp_entry *e, as;
 	struct dp_prehook *pre;
-	int err;
+	struct dp_entry *e;
 
 	pthread_mutex_lock(&dp->lock);
 	flock(dp->bpffs_fd, LOCK_EX);
@@ -1589,14 +1628,9 @@ bool datapath_detach(struct datapath *dp, const char *network, const char *conta
 		entry_free(e);
 	}
 	pre = prehook_find(dp, network, container_id, ifname);
-	if (pre && !e) { /* an ADD rolled back between its prepare and its attach */
-		prehook_as_entry(pre, &as);
-		err = hooks_apply(dp, &as, false, pre->eth0 && !pod_has_other(dp, &as));
-		if (err)
-			log_warn("datapath_unprepare_failed", "netns=%s ifname=%s err=\"%s\"",
-				 pre->netns_path, pre->ifname, strerror(-err));
-	}
-	if (pre)
+	if (pre && !e) /* an ADD rolled back between its prepare and its attach */
+		prehook_unhook(dp, pre);
+	else if (pre)
 		pre->used = false;
 	flock(dp->bpffs_fd, LOCK_UN);
 	pthread_mutex_unlock(&dp->lock);
