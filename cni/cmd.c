@@ -20,6 +20,7 @@
 #include "agent.h"
 #include "common/addr_probe.h"
 #include "common/ctl_client.h"
+#include "common/mac.h"
 #include "common/sysctl.h"
 #include "common/protocol.h"
 #include "link.h"
@@ -184,15 +185,6 @@ static const struct cni_ip *first_ip(const struct cni_result *res, int family)
 		if (res->ips[i].family == family)
 			return &res->ips[i];
 	return NULL;
-}
-
-static void parse_mac(const char *s, unsigned char mac[6])
-{
-	unsigned int b[6] = { 0 };
-
-	sscanf(s, "%x:%x:%x:%x:%x:%x", &b[0], &b[1], &b[2], &b[3], &b[4], &b[5]);
-	for (int i = 0; i < 6; i++)
-		mac[i] = (unsigned char)b[i];
 }
 
 /* net/<dir>/<ifname>/<key> = @value */
@@ -466,10 +458,9 @@ static int configure_pod_side(const struct netconf *nc, const struct cni_env *en
 				       "%s from podMACPrefix: %s", env->ifname, strerror(-err));
 			goto out;
 		}
-		snprintf(res->mac, sizeof(res->mac), "%02x:%02x:%02x:%02x:%02x:%02x", want_mac[0],
-			 want_mac[1], want_mac[2], want_mac[3], want_mac[4], want_mac[5]);
+		mac_format(want_mac, res->mac);
 	}
-	parse_mac(res->mac, mac);
+	mac_parse(res->mac, mac, 6); /* the kernel's or ours: well formed */
 	err = datapath_attach_send(nc, env, res, dp, e);
 	if (err)
 		goto out;

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "cni.h"
+#include "common/mac.h"
 #include "common/protocol.h"
 
 const char *const cni_supported_versions[] = { "0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0", NULL };
@@ -110,19 +111,6 @@ static int get_int(struct json_object *root, const char *key, int min, int max, 
 	return 0;
 }
 
-static int parse_mac(const char *s, unsigned char *out, int n)
-{
-	unsigned int b[6];
-	int got = n == 6 ? sscanf(s, "%2x:%2x:%2x:%2x:%2x:%2x", &b[0], &b[1], &b[2], &b[3], &b[4], &b[5])
-			 : sscanf(s, "%2x:%2x", &b[0], &b[1]);
-
-	if (got != n || strlen(s) != (size_t)(3 * n - 1))
-		return -EINVAL;
-	for (int i = 0; i < n; i++)
-		out[i] = (unsigned char)b[i];
-	return 0;
-}
-
 static int parse_pools(struct json_object *root, struct netconf *nc, struct cni_error *e)
 {
 	static const char *const fams[2] = { "ipv4", "ipv6" };
@@ -211,7 +199,7 @@ int netconf_parse(struct json_object *root, struct netconf *nc, struct cni_error
 		return bad_field(e, "mode", "\"%s\" is not bridge, private, vepa or passthru", mode);
 
 	if (buf[0]) {
-		if (parse_mac(buf, nc->mac_prefix, 2))
+		if (mac_parse(buf, nc->mac_prefix, 2))
 			return bad_field(e, "podMACPrefix", "\"%s\" is not two hex bytes like \"0a:1b\"",
 					 buf);
 		if (nc->mac_prefix[0] & 1)
@@ -244,7 +232,7 @@ int netconf_parse(struct json_object *root, struct netconf *nc, struct cni_error
 	if (json_object_object_get_ex(rc, "mac", &v) &&
 	    json_object_get_boolean(json_object_object_get(caps, "mac"))) {
 		if (!json_object_is_type(v, json_type_string) ||
-		    parse_mac(json_object_get_string(v), nc->runtime_mac, 6))
+		    mac_parse(json_object_get_string(v), nc->runtime_mac, 6))
 			return bad_field(e, "runtimeConfig.mac", "is not a MAC address");
 		if (nc->runtime_mac[0] & 1)
 			return bad_field(e, "runtimeConfig.mac", "is a multicast address");

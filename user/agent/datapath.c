@@ -28,6 +28,7 @@
 #include "agent/dp_probe.h"
 #include "agent/metrics.h"
 #include "common/log.h"
+#include "common/mac.h"
 #include "common/sysctl.h"
 #include "common/protocol.h"
 
@@ -431,17 +432,6 @@ static void hex(char *out, const __u8 *b, size_t n)
 		sprintf(out + 2 * i, "%02x", b[i]);
 }
 
-/* "aa:bb:cc:dd:ee:ff" into @mac; -EINVAL for anything else. */
-static int parse_mac(const char *s, __u8 mac[6])
-{
-	int end = 0;
-
-	if (sscanf(s, "%2hhx:%2hhx:%2hhx:%2hhx:%2hhx:%2hhx%n", &mac[0], &mac[1], &mac[2], &mac[3],
-		   &mac[4], &mac[5], &end) != 6 || s[end])
-		return -EINVAL;
-	return 0;
-}
-
 static int unhex(const char *s, __u8 *b, size_t n)
 {
 	if (!s || strlen(s) != 2 * n)
@@ -590,15 +580,20 @@ static __u32 free_id(const struct datapath *dp)
 	return 0;
 }
 
+/* Two NICs in one pod: the same netns cookie, or with none (kernels <
+ * 5.14) the same netns path. */
+static bool same_pod(__u64 netns_a, const char *path_a, __u64 netns_b, const char *path_b)
+{
+	return netns_a == netns_b && (netns_a || !strcmp(path_a, path_b));
+}
+
 /* Another entry of the same pod: it still needs the pod's eth0 hook. */
 static const struct dp_entry *pod_other(const struct datapath *dp, const struct dp_entry *e)
 {
 	for (__u32 id = 1; id < RN_MAX_NICS; id++) {
 		const struct dp_entry *o = dp->entries[id];
 
-		/* No netns cookie (kernels < 5.14): the netns path tells. */
-		if (o && o != e && o->nic.netns == e->nic.netns &&
-		    (e->nic.netns || !strcmp(o->netns_path, e->netns_path)))
+		if (o && o != e && same_pod(o->nic.netns, o->netns_path, e->nic.netns, e->netns_path))
 			return o;
 	}
 	return NULL;
@@ -658,8 +653,8 @@ static bool pod_has_prehook(const struct datapath *dp, const struct dp_entry *e,
 	for (int i = 0; i < DP_PREHOOKS; i++) {
 		const struct dp_prehook *p = &dp->prehooks[i];
 
-		if (p->used && p != except && p->netns == e->nic.netns &&
-		    (e->nic.netns || !strcmp(p->netns_path, e->netns_path)))
+		if (p->used && p != except &&
+		    same_pod(p->netns, p->netns_path, e->nic.netns, e->netns_path))
 			return true;
 	}
 	return false;
@@ -684,8 +679,8 @@ static void prehook_unhook(struct datapath *dp, struct dp_prehook *p)
 /* Is @p on the device that @e attaches? */
 static bool prehook_matches(const struct dp_prehook *p, const struct dp_entry *e)
 {
-	return p->netns == e->nic.netns && p->ifindex == (int)e->nic.ifindex &&
-	       (p->netns || !strcmp(p->netns_path, e->netns_path));
+	return p->ifindex == (int)e->nic.ifindex &&
+	       same_pod(p->netns, p->netns_path, e->nic.netns, e->netns_path);
 }
 
 /* --- open / close ------------------------------------------------------- */
@@ -1112,8 +1107,7 @@ static struct json_object *gateways_json(const struct datapath *dp, const struct
 		json_object_object_add(o, "state",
 				       json_object_new_string(gw_state_names[gw_state_of(dp, e, gw, now)]));
 		if (gw->mac_valid) {
-			snprintf(buf, sizeof(buf), "%02x:%02x:%02x:%02x:%02x:%02x", gw->mac[0],
-				 gw->mac[1], gw->mac[2], gw->mac[3], gw->mac[4], gw->mac[5]);
+			mac_format(gw->mac, buf);
 			json_object_object_add(o, "mac", json_object_new_string(buf));
 		}
 		if (gw->last_seen_ns)
@@ -1144,8 +1138,7 @@ static void entry_to_json(const struct datapath *dp, const struct dp_entry *e,
 	json_object_object_add(o, "podName", json_object_new_string(e->pod_name));
 	json_object_object_add(o, "netns", json_object_new_string(e->netns_path));
 	json_object_object_add(o, "ifindex", json_object_new_int((int)e->nic.ifindex));
-	snprintf(buf, sizeof(buf), "%02x:%02x:%02x:%02x:%02x:%02x", e->nic.mac[0], e->nic.mac[1],
-		 e->nic.mac[2], e->nic.mac[3], e->nic.mac[4], e->nic.mac[5]);
+	mac_format(e->nic.mac, buf);
 	json_object_object_add(o, "mac", json_object_new_string(buf));
 	json_object_object_add(o, "hooks", json_object_new_string(mode_name(e->mode)));
 	for (int f = 0; f < RN_FAM_MAX; f++) {
@@ -1201,6 +1194,20 @@ static int arg_string(struct json_object *args, const char *key, bool required, 
 		return ctl_fail(err, CTL_ERR_BAD_REQUEST, -EINVAL, "%s must be 1 to %zu characters",
 				key, len - 1);
 	memcpy(out, json_object_get_string(v), (size_t)json_object_get_string_len(v) + 1);
+	return 0;
+}
+
+/* Optional "ifindex" (of the NIC inside the pod) into *@out; 0 if absent. */
+static int arg_ifindex(struct json_object *args, int *out, struct ctl_error *err)
+{
+	struct json_object *v;
+
+	*out = 0;
+	if (!json_object_object_get_ex(args, "ifindex", &v))
+		return 0;
+	if (!json_object_is_type(v, json_type_int) || json_object_get_int(v) <= 0)
+		return ctl_fail(err, CTL_ERR_BAD_REQUEST, -EINVAL, "ifindex must be a positive integer");
+	*out = json_object_get_int(v);
 	return 0;
 }
 
@@ -1506,7 +1513,6 @@ int datapath_op_prepare(struct agent *agent, struct json_object *args, struct js
 {
 	struct prepare_job job = { .result = result, .err = err };
 	struct dp_prehook *pre = &job.pre;
-	struct json_object *v;
 	struct dp_text t;
 	int ret = 0;
 
@@ -1515,12 +1521,8 @@ int datapath_op_prepare(struct agent *agent, struct json_object *args, struct js
 		ret = parse_key(args, &t, pre->ifname, err);
 	if (!ret)
 		ret = arg_string(args, "netns", true, pre->netns_path, sizeof(pre->netns_path), err);
-	if (!ret && json_object_object_get_ex(args, "ifindex", &v)) {
-		if (!json_object_is_type(v, json_type_int) || json_object_get_int(v) <= 0)
-			ret = ctl_fail(err, CTL_ERR_BAD_REQUEST, -EINVAL,
-				       "ifindex must be a positive integer");
-		job.pp.want_ifindex = json_object_get_int(v);
-	}
+	if (!ret)
+		ret = arg_ifindex(args, &job.pp.want_ifindex, err);
 	if (ret)
 		return ret;
 	snprintf(pre->network, sizeof(pre->network), "%s", t.network);
@@ -1565,15 +1567,11 @@ int datapath_op_attach(struct agent *agent, struct json_object *args, struct jso
 	}
 	if (!ret && (ret = entry_name(req, &t)))
 		ctl_fail(err, CTL_ERR_INTERNAL, ret, "out of memory");
-	if (!ret && json_object_object_get_ex(args, "ifindex", &v)) {
-		if (!json_object_is_type(v, json_type_int) || json_object_get_int(v) <= 0)
-			ret = ctl_fail(err, CTL_ERR_BAD_REQUEST, -EINVAL,
-				       "ifindex must be a positive integer");
-		job.pp.want_ifindex = json_object_get_int(v);
-	}
+	if (!ret)
+		ret = arg_ifindex(args, &job.pp.want_ifindex, err);
 	if (!ret && json_object_object_get_ex(args, "mac", &v) &&
 	    (!json_object_is_type(v, json_type_string) ||
-	     parse_mac(json_object_get_string(v), req->nic.mac)))
+	     mac_parse(json_object_get_string(v), req->nic.mac, 6)))
 		ret = ctl_fail(err, CTL_ERR_BAD_REQUEST, -EINVAL, "mac must be aa:bb:cc:dd:ee:ff");
 	if (!ret) {
 		/* Here, in the agent's netns, where the master is. */
