@@ -217,6 +217,8 @@ $(RAILNET): $(O)/cni/main.o $(LIB_CNI) $(LIB_COMMON)
 
 $(O)/selftests/unit/%: $(O)/selftests/unit/%.o $(LIBS_ALL) $(LIB_NOTLS)
 	$(call msg,LINK,$@)$(CC) $(CFLAGS) -o $@ $(link_in) $(LDLIBS) -lcmocka
+# test_ipam fails calloc() on purpose (see __wrap_calloc there).
+$(O)/selftests/unit/test_ipam: LDLIBS += -Wl,--wrap=calloc
 
 $(O)/selftests/prog_tests/%: $(O)/selftests/prog_tests/%.o $(LIBS_ALL) $(LIB_NOTLS)
 	$(call msg,LINK,$@)$(CC) $(CFLAGS) -o $@ $(link_in) $(LDLIBS)

@@ -2,7 +2,8 @@
 /* IPAM on a real local store in a temporary directory: which addresses a
  * pool hands out (exclusions, gateway, network/broadcast, edge masks),
  * round-robin, exhaustion, idempotency, stateful pods, GC, the distinct
- * errors, dual-stack rollback, reconfiguration and recovery after reopen. */
+ * errors, dual-stack rollback, reconfiguration, recovery after reopen and
+ * running out of memory. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -731,6 +732,63 @@ static void test_state_survives_reopen_and_compaction(void **state)
 	assert_string_equal(alloc4(f, "after"), "172.16.11.11");
 }
 
+/* calloc() calls from now until one fails; 0: none does.  This test's link
+ * wraps calloc (-Wl,--wrap=calloc), in the ipam and the libraries under it. */
+static int calloc_fails_in;
+void *__real_calloc(size_t n, size_t size);
+void *__wrap_calloc(size_t n, size_t size);
+
+void *__wrap_calloc(size_t n, size_t size)
+{
+	if (calloc_fails_in && !--calloc_fails_in)
+		return NULL;
+	return __real_calloc(n, size);
+}
+
+static size_t allocations(struct fixture *f)
+{
+	struct json_object *all = ipam_allocations(f->ipam, NULL);
+	size_t n = json_object_array_length(all);
+
+	json_object_put(all);
+	return n;
+}
+
+/* An allocation that runs out of memory anywhere on its way leaves nothing
+ * behind, in memory or in the log: a restart replays what memory held.  The
+ * 45th allocation also grows the address index (past 0.7 of 64 slots). */
+static void test_out_of_memory_leaves_no_record(void **state)
+{
+#define POOL_OOM POOL4(",\"ips\":[\"172.16.11.1-172.16.11.200\"]")
+	struct fixture *f = *state;
+	int failures = 0;
+	char cid[32];
+
+	open_with(f, POOL_OOM);
+	for (int i = 0; i < 44; i++) {
+		snprintf(cid, sizeof(cid), "c%d", i);
+		assert_int_equal(alloc_ex(f, cid, "net1", "gpu1-net11", NULL, NULL).ret, 0);
+	}
+	for (int k = 1;; k++) {
+		struct outcome o;
+
+		calloc_fails_in = k;
+		o = alloc_ex(f, "late", "net1", "gpu1-net11", NULL, NULL);
+		calloc_fails_in = 0;
+		if (!o.ret)
+			break;
+		failures++;
+		assert_int_equal(allocations(f), 44);
+		open_with(f, POOL_OOM);
+		assert_int_equal(allocations(f), 44);
+	}
+	assert_true(failures > 0);
+	assert_int_equal(allocations(f), 45);
+	open_with(f, POOL_OOM);
+	assert_int_equal(allocations(f), 45);
+#undef POOL_OOM
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 
 int main(void)
@@ -756,6 +814,7 @@ int main(void)
 		T(test_gc_keeps_only_valid_attachments),
 		T(test_reconfigure_refuses_dropping_a_used_pool),
 		T(test_state_survives_reopen_and_compaction),
+		T(test_out_of_memory_leaves_no_record),
 	};
 
 	return cmocka_run_group_tests_name("ipam", tests, NULL, NULL);

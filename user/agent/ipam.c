@@ -203,16 +203,20 @@ static struct alloc *index_find(struct addr_index *ix, const struct ipaddr *a)
 	return slot && *slot != TOMB ? *slot : NULL;
 }
 
+/* Room for one more entry: after it, index_insert() cannot fail. */
+static int index_reserve(struct addr_index *ix)
+{
+	return (ix->count + ix->tombs + 1) * 10 >= ix->cap * 7 ? index_grow(ix) : 0;
+}
+
 static int index_insert(struct addr_index *ix, struct alloc *al)
 {
 	struct alloc **slot;
 	int err;
 
-	if ((ix->count + ix->tombs + 1) * 10 >= ix->cap * 7) {
-		err = index_grow(ix);
-		if (err)
-			return err;
-	}
+	err = index_reserve(ix);
+	if (err)
+		return err;
 	slot = index_slot(ix, &al->addr, true);
 	if (*slot == TOMB)
 		ix->tombs--;
@@ -300,27 +304,38 @@ static struct alloc *chain_first(const struct chain_index *ix, size_t hash)
 	return ix->cap ? ix->buckets[hash & (ix->cap - 1)] : NULL;
 }
 
+/* Room for one more entry: after it, chain_insert() cannot fail. */
+static int chain_reserve(struct chain_index *ix, int which)
+{
+	size_t cap = ix->cap ? ix->cap * 2 : 64;
+	struct alloc **nb;
+
+	if (ix->count + 1 <= ix->cap)
+		return 0;
+	nb = calloc(cap, sizeof(*nb));
+	if (!nb)
+		return -ENOMEM;
+	for (size_t i = 0; i < ix->cap; i++) {
+		for (struct alloc *a = ix->buckets[i], *next; a; a = next) {
+			next = *chain_link(a, which);
+			*chain_link(a, which) = nb[chain_hash(a, which) & (cap - 1)];
+			nb[chain_hash(a, which) & (cap - 1)] = a;
+		}
+	}
+	free(ix->buckets);
+	ix->buckets = nb;
+	ix->cap = cap;
+	return 0;
+}
+
 static int chain_insert(struct chain_index *ix, struct alloc *al, int which)
 {
 	struct alloc **b;
+	int err;
 
-	if (ix->count + 1 > ix->cap) {
-		size_t cap = ix->cap ? ix->cap * 2 : 64;
-		struct alloc **nb = calloc(cap, sizeof(*nb));
-
-		if (!nb)
-			return -ENOMEM;
-		for (size_t i = 0; i < ix->cap; i++) {
-			for (struct alloc *a = ix->buckets[i], *next; a; a = next) {
-				next = *chain_link(a, which);
-				*chain_link(a, which) = nb[chain_hash(a, which) & (cap - 1)];
-				nb[chain_hash(a, which) & (cap - 1)] = a;
-			}
-		}
-		free(ix->buckets);
-		ix->buckets = nb;
-		ix->cap = cap;
-	}
+	err = chain_reserve(ix, which);
+	if (err)
+		return err;
 	b = &ix->buckets[chain_hash(al, which) & (ix->cap - 1)];
 	*chain_link(al, which) = *b;
 	*b = al;
@@ -878,6 +893,21 @@ static void unlink_alloc(struct ipam *ipam, struct alloc *al)
 		chain_remove(&ipam->by_pod, al, BY_POD);
 	account(ipam, al, -1);
 	ipam->nallocs--;
+}
+
+/* Room in the indexes for one more allocation: an allocation whose record
+ * is in the log must make it into memory too, so this comes before the
+ * append, and link_alloc() after it cannot fail. */
+static int link_reserve(struct ipam *ipam)
+{
+	int err;
+
+	err = index_reserve(&ipam->index);
+	if (!err)
+		err = chain_reserve(&ipam->by_key, BY_KEY);
+	if (!err)
+		err = chain_reserve(&ipam->by_pod, BY_POD);
+	return err;
 }
 
 /* Takes @al into the state (it replaces an allocation of its address). */
@@ -1638,6 +1668,10 @@ static int allocate_family(struct ipam *ipam, const struct ipam_request *req, in
 		}
 		al->addr = addr;
 		al->stateful = p->cfg.stateful;
+		if (link_reserve(ipam)) {
+			alloc_free(al);
+			return no_memory(kind, errbuf, errlen);
+		}
 		alloc_record(&r, al, rr);
 		err = append(ipam, &r, seq);
 		if (err) {
@@ -1647,11 +1681,7 @@ static int allocate_family(struct ipam *ipam, const struct ipam_request *req, in
 		if (al->stateful)
 			sticky_forget(ipam, al->pool, al->network, al->pod_namespace, al->pod_name,
 				      al->ifname);
-		err = link_alloc(ipam, al);
-		if (err) {
-			alloc_free(al);
-			return no_memory(kind, errbuf, errlen);
-		}
+		link_alloc(ipam, al); /* reserved: cannot fail */
 		if (rr)
 			move_cursor(ipam, p->cfg.name, &addr);
 		*fresh = true;
