@@ -43,7 +43,9 @@ railnetctl_n 1 call datapath.prepare "{$prep,\"netns\":\"/var/run/netns/$(lab_po
 tap_eq "datapath.prepare pins the NIC's two tcx links" "$((pins + 2))" "$(ls "$bpffs/links" | wc -l)"
 railnetctl_n 1 call datapath.detach "{$prep}" >/dev/null
 tap_eq "... and a detach of its key unpins them" "$pins" "$(ls "$bpffs/links" | wc -l)"
-lab_in "$(lab_pod_ns 1 1)" ip link del netx
+# Prepared again, and the agent dies before the attach or the detach: the
+# next agent unpins its links (below).
+railnetctl_n 1 call datapath.prepare "{$prep,\"netns\":\"/var/run/netns/$(lab_pod_ns 1 1)\"}" >/dev/null
 
 # 100 pps from the peer's NIC on the other rail to pod 1/1's net$r, for 3 s:
 # every reply needs the return path.
@@ -72,6 +74,11 @@ agent_kill9 1
 sleep 0.3
 agent_start 1 "$tcx_conf" >/dev/null
 pings_check "kill -9 + restart under 100 pps"
+tap_eq "the links of a NIC prepared when the agent died are unpinned" "$pins" \
+	"$(ls "$bpffs/links" | wc -l)"
+tap_ok "... and that is logged" grep -q 'datapath_link_pins_swept.*removed=2' \
+	"$(lab_node_dir 1)/railnetd.log"
+lab_in "$(lab_pod_ns 1 1)" ip link del netx
 tap_eq "the hooks now run the new agent's program" \
 	"$(bpftool prog show pinned "$bpffs/rn_egress" -j | jq -r .id)" "$(prog_of_link "$link_out")"
 tap_ok "... which is not the old one ($old_prog)" test "$(prog_of_link "$link_out")" != "$old_prog"

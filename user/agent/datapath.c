@@ -826,6 +826,76 @@ static void restore_entries(struct datapath *dp, bool fresh)
 			 fresh ? "new" : "reused");
 }
 
+/* A tcx link pin's name, as link_pin() writes it, for sorting. */
+struct link_name {
+	__u64 netns;
+	int ifindex;
+	enum dp_hook hook;
+};
+
+static int link_name_cmp(const void *a, const void *b)
+{
+	const struct link_name *x = a, *y = b;
+
+	if (x->netns != y->netns)
+		return x->netns < y->netns ? -1 : 1;
+	if (x->ifindex != y->ifindex)
+		return x->ifindex < y->ifindex ? -1 : 1;
+	return (int)x->hook - (int)y->hook;
+}
+
+/* Unpins the tcx links no entry owns, which lets them go: those of a NIC
+ * prepared (datapath.prepare) when the last agent stopped.  Its ADD failed
+ * and rolled back, or its attach comes to this agent, which does not know
+ * it prepared and hooks it again. */
+static void sweep_link_pins(struct datapath *dp)
+{
+	struct link_name *owned = calloc((size_t)dp->nentries * 3 + 1, sizeof(*owned)), name;
+	char dir[512], path[1024], hook[4];
+	size_t n = 0, removed = 0;
+	struct dirent *de;
+	int end;
+	DIR *d;
+
+	if (!owned) {
+		log_warn("datapath_link_sweep_skipped", "err=\"%s\"", strerror(ENOMEM));
+		return;
+	}
+	for (__u32 id = 1; id < RN_MAX_NICS; id++) {
+		const struct dp_entry *e = dp->entries[id];
+
+		if (!e || e->mode != DP_MODE_TCX)
+			continue;
+		owned[n++] = (struct link_name){ e->nic.netns, (int)e->nic.ifindex, DP_HOOK_EGRESS };
+		owned[n++] = (struct link_name){ e->nic.netns, (int)e->nic.ifindex, DP_HOOK_INGRESS };
+		if (e->eth0_ifindex)
+			owned[n++] = (struct link_name){ e->nic.netns, e->eth0_ifindex, DP_HOOK_EGRESS };
+	}
+	qsort(owned, n, sizeof(*owned), link_name_cmp);
+	snprintf(dir, sizeof(dir), "%s/%s", dp->bpffs, RN_PIN_LINKS_DIR);
+	d = opendir(dir);
+	while (d && (de = readdir(d))) {
+		unsigned long long netns;
+
+		end = 0;
+		if (sscanf(de->d_name, "%llx-%d-%3[a-z]%n", &netns, &name.ifindex, hook, &end) != 3 ||
+		    de->d_name[end] || (strcmp(hook, "in") && strcmp(hook, "out")))
+			continue;
+		name.netns = netns;
+		name.hook = hook[0] == 'i' ? DP_HOOK_INGRESS : DP_HOOK_EGRESS;
+		if (bsearch(&name, owned, n, sizeof(*owned), link_name_cmp))
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
+		if (!unlink(path))
+			removed++;
+	}
+	if (d)
+		closedir(d);
+	free(owned);
+	if (removed)
+		log_info("datapath_link_pins_swept", "removed=%zu", removed);
+}
+
 static void *prober_main(void *arg);
 
 int datapath_open(const char *bpffs, const char *state_dir, const struct datapath_config *cfg,
@@ -907,6 +977,7 @@ int datapath_open(const char *bpffs, const char *state_dir, const struct datapat
 		goto unlock;
 	}
 	restore_entries(dp, !reused);
+	sweep_link_pins(dp);
 	for (size_t i = 0; stale[i]; i++) {
 		/* The records rebuilt the new maps and the hooks now run
 		 * programs bound to them: the old layout is unused. */
