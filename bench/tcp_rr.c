@@ -3,8 +3,9 @@
  * (netperf is not in Debian main): one connection, TCP_NODELAY, a SIZE-byte
  * request, a SIZE-byte response, the next request once the response is in.
  *
- *   tcp_rr serve --bind ADDR --port P [--size N] [--timeout S]
- *       answers one connection, then exits (or after S seconds, 60 by default)
+ *   tcp_rr serve --bind ADDR --port P [--dev IFNAME] [--size N] [--timeout S]
+ *       answers one connection, then exits (or after S seconds, 60 by default);
+ *       --dev binds the socket to IFNAME (SO_BINDTODEVICE, iperf3's ADDR%IFNAME)
  *   tcp_rr run --to ADDR --port P [--seconds S] [--size N]
  *       prints "transactions=N seconds=S tps=R p50_us=X p90_us=Y p99_us=Z"
  *
@@ -58,7 +59,8 @@ static int xfer(int fd, char *buf, size_t len, int out)
 	return 0;
 }
 
-static int serve(const char *addr, const char *port, size_t size, unsigned int timeout)
+static int serve(const char *addr, const char *port, const char *dev, size_t size,
+		 unsigned int timeout)
 {
 	static char buf[MAX_SIZE];
 	struct addrinfo *ai;
@@ -69,6 +71,7 @@ static int serve(const char *addr, const char *port, size_t size, unsigned int t
 		return 2;
 	lfd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (lfd < 0 || setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) ||
+	    (dev && setsockopt(lfd, SOL_SOCKET, SO_BINDTODEVICE, dev, (socklen_t)strlen(dev))) ||
 	    bind(lfd, ai->ai_addr, ai->ai_addrlen) || listen(lfd, 1)) {
 		perror("tcp_rr serve");
 		freeaddrinfo(ai);
@@ -156,15 +159,15 @@ int main(int argc, char **argv)
 		{ "bind", required_argument, NULL, 'b' },  { "to", required_argument, NULL, 't' },
 		{ "port", required_argument, NULL, 'p' },  { "size", required_argument, NULL, 's' },
 		{ "seconds", required_argument, NULL, 'S' }, { "timeout", required_argument, NULL, 'T' },
-		{ 0 },
+		{ "dev", required_argument, NULL, 'd' },     { 0 },
 	};
-	const char *addr = NULL, *port = "7000";
+	const char *addr = NULL, *port = "7000", *dev = NULL;
 	double seconds = 3;
 	long size = 1, timeout = 60;
 	int c;
 
 	if (argc < 2 || (strcmp(argv[1], "serve") && strcmp(argv[1], "run"))) {
-		fprintf(stderr, "usage: %s serve --bind ADDR --port P [--size N] [--timeout S]\n"
+		fprintf(stderr, "usage: %s serve --bind ADDR --port P [--dev IFNAME] [--size N] [--timeout S]\n"
 				"       %s run --to ADDR --port P [--seconds S] [--size N]\n",
 			argv[0], argv[0]);
 		return 2;
@@ -175,6 +178,7 @@ int main(int argc, char **argv)
 		case 'b':
 		case 't': addr = optarg; break;
 		case 'p': port = optarg; break;
+		case 'd': dev = optarg; break;
 		case 's': size = atol(optarg); break;
 		case 'S': seconds = atof(optarg); break;
 		case 'T': timeout = atol(optarg); break;
@@ -185,6 +189,6 @@ int main(int argc, char **argv)
 		fprintf(stderr, "tcp_rr: bad arguments\n");
 		return 2;
 	}
-	return !strcmp(argv[1], "serve") ? serve(addr, port, (size_t)size, (unsigned int)timeout) :
+	return !strcmp(argv[1], "serve") ? serve(addr, port, dev, (size_t)size, (unsigned int)timeout) :
 					   run(addr, port, seconds, (size_t)size);
 }
