@@ -33,16 +33,15 @@ endif
 # Debian packages needed to build, test and run the demo.  `make deps`
 # installs the missing ones; it is a no-op when all are present.
 DEB_PKGS := make gcc clang llvm pkg-config bpftool libbpf-dev libelf-dev zlib1g-dev \
-	    libnl-3-dev libnl-route-3-dev libjson-c-dev libmicrohttpd-dev libgnutls28-dev \
+	    libnl-3-dev libnl-route-3-dev libjson-c-dev libevent-dev \
 	    libcurl4-openssl-dev libnghttp2-dev libprotobuf-c-dev protobuf-c-compiler \
 	    libibverbs-dev libcmocka-dev iproute2 iputils-ping iperf3 procps jq curl \
 	    etcd-server etcd-client containernetworking-plugins \
 	    python3-grpcio python3-grpc-tools python3-protobuf python3-yaml
 
-# Userspace libraries (and gnutls for its header: mhd_notls.c).  Lazily
-# expanded so that `make deps` can run on a machine where pkg-config does not
-# know them yet.
-USER_PKGS = libbpf libnl-3.0 libnl-route-3.0 json-c libmicrohttpd gnutls libnghttp2 \
+# Userspace libraries.  Lazily expanded so that `make deps` can run on a
+# machine where pkg-config does not know them yet.
+USER_PKGS = libbpf libnl-3.0 libnl-route-3.0 json-c libevent_extra libevent_core libnghttp2 \
 	    libprotobuf-c zlib
 USER_PKG_CFLAGS = $(shell $(PKG_CONFIG) --cflags $(USER_PKGS))
 # Linked statically (the -dev packages ship the archives), only libc
@@ -50,10 +49,9 @@ USER_PKG_CFLAGS = $(shell $(PKG_CONFIG) --cflags $(USER_PKGS))
 # library costs the pages its relocations and its neighbours' fault-around
 # touch, while from an archive only the objects referenced are linked, next
 # to each other, and --gc-sections drops railnet's own unused functions.
-# libmicrohttpd's GnuTLS references resolve to $(LIB_NOTLS) (see
-# user/agent/mhd_notls.c): railnetd serves plain HTTP.
-STATIC_PKGS = libbpf libnl-route-3.0 json-c libnghttp2 libprotobuf-c zlib
-USER_PKG_LIBS   = -Wl,--gc-sections -Wl,-Bstatic -lmicrohttpd $(LIB_NOTLS) \
+STATIC_PKGS = libbpf libnl-route-3.0 json-c libevent_extra libevent_core libnghttp2 \
+	      libprotobuf-c zlib
+USER_PKG_LIBS   = -Wl,--gc-sections -Wl,-Bstatic \
 		  $(filter-out -lpthread,$(shell $(PKG_CONFIG) --static --libs $(STATIC_PKGS))) \
 		  -Wl,-Bdynamic
 
@@ -75,8 +73,7 @@ BPF_OBJS    := $(BPF_SRCS:bpf/%.bpf.c=$(O)/bpf/%.bpf.o)
 BPF_SKELS   := $(BPF_SRCS:bpf/%.bpf.c=$(O)/bpf/%.skel.h)
 
 COMMON_SRCS := $(wildcard user/common/*.c)
-NOTLS_SRCS  := user/agent/mhd_notls.c
-AGENT_SRCS  := $(filter-out user/agent/main.c $(NOTLS_SRCS),$(wildcard user/agent/*.c))
+AGENT_SRCS  := $(filter-out user/agent/main.c,$(wildcard user/agent/*.c))
 CTL_SRCS    := $(filter-out user/ctl/main.c,$(wildcard user/ctl/*.c))
 CNI_SRCS    := $(filter-out cni/main.c,$(wildcard cni/*.c))
 PROTO_SRCS  := $(wildcard user/agent/proto/*.proto)
@@ -87,7 +84,6 @@ LIB_COMMON := $(O)/libcommon.a
 LIB_AGENT  := $(O)/libagent.a
 LIB_CTL    := $(O)/libctl.a
 LIB_CNI    := $(O)/libcni.a
-LIB_NOTLS  := $(O)/libmhd_notls.a
 
 RAILNETD   := $(O)/railnetd
 RAILNETCTL := $(O)/railnetctl
@@ -105,15 +101,13 @@ BENCH_SRCS := $(wildcard bench/*.c)
 BENCH_BINS := $(BENCH_SRCS:%.c=$(O)/%)
 TEST_BINS  := $(UNIT_BINS) $(PROG_BINS) $(BENCH_BINS)
 
-ALL_USER_OBJS := $(call obj,$(COMMON_SRCS) $(AGENT_SRCS) $(NOTLS_SRCS) $(CTL_SRCS) $(CNI_SRCS) \
+ALL_USER_OBJS := $(call obj,$(COMMON_SRCS) $(AGENT_SRCS) $(CTL_SRCS) $(CNI_SRCS) \
 		  $(wildcard user/agent/main.c user/ctl/main.c cni/main.c) \
 		  $(UNIT_SRCS) $(PROG_SRCS) $(BENCH_SRCS))
 
 # Archives, so a test or a binary links only the objects it needs.  Order
 # matters for the static linker: dependents before what they depend on.
 LIBS_ALL := $(LIB_CNI) $(LIB_CTL) $(LIB_AGENT) $(LIB_COMMON)
-# A link's inputs but $(LIB_NOTLS), which $(LDLIBS) places after -lmicrohttpd.
-link_in = $(filter-out $(LIB_NOTLS),$^)
 
 # --- top-level targets -----------------------------------------------------
 .PHONY: all bins tests test demo bench install vmlinux clean deps help
@@ -201,13 +195,12 @@ $(eval $(call archive,$(LIB_COMMON),$(COMMON_SRCS)))
 $(eval $(call archive,$(LIB_AGENT),$(AGENT_SRCS)))
 $(eval $(call archive,$(LIB_CTL),$(CTL_SRCS)))
 $(eval $(call archive,$(LIB_CNI),$(CNI_SRCS)))
-$(eval $(call archive,$(LIB_NOTLS),$(NOTLS_SRCS)))
 
-$(RAILNETD): $(O)/user/agent/main.o $(LIBS_ALL) $(LIB_NOTLS)
-	$(call msg,LINK,$@)$(CC) $(CFLAGS) -o $@ $(link_in) $(LDLIBS)
+$(RAILNETD): $(O)/user/agent/main.o $(LIBS_ALL)
+	$(call msg,LINK,$@)$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
 
-$(RAILNETCTL): $(O)/user/ctl/main.o $(LIBS_ALL) $(LIB_NOTLS)
-	$(call msg,LINK,$@)$(CC) $(CFLAGS) -o $@ $(link_in) $(LDLIBS)
+$(RAILNETCTL): $(O)/user/ctl/main.o $(LIBS_ALL)
+	$(call msg,LINK,$@)$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
 
 # The CNI plugin runs once per rail per pod: linked statically so that it
 # starts in well under a millisecond (no dynamic loader, no relocations).
@@ -215,15 +208,15 @@ $(RAILNET): $(O)/cni/main.o $(LIB_CNI) $(LIB_COMMON)
 	$(call msg,LINK,$@)$(CC) $(CFLAGS) -static -o $@ $^ \
 		$(shell $(PKG_CONFIG) --static --libs libnl-route-3.0 json-c) -lpthread
 
-$(O)/selftests/unit/%: $(O)/selftests/unit/%.o $(LIBS_ALL) $(LIB_NOTLS)
-	$(call msg,LINK,$@)$(CC) $(CFLAGS) -o $@ $(link_in) $(LDLIBS) -lcmocka
+$(O)/selftests/unit/%: $(O)/selftests/unit/%.o $(LIBS_ALL)
+	$(call msg,LINK,$@)$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS) -lcmocka
 # test_ipam fails calloc() on purpose (see __wrap_calloc there).
 $(O)/selftests/unit/test_ipam: LDLIBS += -Wl,--wrap=calloc
 
-$(O)/selftests/prog_tests/%: $(O)/selftests/prog_tests/%.o $(LIBS_ALL) $(LIB_NOTLS)
-	$(call msg,LINK,$@)$(CC) $(CFLAGS) -o $@ $(link_in) $(LDLIBS)
+$(O)/selftests/prog_tests/%: $(O)/selftests/prog_tests/%.o $(LIBS_ALL)
+	$(call msg,LINK,$@)$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
 
-$(O)/bench/%: $(O)/bench/%.o $(LIBS_ALL) $(LIB_NOTLS)
-	$(call msg,LINK,$@)$(CC) $(CFLAGS) -o $@ $(link_in) $(LDLIBS)
+$(O)/bench/%: $(O)/bench/%.o $(LIBS_ALL)
+	$(call msg,LINK,$@)$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
 
 -include $(ALL_USER_OBJS:.o=.d) $(PROTO_GEN:.c=.d) $(BPF_OBJS:.bpf.o=.tmp.d)

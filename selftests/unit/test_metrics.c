@@ -1,6 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
 /* metrics.c: the text exposition format, label escaping, pre-escaped label
- * sets, collector order, collectors in steps and unregistering them. */
+ * sets, collector order, collectors in steps and unregistering them; served
+ * over HTTP, a client that leaves mid-scrape, a collector that fails
+ * mid-stream and a stop with a scrape in flight. */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <math.h>
 #include <pthread.h>
@@ -12,6 +15,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -348,6 +353,178 @@ static void unregister_waits_for_a_scrape_inside(void **state)
 	metrics_stop(m);
 }
 
+/* --- served ---------------------------------------------------------------- */
+
+static int test_port(void)
+{
+	return 30000 + getpid() % 20000;
+}
+
+static struct metrics *serve(void)
+{
+	struct metrics *m = NULL;
+	char listen[32];
+
+	snprintf(listen, sizeof(listen), "127.0.0.1:%d", test_port());
+	assert_int_equal(metrics_start(listen, &m), 0);
+	return m;
+}
+
+/* A connection that asked for @path; its reads give up after 5 s. */
+static int get(const char *path)
+{
+	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons((uint16_t)test_port()) };
+	struct timeval tv = { .tv_sec = 5 };
+	char req[128];
+	int fd = socket(AF_INET, SOCK_STREAM, 0), n;
+
+	assert_true(fd >= 0);
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	n = snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n", path);
+	assert_int_equal(send(fd, req, (size_t)n, 0), n);
+	return fd;
+}
+
+/* Reads up to @max bytes or to the end: how many, the first and last ones
+ * kept in @head and @tail (NUL-terminated). */
+static size_t read_some(int fd, size_t max, char *head, size_t head_len, char *tail,
+			size_t tail_len)
+{
+	static char buf[65536];
+	size_t total = 0, h = 0, t = 0;
+	ssize_t n;
+
+	while (total < max && (n = recv(fd, buf, sizeof(buf), 0)) > 0) {
+		for (ssize_t i = 0; i < n; i++) {
+			if (h + 1 < head_len)
+				head[h++] = buf[i];
+			if (tail_len > 1) {
+				if (t + 1 == tail_len)
+					memmove(tail, tail + 1, --t);
+				tail[t++] = buf[i];
+			}
+		}
+		total += (size_t)n;
+	}
+	if (head_len)
+		head[h] = '\0';
+	if (tail_len)
+		tail[t] = '\0';
+	return total;
+}
+
+/* Resets the connection rather than closing it. */
+static void abort_conn(int fd)
+{
+	struct linger lg = { .l_onoff = 1, .l_linger = 0 };
+
+	setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+	close(fd);
+}
+
+static void served_scrape_ends_with_the_last_chunk(void **state)
+{
+	char head[64], tail[16];
+	struct stepper st;
+	struct metrics *m;
+	size_t n;
+	int fd;
+
+	stepper_init(&st, 20000, 500);
+	m = serve();
+	assert_int_equal(metrics_register_steps(m, step_fn, end_fn, &st), 0);
+	fd = get("/metrics");
+	n = read_some(fd, SIZE_MAX, head, sizeof(head), tail, sizeof(tail));
+	close(fd);
+	assert_true(n > 20000 * 10);
+	assert_memory_equal(head, "HTTP/1.1 200 OK", 15);
+	assert_string_equal(tail + strlen(tail) - 7, "\r\n0\r\n\r\n");
+	metrics_unregister_steps(m, step_fn, &st);
+	assert_int_equal(st.ends, 1);
+	assert_int_equal(st.live_states, 0);
+	metrics_stop(m);
+}
+
+/* The client takes 100 KB of a ~45 MB body and resets: the scrape stops
+ * there and lets go of the collector. */
+static void a_client_leaving_mid_scrape_releases_the_collector(void **state)
+{
+	struct stepper st;
+	struct metrics *m;
+	int fd;
+
+	stepper_init(&st, 3000000, 10000);
+	m = serve();
+	assert_int_equal(metrics_register_steps(m, step_fn, end_fn, &st), 0);
+	fd = get("/metrics");
+	assert_int_equal(read_some(fd, 100 * 1024, NULL, 0, NULL, 0) >= 100 * 1024, true);
+	abort_conn(fd);
+	metrics_unregister_steps(m, step_fn, &st); /* waits for the scrape to leave */
+	assert_int_equal(st.ends, 1);
+	assert_int_equal(st.live_states, 0);
+	assert_true(st.steps < 300);
+	metrics_stop(m);
+}
+
+static bool fail_fn(void *ctx, struct metrics_writer *w, void **state)
+{
+	int *calls = ctx;
+
+	if (++*calls == 5) {
+		metrics_fail(w, -EIO);
+		return false;
+	}
+	for (int i = 0; i < 10000; i++)
+		metrics_sample_u64(w, "f_total", (uint64_t)i, NULL);
+	return true;
+}
+
+/* Prometheus must see a failed scrape, not a short one: the chunked body
+ * is cut off without its last chunk.  The server goes on serving. */
+static void a_collector_failing_mid_stream_cuts_the_response(void **state)
+{
+	char head[64], tail[16];
+	struct metrics *m = serve();
+	int calls = 0, fd;
+	size_t n;
+
+	assert_int_equal(metrics_register_steps(m, fail_fn, NULL, &calls), 0);
+	fd = get("/metrics");
+	n = read_some(fd, SIZE_MAX, head, sizeof(head), tail, sizeof(tail));
+	close(fd);
+	assert_memory_equal(head, "HTTP/1.1 200 OK", 15);
+	assert_true(n > 3 * 10000 * 10);
+	assert_int_equal(calls, 5);
+	assert_string_not_equal(tail + strlen(tail) - 7, "\r\n0\r\n\r\n");
+	fd = get("/healthz");
+	read_some(fd, SIZE_MAX, head, sizeof(head), tail, sizeof(tail));
+	close(fd);
+	assert_memory_equal(head, "HTTP/1.1 200 OK", 15);
+	assert_string_equal(tail + strlen(tail) - 3, "ok\n");
+	metrics_unregister_steps(m, fail_fn, &calls);
+	metrics_stop(m);
+}
+
+/* A client that stops reading does not hold up the agent's stop. */
+static void stop_with_a_scrape_in_flight(void **state)
+{
+	struct stepper st;
+	struct metrics *m;
+	int fd;
+
+	stepper_init(&st, 3000000, 10000);
+	m = serve();
+	assert_int_equal(metrics_register_steps(m, step_fn, end_fn, &st), 0);
+	fd = get("/metrics");
+	assert_true(read_some(fd, 1024, NULL, 0, NULL, 0) >= 1024);
+	metrics_stop(m);
+	assert_int_equal(st.ends, 1);
+	assert_int_equal(st.live_states, 0);
+	close(fd);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -359,6 +536,10 @@ int main(void)
 		cmocka_unit_test(a_failed_collector_fails_the_scrape),
 		cmocka_unit_test(steps_stream_in_registration_order),
 		cmocka_unit_test(unregister_waits_for_a_scrape_inside),
+		cmocka_unit_test(served_scrape_ends_with_the_last_chunk),
+		cmocka_unit_test(a_client_leaving_mid_scrape_releases_the_collector),
+		cmocka_unit_test(a_collector_failing_mid_stream_cuts_the_response),
+		cmocka_unit_test(stop_with_a_scrape_in_flight),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

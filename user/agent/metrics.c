@@ -1,10 +1,13 @@
 // SPDX-License-Identifier: Apache-2.0
-/* The Prometheus endpoint: libmicrohttpd serves, collectors write. */
+/* The Prometheus endpoint: libevent's evhttp serves, collectors write. */
 #include "agent/metrics.h"
 
 #include <errno.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <event2/http.h>
 #include <math.h>
-#include <microhttpd.h>
 #include <netdb.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -12,7 +15,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include "common/log.h"
 
@@ -32,8 +37,15 @@ struct collector {
 	bool dead; /* unregistered: scrapes skip it */
 };
 
+/* The server runs on a thread of its own, an event loop that answers every
+ * connection; only metrics_stop() reaches it from outside, by stop_fd. */
 struct metrics {
-	struct MHD_Daemon *daemon;
+	struct event_base *base;
+	struct evhttp *http;
+	struct event *stop; /* stop_fd readable: the loop ends */
+	int stop_fd, listen_fd;
+	pthread_t thread;
+	bool running;
 	pthread_mutex_t lock; /* the collector list and the counts above */
 	pthread_cond_t left;  /* a scrape left a collector */
 	struct collector *collectors;
@@ -345,7 +357,8 @@ struct scrape {
 	bool inside; /* counted in cs[i]->active */
 	void *state; /* cs[i]'s */
 	struct metrics_writer w;
-	size_t sent; /* bytes of w.buf handed out */
+	struct evhttp_request *req; /* served: the request, its next chunk */
+	struct evbuffer *chunk, *ref; /* (ref: where chunk_of() makes a chain) */
 };
 
 /* Under metrics->lock. */
@@ -440,6 +453,10 @@ static void scrape_end(struct scrape *s)
 	for (; s->i < s->n; s->i++)
 		collector_put(s->cs[s->i]);
 	pthread_mutex_unlock(&s->metrics->lock);
+	if (s->chunk)
+		evbuffer_free(s->chunk);
+	if (s->ref)
+		evbuffer_free(s->ref);
 	free(s->cs);
 	free(s->w.buf);
 	free(s);
@@ -467,85 +484,163 @@ int metrics_render(struct metrics *metrics, char **body, size_t *len)
 	return 0;
 }
 
-/* libmicrohttpd asks for the next bytes of the body: hands out what the
- * last step wrote, and runs steps until one writes something. */
-static ssize_t scrape_read(void *cls, uint64_t pos, char *buf, size_t max)
+/* Runs steps until one writes something: 1, or 0 once all collectors are
+ * done, or a collector's error. */
+static int scrape_fill(struct scrape *s)
 {
-	struct scrape *s = cls;
-	size_t n;
-
-	while (s->sent == s->w.len) {
-		s->w.len = s->sent = 0;
+	s->w.len = 0;
+	do {
 		if (!scrape_step(s))
-			return MHD_CONTENT_READER_END_OF_STREAM;
-		/* Cut the response: the client records a failed scrape
-		 * rather than partial numbers. */
+			return 0;
 		if (s->w.err)
-			return MHD_CONTENT_READER_END_WITH_ERROR;
-	}
-	n = s->w.len - s->sent < max ? s->w.len - s->sent : max;
-	memcpy(buf, s->w.buf + s->sent, n);
-	s->sent += n;
-	return (ssize_t)n;
-}
-
-static void scrape_free(void *cls)
-{
-	scrape_end(cls);
+			return s->w.err;
+	} while (!s->w.len);
+	return 1;
 }
 
 /* --- the server ----------------------------------------------------------- */
 
-static enum MHD_Result reply(struct MHD_Connection *conn, unsigned int status, char *body,
-			     size_t len, enum MHD_ResponseMemoryMode mode, const char *type)
+static void reply_text(struct evhttp_request *req, int code, const char *reason,
+		       const char *body)
 {
-	struct MHD_Response *resp = MHD_create_response_from_buffer(len, body, mode);
-	enum MHD_Result ret;
+	struct evbuffer *buf = evbuffer_new();
 
-	if (!resp)
-		return MHD_NO;
-	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, type);
-	ret = MHD_queue_response(conn, status, resp);
-	MHD_destroy_response(resp);
-	return ret;
+	evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", "text/plain");
+	if (buf)
+		evbuffer_add(buf, body, strlen(body));
+	evhttp_send_reply(req, code, reason, buf);
+	if (buf)
+		evbuffer_free(buf);
 }
 
-static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char *url,
-			      const char *method, const char *version, const char *upload_data,
-			      size_t *upload_data_size, void **req_cls)
+/* The connection of a streamed scrape goes: the client left or timed out
+ * (libevent has let go of the request, which is then ours to free), the
+ * scrape was cut, or the server stops. */
+static void scrape_closed(struct evhttp_connection *conn, void *arg)
 {
-	static char not_found[] = "not found\n", not_allowed[] = "method not allowed\n",
-		    ok[] = "ok\n", failed[] = "scrape failed\n";
-	struct metrics *metrics = cls;
-	bool is_metrics = !strcmp(url, "/metrics"), is_health = !strcmp(url, "/healthz");
-	struct MHD_Response *resp;
-	enum MHD_Result ret;
-	struct scrape *s;
+	struct scrape *s = arg;
+
+	if (!evhttp_request_get_connection(s->req))
+		evhttp_send_reply_end(s->req);
+	scrape_end(s);
+}
+
+/* What the last steps wrote as the next chunk, without copying it: all but
+ * its last bytes by reference, those in a small chain of their own after
+ * it.  evhttp appends the chunk's CRLF, and an evbuffer that ends in a full
+ * chain (a reference is one) grows by a chain as large as that one: a
+ * chunk-sized malloc, an mmap here, for two bytes.  The buffer is written
+ * again only once the client has taken all of it. */
+static int chunk_of(struct scrape *s)
+{
+	size_t tail = s->w.len < 64 ? s->w.len : 64;
+
+	if (evbuffer_add(s->chunk, s->w.buf + s->w.len - tail, tail))
+		return -ENOMEM;
+	if (s->w.len > tail &&
+	    (evbuffer_add_reference(s->ref, s->w.buf, s->w.len - tail, NULL, NULL) ||
+	     evbuffer_prepend_buffer(s->chunk, s->ref)))
+		return -ENOMEM;
+	return 0;
+}
+
+static void scrape_pump(struct evhttp_connection *conn, void *arg);
+
+/* Hands the client what the last steps wrote, or ends the reply. */
+static void scrape_send(struct evhttp_connection *conn, struct scrape *s, int filled)
+{
+	if (filled > 0 && !chunk_of(s)) {
+		evhttp_send_reply_chunk_with_cb(s->req, s->chunk, scrape_pump, s);
+		return;
+	}
+	if (filled > 0) { /* out of memory: cut, as below */
+		evhttp_connection_free(conn);
+		return;
+	}
+	evhttp_connection_set_closecb(conn, NULL, NULL);
+	evhttp_send_reply_end(s->req);
+	scrape_end(s);
+}
+
+/* libevent: the last chunk is out.  Writes the next. */
+static void scrape_pump(struct evhttp_connection *conn, void *arg)
+{
+	struct scrape *s = arg;
+	int filled = scrape_fill(s);
+
+	/* Cut the response (scrape_closed frees the scrape): the client
+	 * records a failed scrape rather than partial numbers. */
+	if (filled < 0) {
+		evhttp_connection_free(conn);
+		return;
+	}
+	scrape_send(conn, s, filled);
+}
+
+/* The body is streamed: written step by step as the client takes it, so its
+ * size never shows in the agent's memory.  The first steps run before the
+ * reply starts, so a failure there is still a 500. */
+static void serve_metrics(struct metrics *metrics, struct evhttp_request *req)
+{
+	struct evhttp_connection *conn = evhttp_request_get_connection(req);
+	struct scrape *s = scrape_begin(metrics);
+	int filled = -ENOMEM;
+
+	if (s) {
+		s->req = req;
+		s->chunk = evbuffer_new();
+		s->ref = evbuffer_new();
+		if (s->chunk && s->ref)
+			filled = scrape_fill(s);
+	}
+	if (filled < 0) {
+		scrape_end(s);
+		reply_text(req, HTTP_INTERNAL, "Internal Server Error", "scrape failed\n");
+		return;
+	}
+	evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
+			  METRICS_CONTENT_TYPE);
+	/* 16 KB a write by default: a scrape of 10 MB took 600 of them. */
+	bufferevent_set_max_single_write(evhttp_connection_get_bufferevent(conn), 256 * 1024);
+	evhttp_send_reply_start(req, HTTP_OK, "OK");
+	evhttp_connection_set_closecb(conn, scrape_closed, s);
+	scrape_send(conn, s, filled);
+}
+
+static void handle(struct evhttp_request *req, void *arg)
+{
+	const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
+	const char *path = uri ? evhttp_uri_get_path(uri) : NULL;
+	enum evhttp_cmd_type cmd = evhttp_request_get_command(req);
+	bool is_metrics = path && !strcmp(path, "/metrics");
+	bool is_health = path && !strcmp(path, "/healthz");
 
 	if (!is_metrics && !is_health)
-		return reply(conn, MHD_HTTP_NOT_FOUND, not_found, sizeof(not_found) - 1,
-			     MHD_RESPMEM_PERSISTENT, "text/plain");
-	if (strcmp(method, "GET") && strcmp(method, "HEAD"))
-		return reply(conn, MHD_HTTP_METHOD_NOT_ALLOWED, not_allowed,
-			     sizeof(not_allowed) - 1, MHD_RESPMEM_PERSISTENT, "text/plain");
-	if (is_health)
-		return reply(conn, MHD_HTTP_OK, ok, sizeof(ok) - 1, MHD_RESPMEM_PERSISTENT,
-			     "text/plain");
-	/* Streamed: the body is written step by step as the client takes it,
-	 * so its size never shows in the agent's memory. */
-	s = scrape_begin(metrics);
-	resp = s ? MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 64 * 1024, scrape_read, s,
-						     scrape_free) :
-		   NULL;
-	if (!resp) {
-		scrape_end(s);
-		return reply(conn, MHD_HTTP_INTERNAL_SERVER_ERROR, failed, sizeof(failed) - 1,
-			     MHD_RESPMEM_PERSISTENT, "text/plain");
+		reply_text(req, HTTP_NOTFOUND, "Not Found", "not found\n");
+	else if (cmd != EVHTTP_REQ_GET && cmd != EVHTTP_REQ_HEAD)
+		reply_text(req, 405, "Method Not Allowed", "method not allowed\n");
+	else if (is_health)
+		reply_text(req, HTTP_OK, "OK", "ok\n");
+	else if (cmd == EVHTTP_REQ_HEAD) {
+		evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
+				  METRICS_CONTENT_TYPE);
+		evhttp_send_reply(req, HTTP_OK, "OK", NULL);
+	} else {
+		serve_metrics(arg, req);
 	}
-	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, METRICS_CONTENT_TYPE);
-	ret = MHD_queue_response(conn, MHD_HTTP_OK, resp);
-	MHD_destroy_response(resp);
-	return ret;
+}
+
+static void stop_loop(evutil_socket_t fd, short what, void *arg)
+{
+	event_base_loopbreak(arg);
+}
+
+static void *serve_main(void *arg)
+{
+	struct metrics *m = arg;
+
+	event_base_dispatch(m->base);
+	return NULL;
 }
 
 /* "host:port", "[v6]:port" or ":port" into a socket address. */
@@ -578,17 +673,33 @@ int metrics_new(struct metrics **metrics)
 
 	if (!m)
 		return -ENOMEM;
+	m->stop_fd = m->listen_fd = -1;
 	pthread_mutex_init(&m->lock, NULL);
 	pthread_cond_init(&m->left, NULL);
 	*metrics = m;
 	return 0;
 }
 
+static int listen_on(const struct addrinfo *ai)
+{
+	int one = 1, fd, err;
+
+	fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) ||
+	    bind(fd, ai->ai_addr, ai->ai_addrlen) || listen(fd, 64)) {
+		err = -errno;
+		close(fd);
+		return err;
+	}
+	return fd;
+}
+
 int metrics_start(const char *listen, struct metrics **metrics)
 {
 	struct addrinfo *ai = NULL;
-	struct metrics *m;
-	unsigned int flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG;
+	struct metrics *m = NULL;
 	int err;
 
 	err = parse_listen(listen, &ai);
@@ -599,23 +710,38 @@ int metrics_start(const char *listen, struct metrics **metrics)
 	err = metrics_new(&m);
 	if (err)
 		goto out;
-	if (ai->ai_family == AF_INET6)
-		flags |= MHD_USE_IPv6;
-	m->daemon = MHD_start_daemon(flags, 0, NULL, NULL, handle, m, MHD_OPTION_SOCK_ADDR,
-				     ai->ai_addr, MHD_OPTION_CONNECTION_TIMEOUT, 10U,
-				     /* The write buffer of a streamed reply comes
-				      * from this pool: 32 KB by default, so a
-				      * scrape of 10 MB took 350 sends. */
-				     MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(256 * 1024),
-				     MHD_OPTION_END);
-	if (!m->daemon) {
-		err = -EADDRNOTAVAIL;
-		log_err("metrics_start_failed", "listen=%s", listen);
-		metrics_stop(m);
-		goto out;
+	m->listen_fd = listen_on(ai);
+	if (m->listen_fd < 0) {
+		err = m->listen_fd;
+		log_err("metrics_start_failed", "listen=%s err=\"%s\"", listen, strerror(-err));
+		goto fail;
 	}
+	err = -ENOMEM;
+	m->base = event_base_new();
+	m->http = m->base ? evhttp_new(m->base) : NULL;
+	m->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (!m->http || m->stop_fd < 0)
+		goto fail_log;
+	m->stop = event_new(m->base, m->stop_fd, EV_READ, stop_loop, m->base);
+	if (!m->stop || event_add(m->stop, NULL) || evhttp_accept_socket(m->http, m->listen_fd))
+		goto fail_log;
+	/* POST and the rest reach handle(), which answers 405, not 501. */
+	evhttp_set_allowed_methods(m->http, 0xffff);
+	evhttp_set_timeout(m->http, 10);
+	evhttp_set_max_headers_size(m->http, 16 * 1024);
+	evhttp_set_max_body_size(m->http, 64 * 1024);
+	evhttp_set_gencb(m->http, handle, m);
+	err = -pthread_create(&m->thread, NULL, serve_main, m);
+	if (err)
+		goto fail_log;
+	m->running = true;
 	log_info("metrics_listening", "listen=%s", listen);
 	*metrics = m;
+	goto out;
+fail_log:
+	log_err("metrics_start_failed", "listen=%s err=\"%s\"", listen, strerror(-err));
+fail:
+	metrics_stop(m);
 out:
 	freeaddrinfo(ai);
 	return err;
@@ -624,12 +750,26 @@ out:
 void metrics_stop(struct metrics *metrics)
 {
 	struct collector *c, *next;
+	uint64_t one = 1;
 
 	if (!metrics)
 		return;
+	if (metrics->running) {
+		if (write(metrics->stop_fd, &one, sizeof(one)) != sizeof(one))
+			log_warn("metrics_stop_signal_failed", "err=\"%s\"", strerror(errno));
+		pthread_join(metrics->thread, NULL);
+	}
 	/* Ends the scrapes in flight, which drop their references. */
-	if (metrics->daemon)
-		MHD_stop_daemon(metrics->daemon);
+	if (metrics->http)
+		evhttp_free(metrics->http);
+	if (metrics->stop)
+		event_free(metrics->stop);
+	if (metrics->base)
+		event_base_free(metrics->base);
+	if (metrics->stop_fd >= 0)
+		close(metrics->stop_fd);
+	if (metrics->listen_fd >= 0)
+		close(metrics->listen_fd);
 	for (c = metrics->collectors; c; c = next) {
 		next = c->next;
 		free(c);
