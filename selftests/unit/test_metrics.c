@@ -447,19 +447,28 @@ static void served_scrape_ends_with_the_last_chunk(void **state)
 	metrics_stop(m);
 }
 
-/* The client takes 100 KB of a ~45 MB body and resets: the scrape stops
- * there and lets go of the collector. */
+/* A server with a collector of ~45 MB in 300 steps, and a client that
+ * asked for it and took the first @take bytes. */
+static struct metrics *serve_big_scrape(struct stepper *st, size_t take, int *fd)
+{
+	struct metrics *m = serve();
+
+	stepper_init(st, 3000000, 10000);
+	assert_int_equal(metrics_register_steps(m, step_fn, end_fn, st), 0);
+	*fd = get("/metrics");
+	assert_true(read_some(*fd, take, NULL, 0, NULL, 0) >= take);
+	return m;
+}
+
+/* The client takes 100 KB and resets: the scrape stops there and lets go
+ * of the collector. */
 static void a_client_leaving_mid_scrape_releases_the_collector(void **state)
 {
 	struct stepper st;
 	struct metrics *m;
 	int fd;
 
-	stepper_init(&st, 3000000, 10000);
-	m = serve();
-	assert_int_equal(metrics_register_steps(m, step_fn, end_fn, &st), 0);
-	fd = get("/metrics");
-	assert_int_equal(read_some(fd, 100 * 1024, NULL, 0, NULL, 0) >= 100 * 1024, true);
+	m = serve_big_scrape(&st, 100 * 1024, &fd);
 	abort_conn(fd);
 	metrics_unregister_steps(m, step_fn, &st); /* waits for the scrape to leave */
 	assert_int_equal(st.ends, 1);
@@ -514,11 +523,7 @@ static void stop_with_a_scrape_in_flight(void **state)
 	struct metrics *m;
 	int fd;
 
-	stepper_init(&st, 3000000, 10000);
-	m = serve();
-	assert_int_equal(metrics_register_steps(m, step_fn, end_fn, &st), 0);
-	fd = get("/metrics");
-	assert_true(read_some(fd, 1024, NULL, 0, NULL, 0) >= 1024);
+	m = serve_big_scrape(&st, 1024, &fd);
 	metrics_stop(m);
 	assert_int_equal(st.ends, 1);
 	assert_int_equal(st.live_states, 0);
