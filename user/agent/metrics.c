@@ -43,7 +43,7 @@ struct metrics {
 	struct event_base *base;
 	struct evhttp *http;
 	struct event *stop; /* stop_fd readable: the loop ends */
-	int stop_fd, listen_fd;
+	int stop_fd, listen_fd; /* listen_fd: until evhttp owns it */
 	pthread_t thread;
 	bool running;
 	pthread_mutex_t lock; /* the collector list and the counts above */
@@ -725,6 +725,7 @@ int metrics_start(const char *listen, struct metrics **metrics)
 	m->stop = event_new(m->base, m->stop_fd, EV_READ, stop_loop, m->base);
 	if (!m->stop || event_add(m->stop, NULL) || evhttp_accept_socket(m->http, m->listen_fd))
 		goto fail_log;
+	m->listen_fd = -1; /* evhttp_free() closes it */
 	/* POST and the rest reach handle(), which answers 405, not 501. */
 	evhttp_set_allowed_methods(m->http, 0xffff);
 	evhttp_set_timeout(m->http, 10);
