@@ -544,56 +544,54 @@ static int chunk_of(struct scrape *s)
 	return 0;
 }
 
-static void scrape_pump(struct evhttp_connection *conn, void *arg);
-
-/* Hands the client what the last steps wrote, or ends the reply. */
-static void scrape_send(struct evhttp_connection *conn, struct scrape *s, int filled)
+/* The next chunk in s->chunk: 1, or 0 once all is sent, or an error. */
+static int scrape_next(struct scrape *s)
 {
-	if (filled > 0 && !chunk_of(s)) {
-		evhttp_send_reply_chunk_with_cb(s->req, s->chunk, scrape_pump, s);
-		return;
-	}
-	if (filled > 0) { /* out of memory: cut, as below */
-		evhttp_connection_free(conn);
-		return;
-	}
+	int filled = scrape_fill(s);
+
+	return filled > 0 && chunk_of(s) ? -ENOMEM : filled;
+}
+
+static void scrape_finish(struct evhttp_connection *conn, struct scrape *s)
+{
 	evhttp_connection_set_closecb(conn, NULL, NULL);
 	evhttp_send_reply_end(s->req);
 	scrape_end(s);
 }
 
-/* libevent: the last chunk is out.  Writes the next. */
+/* libevent: the last chunk is out.  Sends the next. */
 static void scrape_pump(struct evhttp_connection *conn, void *arg)
 {
 	struct scrape *s = arg;
-	int filled = scrape_fill(s);
+	int next = scrape_next(s);
 
 	/* Cut the response (scrape_closed frees the scrape): the client
 	 * records a failed scrape rather than partial numbers. */
-	if (filled < 0) {
+	if (next < 0)
 		evhttp_connection_free(conn);
-		return;
-	}
-	scrape_send(conn, s, filled);
+	else if (next)
+		evhttp_send_reply_chunk_with_cb(s->req, s->chunk, scrape_pump, s);
+	else
+		scrape_finish(conn, s);
 }
 
 /* The body is streamed: written step by step as the client takes it, so its
- * size never shows in the agent's memory.  The first steps run before the
- * reply starts, so a failure there is still a 500. */
+ * size never shows in the agent's memory.  The first chunk is made before
+ * the reply starts, so a failure there is still a 500. */
 static void serve_metrics(struct metrics *metrics, struct evhttp_request *req)
 {
 	struct evhttp_connection *conn = evhttp_request_get_connection(req);
 	struct scrape *s = scrape_begin(metrics);
-	int filled = -ENOMEM;
+	int next = -ENOMEM;
 
 	if (s) {
 		s->req = req;
 		s->chunk = evbuffer_new();
 		s->ref = evbuffer_new();
 		if (s->chunk && s->ref)
-			filled = scrape_fill(s);
+			next = scrape_next(s);
 	}
-	if (filled < 0) {
+	if (next < 0) {
 		scrape_end(s);
 		reply_text(req, HTTP_INTERNAL, "Internal Server Error", "scrape failed\n");
 		return;
@@ -604,7 +602,10 @@ static void serve_metrics(struct metrics *metrics, struct evhttp_request *req)
 	bufferevent_set_max_single_write(evhttp_connection_get_bufferevent(conn), 256 * 1024);
 	evhttp_send_reply_start(req, HTTP_OK, "OK");
 	evhttp_connection_set_closecb(conn, scrape_closed, s);
-	scrape_send(conn, s, filled);
+	if (next)
+		evhttp_send_reply_chunk_with_cb(req, s->chunk, scrape_pump, s);
+	else
+		scrape_finish(conn, s);
 }
 
 static void handle(struct evhttp_request *req, void *arg)
