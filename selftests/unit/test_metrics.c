@@ -516,6 +516,34 @@ static void a_collector_failing_mid_stream_cuts_the_response(void **state)
 	metrics_stop(m);
 }
 
+/* "[v6]:port" listens on IPv6; a listen address nothing can bind fails the
+ * start, and so does one that is not host:port. */
+static void listens_where_told(void **state)
+{
+	struct sockaddr_in6 sa = { .sin6_family = AF_INET6, .sin6_addr = IN6ADDR_LOOPBACK_INIT };
+	const char req[] = "GET /healthz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n";
+	char listen[64], head[64], tail[8];
+	struct metrics *m = NULL, *m2 = NULL;
+	int fd;
+
+	snprintf(listen, sizeof(listen), "[::1]:%d", test_port());
+	assert_int_equal(metrics_start(listen, &m), 0);
+	sa.sin6_port = htons((uint16_t)test_port());
+	fd = socket(AF_INET6, SOCK_STREAM, 0);
+	assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	assert_int_equal(send(fd, req, sizeof(req) - 1, 0), (ssize_t)sizeof(req) - 1);
+	read_some(fd, SIZE_MAX, head, sizeof(head), tail, sizeof(tail));
+	close(fd);
+	assert_memory_equal(head, "HTTP/1.1 200 OK", 15);
+	assert_string_equal(tail + strlen(tail) - 3, "ok\n");
+	/* The port is taken: the second server does not start. */
+	assert_int_equal(metrics_start(listen, &m2), -EADDRINUSE);
+	assert_null(m2);
+	metrics_stop(m);
+	assert_int_equal(metrics_start("no-port", &m2), -EINVAL);
+	assert_int_equal(metrics_start("192.0.2.1:9", &m2), -EADDRNOTAVAIL);
+}
+
 /* A client that stops reading does not hold up the agent's stop. */
 static void stop_with_a_scrape_in_flight(void **state)
 {
@@ -545,6 +573,7 @@ int main(void)
 		cmocka_unit_test(a_client_leaving_mid_scrape_releases_the_collector),
 		cmocka_unit_test(a_collector_failing_mid_stream_cuts_the_response),
 		cmocka_unit_test(stop_with_a_scrape_in_flight),
+		cmocka_unit_test(listens_where_told),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
