@@ -32,6 +32,11 @@ tap_ok "two scrapes at once both end with the same families" bash -c '
 	n=$1; f=$(mktemp -d)
 	ip netns exec "$n" curl -sf -o "$f/a" http://127.0.0.1:9402/metrics & ip netns exec "$n" curl -sf -o "$f/b" http://127.0.0.1:9402/metrics; wait
 	diff <(grep "^# TYPE" "$f/a") <(grep "^# TYPE" "$f/b") && grep -q "^railnet_build_info" "$f/a"; r=$?; rm -rf "$f"; exit $r' _ "$(lab_node_ns 1)"
+tap_ok "two scrapes over one kept-alive connection (as Prometheus scrapes)" bash -c '
+	n=$1; f=$(mktemp -d)
+	ip netns exec "$n" curl -sfv -o "$f/a" http://127.0.0.1:9402/metrics -o "$f/b" http://127.0.0.1:9402/metrics 2>"$f/log" &&
+		grep -qi "re-using existing connection" "$f/log" && grep -q "^railnet_build_info" "$f/a" && grep -q "^railnet_build_info" "$f/b"
+	r=$?; rm -rf "$f"; exit $r' _ "$(lab_node_ns 1)"
 tap_ok "build info" grep -q '^railnet_build_info{version="' <<<"$scrape"
 tap_eq "pool size of rail 1's v4 pool" "19" \
 	"$(awk '/^railnet_ipam_pool_size\{pool="gpu1-net11",/ {print $2}' <<<"$scrape")"
