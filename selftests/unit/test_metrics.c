@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <unistd.h>
@@ -370,21 +371,36 @@ static struct metrics *serve(void)
 	return m;
 }
 
-/* A connection that asked for @path; its reads give up after 5 s. */
-static int get(const char *path)
+/* A socket for the test server; its reads give up after 5 s. */
+static int client(void)
 {
-	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons((uint16_t)test_port()) };
 	struct timeval tv = { .tv_sec = 5 };
-	char req[128];
-	int fd = socket(AF_INET, SOCK_STREAM, 0), n;
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
 
 	assert_true(fd >= 0);
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	return fd;
+}
+
+/* @fd (client()) connected, and the request sent. */
+static int request(int fd, const char *req)
+{
+	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons((uint16_t)test_port()) };
+
 	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
 	assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-	n = snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n", path);
-	assert_int_equal(send(fd, req, (size_t)n, 0), n);
+	assert_int_equal(send(fd, req, strlen(req), 0), (ssize_t)strlen(req));
 	return fd;
+}
+
+/* A connection that asked for @path. */
+static int get(const char *path)
+{
+	char req[128];
+
+	snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n",
+		 path);
+	return request(client(), req);
 }
 
 /* Reads up to @max bytes or to the end: how many, the first and last ones
@@ -544,6 +560,69 @@ static void listens_where_told(void **state)
 	assert_int_equal(metrics_start("192.0.2.1:9", &m2), -EADDRNOTAVAIL);
 }
 
+/* A HEAD gets no body (evhttp would send one); an HTTP/1.0 keep-alive
+ * scrape is told no Content-Length and gets the body up to the close. */
+static void head_and_http10(void **state)
+{
+	static char buf[1 << 16];
+	struct metrics *m = serve();
+	char tail[32];
+	size_t n;
+	int fd;
+
+	assert_int_equal(metrics_register(m, collect_second, &(int){ 0 }), 0);
+	fd = request(client(), "HEAD /healthz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+	n = read_some(fd, SIZE_MAX, buf, sizeof(buf), NULL, 0);
+	close(fd);
+	assert_true(n > 0);
+	assert_memory_equal(buf, "HTTP/1.1 200 OK", 15);
+	assert_string_equal(buf + n - 4, "\r\n\r\n");
+	fd = request(client(), "GET /metrics HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
+	n = read_some(fd, SIZE_MAX, buf, sizeof(buf), tail, sizeof(tail));
+	close(fd);
+	assert_memory_equal(buf, "HTTP/1.0 200 OK", 15);
+	assert_null(strcasestr(buf, "content-length"));
+	assert_null(strstr(buf, "\r\n\r\n0\r\n")); /* not chunked */
+	assert_string_equal(tail + strlen(tail) - 16, "railnet_y gauge\n");
+	metrics_stop(m);
+}
+
+/* Out of descriptors, a connection that cannot be accepted does not spin
+ * the server: it tries again a second later, and serves it then. */
+static void accept_failures_rest(void **state)
+{
+	struct rlimit old, low;
+	struct rusage r0, r1;
+	struct metrics *m = serve();
+	int fd = client(), spare = dup(0), fill[64], nfill = 0;
+	char head[32];
+	double cpu;
+
+	getrlimit(RLIMIT_NOFILE, &old);
+	low = old;
+	low.rlim_cur = (rlim_t)spare + 1; /* every descriptor up to spare in use */
+	close(spare);
+	assert_int_equal(setrlimit(RLIMIT_NOFILE, &low), 0);
+	while (nfill < 64 && (fill[nfill] = dup(0)) >= 0)
+		nfill++;
+	getrusage(RUSAGE_SELF, &r0);
+	request(fd, "GET /healthz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+	usleep(500 * 1000);
+	getrusage(RUSAGE_SELF, &r1);
+	cpu = (double)(r1.ru_utime.tv_sec - r0.ru_utime.tv_sec + r1.ru_stime.tv_sec -
+		       r0.ru_stime.tv_sec) +
+	      (double)(r1.ru_utime.tv_usec - r0.ru_utime.tv_usec + r1.ru_stime.tv_usec -
+		       r0.ru_stime.tv_usec) / 1e6;
+	while (nfill)
+		close(fill[--nfill]);
+	setrlimit(RLIMIT_NOFILE, &old);
+	assert_true(cpu < 0.2);
+	read_some(fd, SIZE_MAX, head, sizeof(head), NULL, 0);
+	close(fd);
+	assert_memory_equal(head, "HTTP/1.1 200 OK", 15);
+	metrics_stop(m);
+}
+
 /* A client that stops reading does not hold up the agent's stop. */
 static void stop_with_a_scrape_in_flight(void **state)
 {
@@ -574,6 +653,8 @@ int main(void)
 		cmocka_unit_test(a_collector_failing_mid_stream_cuts_the_response),
 		cmocka_unit_test(stop_with_a_scrape_in_flight),
 		cmocka_unit_test(listens_where_told),
+		cmocka_unit_test(head_and_http10),
+		cmocka_unit_test(accept_failures_rest),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -7,6 +7,8 @@
 #include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <event2/http.h>
+#include <event2/listener.h>
+#include <event2/util.h>
 #include <math.h>
 #include <netdb.h>
 #include <pthread.h>
@@ -43,7 +45,7 @@ struct metrics {
 	struct event_base *base;
 	struct evhttp *http;
 	struct event *stop; /* stop_fd readable: the loop ends */
-	int stop_fd, listen_fd; /* listen_fd: until evhttp owns it */
+	int stop_fd, listen_fd; /* listen_fd: until the listener owns it */
 	pthread_t thread;
 	bool running;
 	pthread_mutex_t lock; /* the collector list and the counts above */
@@ -500,13 +502,17 @@ static int scrape_fill(struct scrape *s)
 
 /* --- the server ----------------------------------------------------------- */
 
+/* Idle and between a scrape's chunks; not while one streams (set_streaming). */
+#define CONN_TIMEOUT_S 10
+
 static void reply_text(struct evhttp_request *req, int code, const char *reason,
 		       const char *body)
 {
 	struct evbuffer *buf = evbuffer_new();
 
 	evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", "text/plain");
-	if (buf)
+	/* evhttp would send a HEAD's body all the same. */
+	if (buf && evhttp_request_get_command(req) != EVHTTP_REQ_HEAD)
 		evbuffer_add(buf, body, strlen(body));
 	evhttp_send_reply(req, code, reason, buf);
 	if (buf)
@@ -552,9 +558,24 @@ static int scrape_next(struct scrape *s)
 	return filled > 0 && chunk_of(s) ? -ENOMEM : filled;
 }
 
+/* While a scrape streams, the client sends nothing: no read timeout (it
+ * would cut a scrape that takes a slow client longer), only the write one,
+ * which any progress re-arms.  Back to both for a kept-alive connection's
+ * next request. */
+static void set_streaming(struct evhttp_connection *conn, bool streaming)
+{
+	const struct timeval tv = { .tv_sec = CONN_TIMEOUT_S };
+
+	if (streaming)
+		bufferevent_set_timeouts(evhttp_connection_get_bufferevent(conn), NULL, &tv);
+	else
+		evhttp_connection_set_timeout(conn, CONN_TIMEOUT_S);
+}
+
 static void scrape_finish(struct evhttp_connection *conn, struct scrape *s)
 {
 	evhttp_connection_set_closecb(conn, NULL, NULL);
+	set_streaming(conn, false);
 	evhttp_send_reply_end(s->req);
 	scrape_end(s);
 }
@@ -581,6 +602,8 @@ static void scrape_pump(struct evhttp_connection *conn, void *arg)
 static void serve_metrics(struct metrics *metrics, struct evhttp_request *req)
 {
 	struct evhttp_connection *conn = evhttp_request_get_connection(req);
+	struct evkeyvalq *in = evhttp_request_get_input_headers(req);
+	const char *connection = evhttp_find_header(in, "Connection");
 	struct scrape *s = scrape_begin(metrics);
 	int next = -ENOMEM;
 
@@ -598,8 +621,14 @@ static void serve_metrics(struct metrics *metrics, struct evhttp_request *req)
 	}
 	evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
 			  METRICS_CONTENT_TYPE);
+	/* Only HTTP/1.1 streams chunked: an HTTP/1.0 keep-alive would be
+	 * told a Content-Length before the body is known.  Without it the body
+	 * ends with the connection.  (1.1 keeps alive without being asked.) */
+	if (connection && !evutil_ascii_strcasecmp(connection, "keep-alive"))
+		evhttp_remove_header(in, "Connection");
 	/* 16 KB a write by default: a scrape of 10 MB took 600 of them. */
 	bufferevent_set_max_single_write(evhttp_connection_get_bufferevent(conn), 256 * 1024);
+	set_streaming(conn, true);
 	evhttp_send_reply_start(req, HTTP_OK, "OK");
 	evhttp_connection_set_closecb(conn, scrape_closed, s);
 	if (next)
@@ -634,6 +663,25 @@ static void handle(struct evhttp_request *req, void *arg)
 static void stop_loop(evutil_socket_t fd, short what, void *arg)
 {
 	event_base_loopbreak(arg);
+}
+
+static void accept_resume(evutil_socket_t fd, short what, void *arg)
+{
+	evconnlistener_enable(arg);
+}
+
+/* An accept failed for want of a descriptor (or memory): the listener
+ * would be woken again at once by the same pending connection, so it
+ * rests a second. */
+static void accept_failed(struct evconnlistener *listener, void *arg)
+{
+	const struct timeval pause = { .tv_sec = 1 };
+
+	log_warn("metrics_accept_failed", "err=\"%s\" retry_in_ms=1000", strerror(errno));
+	evconnlistener_disable(listener);
+	if (event_base_once(evconnlistener_get_base(listener), -1, EV_TIMEOUT, accept_resume,
+			    listener, &pause))
+		evconnlistener_enable(listener); /* no timer: rather busy than deaf */
 }
 
 static void *serve_main(void *arg)
@@ -699,6 +747,7 @@ static int listen_on(const struct addrinfo *ai)
 
 int metrics_start(const char *listen, struct metrics **metrics)
 {
+	struct evconnlistener *listener;
 	struct addrinfo *ai = NULL;
 	struct metrics *m = NULL;
 	int err;
@@ -724,12 +773,21 @@ int metrics_start(const char *listen, struct metrics **metrics)
 	if (!m->http || m->stop_fd < 0)
 		goto fail_log;
 	m->stop = event_new(m->base, m->stop_fd, EV_READ, stop_loop, m->base);
-	if (!m->stop || event_add(m->stop, NULL) || evhttp_accept_socket(m->http, m->listen_fd))
+	if (!m->stop || event_add(m->stop, NULL))
 		goto fail_log;
-	m->listen_fd = -1; /* evhttp_free() closes it */
+	listener = evconnlistener_new(m->base, NULL, NULL,
+				      LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, 0, m->listen_fd);
+	if (!listener)
+		goto fail_log;
+	m->listen_fd = -1; /* the listener's, and evhttp_free() frees that */
+	if (!evhttp_bind_listener(m->http, listener)) {
+		evconnlistener_free(listener);
+		goto fail_log;
+	}
+	evconnlistener_set_error_cb(listener, accept_failed);
 	/* POST and the rest reach handle(), which answers 405, not 501. */
 	evhttp_set_allowed_methods(m->http, 0xffff);
-	evhttp_set_timeout(m->http, 10);
+	evhttp_set_timeout(m->http, CONN_TIMEOUT_S);
 	evhttp_set_max_headers_size(m->http, 16 * 1024);
 	evhttp_set_max_body_size(m->http, 64 * 1024);
 	evhttp_set_gencb(m->http, handle, m);
