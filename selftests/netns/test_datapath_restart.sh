@@ -43,6 +43,16 @@ railnetctl_n 1 call datapath.prepare "{$prep,\"netns\":\"/var/run/netns/$(lab_po
 tap_eq "datapath.prepare pins the NIC's two tcx links" "$((pins + 2))" "$(ls "$bpffs/links" | wc -l)"
 railnetctl_n 1 call datapath.detach "{$prep}" >/dev/null
 tap_eq "... and a detach of its key unpins them" "$pins" "$(ls "$bpffs/links" | wc -l)"
+# Prepared, and its links swept by another agent (one stopping as another
+# starts unpins what its entries do not own): the attach hooks it again.
+before=$(ls "$bpffs/links")
+railnetctl_n 1 call datapath.prepare "{$prep,\"netns\":\"/var/run/netns/$(lab_pod_ns 1 1)\"}" >/dev/null
+for pin in $(comm -13 <(echo "$before") <(ls "$bpffs/links")); do rm "$bpffs/links/$pin"; done
+netx() { lab_in "$(lab_pod_ns 1 1)" cat "/sys/class/net/netx/$1"; }
+railnetctl_n 1 call datapath.attach "{$prep,\"netns\":\"/var/run/netns/$(lab_pod_ns 1 1)\",\"podNamespace\":\"default\",\"podName\":\"prep\",\"master\":\"$(lab_master 1)\",\"ips\":[{\"address\":\"10.255.0.2/24\"}],\"ifindex\":$(netx ifindex),\"mac\":\"$(netx address)\"}" >/dev/null
+tap_eq "a prepared NIC whose links were swept is hooked again by its attach" "$((pins + 2))" \
+	"$(ls "$bpffs/links" | wc -l)"
+railnetctl_n 1 call datapath.detach "{$prep}" >/dev/null
 # Prepared again, and the agent dies before the attach or the detach: the
 # next agent unpins its links (below).
 railnetctl_n 1 call datapath.prepare "{$prep,\"netns\":\"/var/run/netns/$(lab_pod_ns 1 1)\"}" >/dev/null

@@ -683,6 +683,27 @@ static bool prehook_matches(const struct dp_prehook *p, const struct dp_entry *e
 	       same_pod(p->netns, p->netns_path, e->nic.netns, e->netns_path);
 }
 
+/* Are @p's tcx links still pinned?  Another agent starting meanwhile (an
+ * old one stopping, a new one starting) unpins what its entries do not own
+ * (sweep_link_pins); clsact filters it leaves alone. */
+static bool prehook_in_place(const struct datapath *dp, const struct dp_prehook *p)
+{
+	char pin[512];
+
+	if (p->mode != DP_MODE_TCX)
+		return true;
+	link_pin(dp, p->netns, p->ifindex, DP_HOOK_EGRESS, pin, sizeof(pin));
+	if (access(pin, F_OK))
+		return false;
+	link_pin(dp, p->netns, p->ifindex, DP_HOOK_INGRESS, pin, sizeof(pin));
+	if (access(pin, F_OK))
+		return false;
+	if (!p->eth0)
+		return true;
+	link_pin(dp, p->netns, p->eth0_ifindex, DP_HOOK_EGRESS, pin, sizeof(pin));
+	return !access(pin, F_OK);
+}
+
 /* --- open / close ------------------------------------------------------- */
 
 static int mkdir_p(const char *path)
@@ -1451,7 +1472,7 @@ static int attach_entry(struct attach_job *job, bool in_pod)
 	req->mode = sibling ? sibling->mode : dp->mode;
 	if (pre) {
 		/* A re-attach refreshes all its hooks, whatever was prepared. */
-		if (!old && prehook_matches(pre, req)) {
+		if (!old && prehook_matches(pre, req) && prehook_in_place(dp, pre)) {
 			prehooked = pre->eth0 || sibling;
 			req->mode = pre->mode;
 		}

@@ -1617,20 +1617,26 @@ static int allocate_family(struct ipam *ipam, const struct ipam_request *req, in
 	*fresh = false;
 	if (al) {
 		if (!str_eq(al->container_id, req->key.container_id)) {
-			/* Stateful: hand the address to the new container. */
-			if (alloc_names(al, (const char *const[NAME_MAX]){
+			/* Stateful: hand the address to the new container, in
+			 * memory once its record is in the log. */
+			struct alloc handed = *al;
+
+			handed.names = NULL;
+			if (alloc_names(&handed, (const char *const[NAME_MAX]){
 					    al->pool, al->network, req->key.container_id, al->ifname,
 					    req->netns, al->pod_namespace, al->pod_name, al->pod_uid }))
 				return no_memory(kind, errbuf, errlen);
-			chain_remove(&ipam->by_key, al, BY_KEY);
-			al->key_hash = key_hash(al->network, al->container_id, al->ifname);
-			err = chain_insert(&ipam->by_key, al, BY_KEY);
-			if (!err) {
-				alloc_record(&r, al, false);
-				err = append(ipam, &r, seq);
-			}
-			if (err)
+			alloc_record(&r, &handed, false);
+			err = append(ipam, &r, seq);
+			if (err) {
+				free(handed.names);
 				goto store_err;
+			}
+			chain_remove(&ipam->by_key, al, BY_KEY);
+			free(al->names);
+			*al = handed; /* the same links: chain_remove() changed only others' */
+			al->key_hash = key_hash(al->network, al->container_id, al->ifname);
+			chain_insert(&ipam->by_key, al, BY_KEY); /* its room is the one it left */
 		}
 		/* Another caller may have made it and not yet synced it:
 		 * durable before this caller hears of it too. */
