@@ -789,6 +789,43 @@ static void test_out_of_memory_leaves_no_record(void **state)
 #undef POOL_OOM
 }
 
+/* Releasing a stateful pod's address out of memory keeps the allocation
+ * (its hold cannot be made), in memory and in the log; once the release
+ * goes through, a restart still holds the address for the pod. */
+static void test_out_of_memory_release_keeps_the_allocation(void **state)
+{
+#define POOL_SF POOL4(",\"ips\":[\"172.16.11.1-172.16.11.9\"],\"stateful\":true")
+	struct ipam_key key = { "rail1", "old", "net1" };
+	struct fixture *f = *state;
+	int failures = 0;
+
+	open_with(f, POOL_SF);
+	assert_string_equal(alloc_ex(f, "old", "net1", "gpu1-net11", NULL, "web-0").addr,
+			    "172.16.11.1");
+	for (int k = 1;; k++) {
+		struct json_object *released = json_object_new_array();
+		int ret;
+
+		calloc_fails_in = k;
+		ret = ipam_release(f->ipam, &key, released);
+		calloc_fails_in = 0;
+		json_object_put(released);
+		if (!ret && !allocations(f))
+			break;
+		failures++;
+		assert_int_equal(allocations(f), 1);
+		open_with(f, POOL_SF);
+		assert_int_equal(allocations(f), 1);
+	}
+	assert_true(failures > 0);
+	open_with(f, POOL_SF);
+	assert_string_equal(alloc_ex(f, "other", "net1", "gpu1-net11", NULL, "web-1").addr,
+			    "172.16.11.2");
+	assert_string_equal(alloc_ex(f, "new", "net1", "gpu1-net11", NULL, "web-0").addr,
+			    "172.16.11.1");
+#undef POOL_SF
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 
 int main(void)
@@ -815,6 +852,7 @@ int main(void)
 		T(test_reconfigure_refuses_dropping_a_used_pool),
 		T(test_state_survives_reopen_and_compaction),
 		T(test_out_of_memory_leaves_no_record),
+		T(test_out_of_memory_release_keeps_the_allocation),
 	};
 
 	return cmocka_run_group_tests_name("ipam", tests, NULL, NULL);

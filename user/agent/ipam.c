@@ -681,25 +681,40 @@ static int sticky_grow(struct ipam *ipam)
 }
 
 /* @al (a stateful pod's allocation) was released at @released_ms. */
-static int sticky_remember(struct ipam *ipam, const struct alloc *al, long long released_ms)
+/* A hold of @al's address for its pod, not yet taken in (sticky_link):
+ * all the memory it needs, or NULL. */
+static struct sticky *sticky_new(struct ipam *ipam, const struct alloc *al, long long released_ms)
 {
-	struct sticky *s, **slot;
-	struct pool *p;
+	struct sticky *s;
 
-	sticky_forget(ipam, al->pool, al->network, al->pod_namespace, al->pod_name, al->ifname);
-	sticky_forget_addr(ipam, &al->addr);
 	if (ipam->nsticky + 1 > ipam->sticky_cap && sticky_grow(ipam))
-		return -ENOMEM;
+		return NULL;
 	s = calloc(1, sizeof(*s));
 	if (!s)
-		return -ENOMEM;
+		return NULL;
 	s->pool = xstrdup(al->pool);
 	s->network = xstrdup(al->network);
 	s->pod_namespace = xstrdup(al->pod_namespace);
 	s->pod_name = xstrdup(al->pod_name);
 	s->ifname = xstrdup(al->ifname);
+	if (!s->pool || !s->network || !s->pod_namespace || !s->pod_name || !s->ifname) {
+		sticky_free(s);
+		return NULL;
+	}
 	s->addr = al->addr;
 	s->released_ms = released_ms;
+	return s;
+}
+
+/* Takes @s in, in place of any hold for its pod's NIC or of its address;
+ * cannot fail (sticky_new made the room). */
+static void sticky_link(struct ipam *ipam, struct sticky *s)
+{
+	struct sticky **slot;
+	struct pool *p;
+
+	sticky_forget(ipam, s->pool, s->network, s->pod_namespace, s->pod_name, s->ifname);
+	sticky_forget_addr(ipam, &s->addr);
 	s->next = ipam->sticky;
 	s->pprev = &ipam->sticky;
 	if (s->next)
@@ -712,6 +727,15 @@ static int sticky_remember(struct ipam *ipam, const struct alloc *al, long long 
 	p = find_pool(ipam, s->pool);
 	if (p)
 		p->nsticky++;
+}
+
+static int sticky_remember(struct ipam *ipam, const struct alloc *al, long long released_ms)
+{
+	struct sticky *s = sticky_new(ipam, al, released_ms);
+
+	if (!s)
+		return -ENOMEM;
+	sticky_link(ipam, s);
 	return 0;
 }
 
@@ -1712,20 +1736,30 @@ store_err:
 
 static int release_alloc(struct ipam *ipam, struct alloc *al, uint64_t *seq)
 {
+	struct sticky *hold = NULL;
 	long long now = ipam->wall_ms();
 	struct rec rec;
 	int err;
 
-	rec_start(&rec, "r", al->pool, &al->addr);
-	/* When the hold of a stateful pod's address began, for a restart.
+	/* The hold of a stateful pod's address: made before the record that
+	 * says when it began, so that a restart finds only what memory has.
 	 * (Without a pod name there is no pod to give it back to.) */
-	if (in_pod_index(al))
+	if (in_pod_index(al)) {
+		hold = sticky_new(ipam, al, now);
+		if (!hold)
+			return -ENOMEM;
+	}
+	rec_start(&rec, "r", al->pool, &al->addr);
+	if (hold)
 		rec_int(&rec, "ts", now);
 	err = append(ipam, &rec, seq);
-	if (err)
+	if (err) {
+		if (hold)
+			sticky_free(hold);
 		return err;
-	if (in_pod_index(al))
-		sticky_remember(ipam, al, now);
+	}
+	if (hold)
+		sticky_link(ipam, hold);
 	unlink_alloc(ipam, al);
 	alloc_free(al);
 	return 0;
