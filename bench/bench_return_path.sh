@@ -113,14 +113,12 @@ rr() { # <kind> -> "p50_us tps"
 	sed -E 's/.*tps=([0-9.]+) p50_us=([0-9.]+).*/\2 \1/' <<<"$out"
 }
 
-# The kinds interleaved, so that all see the same load, in an order that
-# rotates every run (the load drifts).
-nkinds=$(wc -w <<<"$kinds")
+# The kinds interleaved, so that all see the same load: the reference in
+# the middle, next to each kind it is divided by, and the others first every
+# other run (the load drifts).
 for ((i = 0; i < RUNS; i++)); do
 	order=$kinds
-	for ((j = 0; j < i % nkinds; j++)); do
-		order="${order#* } ${order%% *}"
-	done
+	((i % 2)) && order=$(tr ' ' '\n' <<<"$kinds" | tac | tr '\n' ' ')
 	for kind in $order; do
 		before=$(evidence "$kind")
 		v=$(iperf "$kind" -R) || { echo "bench_return_path: iperf3 -R to $kind failed"; exit 1; }
