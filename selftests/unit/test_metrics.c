@@ -5,6 +5,7 @@
  * mid-stream and a stop with a scrape in flight. */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <pthread.h>
 #include <setjmp.h>
@@ -594,7 +595,7 @@ static void accept_failures_rest(void **state)
 	struct rlimit old, low;
 	struct rusage r0, r1;
 	struct metrics *m = serve();
-	int fd = client(), spare = dup(0), fill[64], nfill = 0;
+	int fd = client(), null = open("/dev/null", O_RDONLY), spare = dup(null), fill[64], nfill = 0;
 	char head[32];
 	double cpu;
 
@@ -603,7 +604,8 @@ static void accept_failures_rest(void **state)
 	low.rlim_cur = (rlim_t)spare + 1; /* every descriptor up to spare in use */
 	close(spare);
 	assert_int_equal(setrlimit(RLIMIT_NOFILE, &low), 0);
-	while (nfill < 64 && (fill[nfill] = dup(0)) >= 0)
+	assert_true(spare > null);
+	while (nfill < 64 && (fill[nfill] = dup(null)) >= 0)
 		nfill++;
 	getrusage(RUSAGE_SELF, &r0);
 	request(fd, "GET /healthz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
@@ -615,6 +617,7 @@ static void accept_failures_rest(void **state)
 		       r0.ru_stime.tv_usec) / 1e6;
 	while (nfill)
 		close(fill[--nfill]);
+	close(null);
 	setrlimit(RLIMIT_NOFILE, &old);
 	assert_true(cpu < 0.2);
 	assert_true(read_some(fd, SIZE_MAX, head, sizeof(head), NULL, 0) > 15);
