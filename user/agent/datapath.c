@@ -698,7 +698,7 @@ static bool prehook_in_place(const struct datapath *dp, const struct dp_prehook 
 	link_pin(dp, p->netns, p->ifindex, DP_HOOK_INGRESS, pin, sizeof(pin));
 	if (access(pin, F_OK))
 		return false;
-	if (!p->eth0)
+	if (!p->eth0 || !p->eth0_ifindex) /* (a pod without eth0 has no such pin) */
 		return true;
 	link_pin(dp, p->netns, p->eth0_ifindex, DP_HOOK_EGRESS, pin, sizeof(pin));
 	return !access(pin, F_OK);

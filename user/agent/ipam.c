@@ -1818,8 +1818,15 @@ int ipam_allocate(struct ipam *ipam, const struct ipam_request *req, struct ipam
 		err = allocate_family(ipam, req, AF_INET6, req->pools_v6, req->npools_v6, &got[1],
 				      &fresh[1], kind, errbuf, errlen, &seq);
 	if (err && fresh[0]) {
-		/* The IPv6 half failed: give the IPv4 address back. */
-		release_alloc(ipam, got[0], &seq);
+		/* The IPv6 half failed: give the IPv4 address back.  If even
+		 * that fails, the runtime's DEL after the failed ADD does. */
+		char addr[IPADDR_STRLEN + 1];
+		int rollback = release_alloc(ipam, got[0], &seq);
+
+		if (rollback)
+			log_warn("ipam_rollback_failed", "pool=%s addr=%s container=%s err=\"%s\"",
+				 got[0]->pool, ipaddr_str(&got[0]->addr, addr),
+				 got[0]->container_id, strerror(-rollback));
 		got[0] = NULL;
 	}
 	if (!err) {

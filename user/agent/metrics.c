@@ -606,7 +606,7 @@ static void serve_metrics(struct metrics *metrics, struct evhttp_request *req)
 	struct evhttp_connection *conn = evhttp_request_get_connection(req);
 	struct bufferevent *bev = evhttp_connection_get_bufferevent(conn);
 	struct evkeyvalq *in = evhttp_request_get_input_headers(req);
-	const char *connection = evhttp_find_header(in, "Connection");
+	const char *connection;
 	struct scrape *s = scrape_begin(metrics);
 	int next = -ENOMEM, one = 1;
 
@@ -626,8 +626,11 @@ static void serve_metrics(struct metrics *metrics, struct evhttp_request *req)
 			  METRICS_CONTENT_TYPE);
 	/* Only HTTP/1.1 streams chunked: an HTTP/1.0 keep-alive would be
 	 * told a Content-Length before the body is known.  Without it the body
-	 * ends with the connection.  (1.1 keeps alive without being asked.) */
-	if (connection && !evutil_ascii_strcasecmp(connection, "keep-alive"))
+	 * ends with the connection.  (1.1 keeps alive without being asked.)
+	 * libevent reads a first Connection that starts with keep-alive as
+	 * one, and the next when that one is gone. */
+	while ((connection = evhttp_find_header(in, "Connection")) &&
+	       !evutil_ascii_strncasecmp(connection, "keep-alive", 10))
 		evhttp_remove_header(in, "Connection");
 	/* 16 KB a write by default: a scrape of 10 MB took 600 of them. */
 	bufferevent_set_max_single_write(bev, 256 * 1024);
