@@ -343,23 +343,31 @@ static void link_pin(const struct datapath *dp, __u64 netns, int ifindex, enum d
 		 (unsigned long long)netns, ifindex, hook == DP_HOOK_INGRESS ? "in" : "out");
 }
 
+/* Where an entry's hooks are: its NIC's egress and ingress, and with @eth0
+ * the pod's eth0 egress (when the pod has an eth0).  How many. */
+struct hook_at {
+	int ifindex;
+	enum dp_hook hook;
+};
+
+static int entry_hooks(const struct dp_entry *e, bool eth0, struct hook_at at[3])
+{
+	int n = 0;
+
+	at[n++] = (struct hook_at){ (int)e->nic.ifindex, DP_HOOK_EGRESS };
+	at[n++] = (struct hook_at){ (int)e->nic.ifindex, DP_HOOK_INGRESS };
+	if (eth0 && e->eth0_ifindex)
+		at[n++] = (struct hook_at){ e->eth0_ifindex, DP_HOOK_EGRESS };
+	return n;
+}
+
 static int hook_fn(void *arg)
 {
 	struct hook_job *job = arg;
 	struct datapath *dp = job->dp;
 	const struct dp_entry *e = job->e;
-	struct bpf_program *egress = dp_prog(dp->skel, DP_HOOK_EGRESS);
-	struct bpf_program *ingress = dp_prog(dp->skel, DP_HOOK_INGRESS);
-	struct {
-		int ifindex;
-		enum dp_hook hook;
-		struct bpf_program *prog;
-	} hooks[3] = {
-		{ (int)e->nic.ifindex, DP_HOOK_EGRESS, egress },
-		{ (int)e->nic.ifindex, DP_HOOK_INGRESS, ingress },
-		{ e->eth0_ifindex, DP_HOOK_EGRESS, egress },
-	};
-	int n = job->eth0 && e->eth0_ifindex ? 3 : 2, err;
+	struct hook_at hooks[3];
+	int n = entry_hooks(e, job->eth0, hooks), err;
 	struct nl_sock *tc;
 	char pin[512];
 
@@ -381,11 +389,13 @@ static int hook_fn(void *arg)
 		int ret;
 
 		link_pin(dp, e->nic.netns, hooks[i].ifindex, hooks[i].hook, pin, sizeof(pin));
+		struct bpf_program *prog = dp_prog(dp->skel, hooks[i].hook);
+
 		if (!job->attach)
 			ret = dp_hook_detach(tc, e->mode, hooks[i].ifindex, hooks[i].hook, pin);
 		else
-			ret = dp_hook_attach(tc, e->mode, bpf_program__fd(hooks[i].prog),
-					     bpf_program__name(hooks[i].prog), hooks[i].ifindex,
+			ret = dp_hook_attach(tc, e->mode, bpf_program__fd(prog),
+					     bpf_program__name(prog), hooks[i].ifindex,
 					     hooks[i].hook, pin);
 		if (ret && !err)
 			err = ret;
@@ -400,16 +410,14 @@ out:
 /* Removes an entry's tcx links, whose pins need no netns. */
 static void unpin_links(struct datapath *dp, const struct dp_entry *e, bool eth0)
 {
+	struct hook_at hooks[3];
+	int n = entry_hooks(e, eth0, hooks);
 	char pin[512];
 
 	if (e->mode != DP_MODE_TCX)
 		return;
-	link_pin(dp, e->nic.netns, (int)e->nic.ifindex, DP_HOOK_EGRESS, pin, sizeof(pin));
-	unlink(pin);
-	link_pin(dp, e->nic.netns, (int)e->nic.ifindex, DP_HOOK_INGRESS, pin, sizeof(pin));
-	unlink(pin);
-	if (eth0 && e->eth0_ifindex) {
-		link_pin(dp, e->nic.netns, e->eth0_ifindex, DP_HOOK_EGRESS, pin, sizeof(pin));
+	for (int i = 0; i < n; i++) {
+		link_pin(dp, e->nic.netns, hooks[i].ifindex, hooks[i].hook, pin, sizeof(pin));
 		unlink(pin);
 	}
 }
@@ -688,20 +696,21 @@ static bool prehook_matches(const struct dp_prehook *p, const struct dp_entry *e
  * (sweep_link_pins); clsact filters it leaves alone. */
 static bool prehook_in_place(const struct datapath *dp, const struct dp_prehook *p)
 {
+	struct hook_at hooks[3];
+	struct dp_entry as;
 	char pin[512];
+	int n;
 
 	if (p->mode != DP_MODE_TCX)
 		return true;
-	link_pin(dp, p->netns, p->ifindex, DP_HOOK_EGRESS, pin, sizeof(pin));
-	if (access(pin, F_OK))
-		return false;
-	link_pin(dp, p->netns, p->ifindex, DP_HOOK_INGRESS, pin, sizeof(pin));
-	if (access(pin, F_OK))
-		return false;
-	if (!p->eth0 || !p->eth0_ifindex) /* (a pod without eth0 has no such pin) */
-		return true;
-	link_pin(dp, p->netns, p->eth0_ifindex, DP_HOOK_EGRESS, pin, sizeof(pin));
-	return !access(pin, F_OK);
+	prehook_as_entry(p, &as);
+	n = entry_hooks(&as, p->eth0, hooks);
+	for (int i = 0; i < n; i++) {
+		link_pin(dp, p->netns, hooks[i].ifindex, hooks[i].hook, pin, sizeof(pin));
+		if (access(pin, F_OK))
+			return false;
+	}
+	return true;
 }
 
 /* --- open / close ------------------------------------------------------- */
@@ -850,8 +859,7 @@ static void restore_entries(struct datapath *dp, bool fresh)
 /* A tcx link pin's name, as link_pin() writes it, for sorting. */
 struct link_name {
 	__u64 netns;
-	int ifindex;
-	enum dp_hook hook;
+	struct hook_at at;
 };
 
 static int link_name_cmp(const void *a, const void *b)
@@ -860,9 +868,9 @@ static int link_name_cmp(const void *a, const void *b)
 
 	if (x->netns != y->netns)
 		return x->netns < y->netns ? -1 : 1;
-	if (x->ifindex != y->ifindex)
-		return x->ifindex < y->ifindex ? -1 : 1;
-	return (int)x->hook - (int)y->hook;
+	if (x->at.ifindex != y->at.ifindex)
+		return x->at.ifindex < y->at.ifindex ? -1 : 1;
+	return (int)x->at.hook - (int)y->at.hook;
 }
 
 /* Unpins the tcx links no entry owns, which lets them go: those of a NIC
@@ -884,13 +892,14 @@ static void sweep_link_pins(struct datapath *dp)
 	}
 	for (__u32 id = 1; id < RN_MAX_NICS; id++) {
 		const struct dp_entry *e = dp->entries[id];
+		struct hook_at hooks[3];
+		int k;
 
 		if (!e || e->mode != DP_MODE_TCX)
 			continue;
-		owned[n++] = (struct link_name){ e->nic.netns, (int)e->nic.ifindex, DP_HOOK_EGRESS };
-		owned[n++] = (struct link_name){ e->nic.netns, (int)e->nic.ifindex, DP_HOOK_INGRESS };
-		if (e->eth0_ifindex)
-			owned[n++] = (struct link_name){ e->nic.netns, e->eth0_ifindex, DP_HOOK_EGRESS };
+		k = entry_hooks(e, true, hooks);
+		for (int i = 0; i < k; i++)
+			owned[n++] = (struct link_name){ e->nic.netns, hooks[i] };
 	}
 	qsort(owned, n, sizeof(*owned), link_name_cmp);
 	snprintf(dir, sizeof(dir), "%s/%s", dp->bpffs, RN_PIN_LINKS_DIR);
@@ -899,11 +908,11 @@ static void sweep_link_pins(struct datapath *dp)
 		unsigned long long netns;
 
 		end = 0;
-		if (sscanf(de->d_name, "%llx-%d-%3[a-z]%n", &netns, &name.ifindex, hook, &end) != 3 ||
+		if (sscanf(de->d_name, "%llx-%d-%3[a-z]%n", &netns, &name.at.ifindex, hook, &end) != 3 ||
 		    de->d_name[end] || (strcmp(hook, "in") && strcmp(hook, "out")))
 			continue;
 		name.netns = netns;
-		name.hook = hook[0] == 'i' ? DP_HOOK_INGRESS : DP_HOOK_EGRESS;
+		name.at.hook = hook[0] == 'i' ? DP_HOOK_INGRESS : DP_HOOK_EGRESS;
 		if (bsearch(&name, owned, n, sizeof(*owned), link_name_cmp))
 			continue;
 		snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
